@@ -1,0 +1,295 @@
+"""A small synthetic corpus in the exact KEMDy19 and KEMDy20_v1_1 layouts (DESIGN §10).
+
+The demo lets ``python sweeps/ablation.py`` run end to end on a machine with no data and no hub.
+Its numbers should mean something, so the corpus carries learnable signal in both modalities.
+
+How the signal is built
+-----------------------
+Each utterance draws a true emotion ``e`` (neutral most frequent, like the real corpora) and a
+true valence/arousal point around the class prototype ``PROTOTYPES[e]`` (sd 0.35).
+
+* **Audio carries arousal.** A harmonic "voice" whose loudness grows ×1.35 and whose pitch grows
+  12 % per arousal point above 3, with a syllable-rate envelope that speeds up with arousal
+  (speaker pitch: F ≈ 200 Hz, M ≈ 115 Hz, jittered per utterance).
+* **Text carries valence.** Each transcript mixes filler words with positive or negative words in
+  proportion to the utterance's valence, plus class cue words for surprise and disgust (present
+  in 70 % of those utterances).
+* **Fear vs angry is separable only by combining modalities.** Both are aroused and negative.
+  Audio adds a voice-quality bit (bright: flat spectral tilt; dark: steep tilt) and the text a
+  word-set bit (set A or set B), both random per utterance; fear has (bright, A) or (dark, B),
+  angry has (bright, B) or (dark, A). Each bit alone says nothing about fear vs angry (an XOR);
+  only the pair does — the interaction a tensor (outer-product) fusion is meant to capture.
+
+Ratings: 10 raters each vote the true class with probability 0.65 (0.4 for the 20 % of
+"ambiguous" utterances, whose runner-up class gets 0.4), else a class near it in valence–arousal
+space, so ties ("deuces") occur; each rates valence and arousal as the true value + N(0, 0.6),
+rounded to 1–5. The Total Evaluation columns hold the tied-top emotions joined by ``;`` and the
+raters' mean valence and arousal. Some votes are spelled ``disqust`` as in the real files.
+
+Realism of the files: WAV lengths are log-normal (median 3 s, a few over 7 s), about 10 % are
+44.1 kHz stereo (the rest 16 kHz mono), transcripts carry transcriber marks (``b/``, ``l/``,
+``(A)/(B)``), KEMDy20 transcripts are cp949, KEMDy19 annotation files list both speakers' rows
+of a session, and both annotation layouts have the two header rows of the real releases.
+
+Default size: KEMDy19 10 sessions × 2 speakers × 25 = 500 utterances, KEMDy20 12 sessions × 2
+speakers × 25 = 600 (12 sessions do not divide by 5: folds of 3, 3, 2, 2, 2 sessions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from erc.labels import EMOTIONS
+
+VERSION = 1  # bump when the generator changes, so cached demo corpora are rebuilt
+MARKER = "DEMO_CORPUS.json"
+
+# (valence, arousal) prototypes on the 1–5 scale, in EMOTIONS order.
+PROTOTYPES = np.array([
+    [3.3, 4.3],  # surprise
+    [1.9, 4.0],  # fear
+    [1.7, 4.1],  # angry
+    [3.0, 2.4],  # neutral
+    [4.3, 3.7],  # happy
+    [1.8, 1.8],  # sad
+    [2.0, 3.0],  # disgust
+])
+CLASS_PRIOR = np.array([0.10, 0.11, 0.11, 0.32, 0.15, 0.11, 0.10])
+
+FILLER = ["오늘", "그냥", "우리", "회의", "학교", "어제", "밥", "집에", "친구", "시간", "그래서", "지금", "내일",
+          "같이", "얘기", "일이", "거기", "했어", "있어", "봤어"]
+POSITIVE = ["좋아", "행복해", "고마워", "재밌어", "최고야", "신나", "사랑해", "기뻐"]
+NEGATIVE = ["싫어", "슬퍼", "짜증나", "힘들어", "화나", "무서워", "답답해", "속상해"]
+CUES = {0: ["깜짝", "세상에", "어머"], 6: ["역겨워", "더러워", "징그러워"]}
+XOR_WORDS = (["아마", "그런데", "혹시"], ["정말로", "그러니까", "사실은"])
+MARKS = ["b/", "l/", "n/", "c/"]
+DUALS = ["(그러니까)/(그니까)", "(그런데)/(근데)", "(그래서)/(그래가지고)"]
+
+
+def _vote(rng: np.random.Generator, true: int, ambiguous: bool) -> tuple[np.ndarray, int]:
+    """Ten raters' emotion indices for one utterance; also returns the runner-up class."""
+    dist = np.linalg.norm(PROTOTYPES - PROTOTYPES[true], axis=1)
+    near = np.exp(-dist / 0.8)
+    near[true] = 0
+    near /= near.sum()
+    runner = int(rng.choice(len(EMOTIONS), p=near))
+    p = near * 0.35
+    p[true] = 0.65
+    if ambiguous:
+        p = near * 0.2
+        p[true] += 0.4
+        p[runner] += 0.4
+    p /= p.sum()
+    return rng.choice(len(EMOTIONS), size=10, p=p), runner
+
+
+def _voice(rng: np.random.Generator, seconds: float, sr: int, arousal: float, female: bool,
+           bright: bool) -> np.ndarray:
+    """A harmonic voice: arousal raises loudness, pitch and syllable rate; `bright` flattens the tilt."""
+    n = int(seconds * sr)
+    t = np.arange(n) / sr
+    f0 = (200.0 if female else 115.0) * rng.uniform(0.92, 1.08) * (1 + 0.12 * (arousal - 3))
+    f0_t = f0 * (1 + 0.05 * np.sin(2 * np.pi * rng.uniform(0.3, 0.8) * t + rng.uniform(0, 6.3)))
+    phase = 2 * np.pi * np.cumsum(f0_t) / sr
+    tilt = 0.7 if bright else 2.2
+    wave = np.zeros(n)
+    for h in range(1, 30):
+        if h * f0 > min(7000.0, sr / 2 - 200):
+            break
+        wave += h ** -tilt * np.sin(h * phase + rng.uniform(0, 6.3))
+    wave /= np.abs(wave).max() + 1e-9
+    rate = 2.5 + 0.8 * arousal  # syllables per second
+    envelope = np.clip(np.sin(np.pi * rate * t + rng.uniform(0, 3)), 0, None) ** 0.7
+    edge = np.minimum(1, np.minimum(t, t[-1] - t) / 0.05)  # no clicks at the ends
+    loud = 0.08 * 1.35 ** (arousal - 3)
+    noise = rng.normal(0, 0.004, n)
+    return np.clip(loud * wave * envelope * edge + noise, -0.99, 0.99).astype(np.float32)
+
+
+def _transcript(rng: np.random.Generator, true: int, valence: float, xor_bit: int) -> str:
+    words = list(rng.choice(FILLER, size=rng.integers(3, 7)))
+    n_sentiment = int(rng.integers(1, 3))
+    share_pos = np.clip((valence - 1) / 4, 0, 1)  # 1 → all negative, 5 → all positive
+    for _ in range(n_sentiment):
+        words.append(rng.choice(POSITIVE if rng.random() < share_pos else NEGATIVE))
+    if true in CUES and rng.random() < 0.7:
+        words.append(rng.choice(CUES[true]))
+    words.append(rng.choice(XOR_WORDS[xor_bit]))
+    rng.shuffle(words)
+    if rng.random() < 0.15:
+        words.insert(int(rng.integers(0, len(words) + 1)), rng.choice(DUALS))
+    if rng.random() < 0.25:
+        words.insert(int(rng.integers(0, len(words) + 1)), rng.choice(MARKS))
+    return " ".join(words) + rng.choice([".", "?", "!", ""])
+
+
+def _utterance(rng: np.random.Generator, female: bool) -> dict:
+    true = int(rng.choice(len(EMOTIONS), p=CLASS_PRIOR))
+    valence, arousal = np.clip(PROTOTYPES[true] + rng.normal(0, 0.35, 2), 1, 5)
+    bright, xor_bit = int(rng.integers(0, 2)), int(rng.integers(0, 2))
+    if true in (1, 2):  # fear: (bright, A) or (dark, B); angry: the other two combinations
+        xor_bit = (1 - bright) if true == 1 else bright
+    ambiguous = rng.random() < 0.2
+    votes, _ = _vote(rng, true, ambiguous)
+    seconds = float(np.clip(rng.lognormal(np.log(3.0), 0.45), 0.8, 12.0))
+    hi_fi = rng.random() < 0.1  # 44.1 kHz stereo, as some real recordings are
+    sr = 44100 if hi_fi else 16000
+    audio = _voice(rng, seconds, sr, arousal, female, bool(bright))
+    if hi_fi:
+        audio = np.stack([audio, audio * 0.9 + rng.normal(0, 0.002, audio.shape).astype(np.float32)], axis=1)
+    words = []
+    for v in votes:
+        word = EMOTIONS[v]
+        words.append("disqust" if word == "disgust" and rng.random() < 0.5 else word)
+    val_r = np.clip(np.rint(valence + rng.normal(0, 0.6, 10)), 1, 5).astype(int)
+    aro_r = np.clip(np.rint(arousal + rng.normal(0, 0.6, 10)), 1, 5).astype(int)
+    counts = np.bincount(votes, minlength=len(EMOTIONS))
+    top = [EMOTIONS[i] for i in np.flatnonzero(counts == counts.max())]
+    return {
+        "audio": audio, "sr": sr, "seconds": seconds,
+        "text": _transcript(rng, true, valence, xor_bit),
+        "total": (";".join(top), round(float(val_r.mean()), 1), round(float(aro_r.mean()), 1)),
+        "raters": [(w, int(v), int(a)) for w, v, a in zip(words, val_r, aro_r)],
+    }
+
+
+def _dialogue_names(n: int) -> list[str]:
+    return [f"script{i + 1:02d}" if i % 3 != 2 else f"impro{i // 3 + 1:02d}" for i in range(n)]
+
+
+def _write_kemdy19(root: Path, rng: np.random.Generator, sessions: int, per_speaker: int) -> int:
+    base = root / "KEMDy19"
+    header = ["Numb", "Wav", "", "ECG", "", "E4-EDA", "", "E4-TEMP", "", "Segment ID", "Total Evaluation", "", ""]
+    sub = [""] + ["start", "end"] * 4 + ["", "Emotion", "Valence", "Arousal"]
+    for i in range(10):
+        header += [f"Eval{i + 1:02d}{'FM'[i % 2]}", "", ""]
+        sub += ["Emotion", "Valence", "Arousal"]
+    count = 0
+    for s in range(1, sessions + 1):
+        rows, clock = [], 0.0
+        dialogues = _dialogue_names(3)
+        numbers = {(d, sp): 0 for d in dialogues for sp in "FM"}
+        for k in range(2 * per_speaker):
+            dialogue = dialogues[min(k * 3 // (2 * per_speaker), 2)]
+            speaker = "FM"[k % 2]
+            numbers[(dialogue, speaker)] += 1
+            seg = f"Sess{s:02d}_{dialogue}_{speaker}{numbers[(dialogue, speaker)]:03d}"
+            utt = _utterance(rng, female=speaker == "F")
+            wav = base / "wav" / f"Session{s:02d}" / f"Sess{s:02d}_{dialogue}" / f"{seg}.wav"
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(wav, utt["audio"], utt["sr"], subtype="PCM_16")
+            wav.with_suffix(".txt").write_text(utt["text"], encoding="utf-8")
+            start, end = clock, clock + utt["seconds"]
+            clock = end + float(rng.uniform(0.2, 1.5))
+            times = [f"{start:.3f}", f"{end:.3f}"] * 4
+            row = [str(len(rows) + 1), *times, seg, *map(str, utt["total"])]
+            for r in utt["raters"]:
+                row += list(map(str, r))
+            rows.append((speaker, row))
+            count += 1
+        for speaker in "FM":  # each file lists the whole session; the reader keeps its speaker's rows
+            path = base / "annotation" / f"Session{s:02d}_{speaker}_res.csv"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows([header, sub] + [row for _, row in rows])
+    return count
+
+
+def _write_kemdy20(root: Path, rng: np.random.Generator, sessions: int, per_speaker: int) -> int:
+    base = root / "KEMDy20_v1_1"
+    header = ["Numb", "Wav", "", "Segment ID", "Total Evaluation", "", ""]
+    sub = ["", "start", "end", "", "Emotion", "Valence", "Arousal"]
+    for i in range(10):
+        header += [f"Eval{i + 1:02d}{'FM'[i % 2]}", "", ""]
+        sub += ["Emotion", "Valence", "Arousal"]
+    count = 0
+    for s in range(1, sessions + 1):
+        users = {"F": f"User{2 * s - 1:03d}F", "M": f"User{2 * s:03d}M"}
+        rows, clock = [], 0.0
+        dialogues = _dialogue_names(3)
+        numbers = {(d, sp): 0 for d in dialogues for sp in "FM"}
+        for k in range(2 * per_speaker):
+            dialogue = dialogues[min(k * 3 // (2 * per_speaker), 2)]
+            speaker = "FM"[k % 2]
+            numbers[(dialogue, speaker)] += 1
+            seg = f"Sess{s:02d}_{dialogue}_{users[speaker]}_{numbers[(dialogue, speaker)]:03d}"
+            utt = _utterance(rng, female=speaker == "F")
+            wav = base / "wav" / f"Session{s:02d}" / f"{seg}.wav"
+            wav.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(wav, utt["audio"], utt["sr"], subtype="PCM_16")
+            wav.with_suffix(".txt").write_bytes(utt["text"].encode("cp949"))
+            start, end = clock, clock + utt["seconds"]
+            clock = end + float(rng.uniform(0.2, 1.5))
+            row = [str(len(rows) + 1), f"{start:.3f}", f"{end:.3f}", seg, *map(str, utt["total"])]
+            for r in utt["raters"]:
+                row += list(map(str, r))
+            rows.append(row)
+            count += 1
+        path = base / "annotation" / f"Sess{s:02d}_eval.csv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([header, sub] + rows)
+    return count
+
+
+def write_demo_corpus(out_dir: str | Path, seed: int = 0, kemdy19_sessions: int = 10,
+                      kemdy20_sessions: int = 12, utterances_per_speaker: int = 25) -> Path:
+    """Write the demo corpus to ``out_dir`` (both layouts) and return ``out_dir``.
+
+    Deterministic for a seed. If ``out_dir`` already holds a complete demo corpus with the same
+    settings it is reused; the corpus is built in a temporary sibling and renamed into place, so
+    an interrupted build never leaves a half-written corpus behind.
+    """
+    out_dir = Path(out_dir).expanduser().resolve()
+    settings = {"version": VERSION, "seed": seed, "kemdy19_sessions": kemdy19_sessions,
+                "kemdy20_sessions": kemdy20_sessions, "utterances_per_speaker": utterances_per_speaker}
+    marker = out_dir / MARKER
+    if marker.is_file() and json.loads(marker.read_text())["settings"] == settings:
+        return out_dir
+    if out_dir.exists() and any(out_dir.iterdir()):
+        if not marker.is_file():
+            raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose an empty directory")
+        shutil.rmtree(out_dir)  # an older demo corpus with other settings
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        rng = np.random.default_rng(seed)
+        n19 = _write_kemdy19(tmp, rng, kemdy19_sessions, utterances_per_speaker)
+        n20 = _write_kemdy20(tmp, rng, kemdy20_sessions, utterances_per_speaker)
+        (tmp / MARKER).write_text(json.dumps({"settings": settings, "utterances": {"KEMDy19": n19,
+                                                                                   "KEMDy20": n20}}, indent=1))
+        if out_dir.exists():
+            out_dir.rmdir()
+        tmp.rename(out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m erc.data.demo",
+        description="Write the synthetic demo corpus in the KEMDy19 + KEMDy20_v1_1 layouts.")
+    parser.add_argument("out_dir", help="directory to create (holds KEMDy19/ and KEMDy20_v1_1/)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kemdy19-sessions", type=int, default=10)
+    parser.add_argument("--kemdy20-sessions", type=int, default=12)
+    parser.add_argument("--utterances-per-speaker", type=int, default=25)
+    args = parser.parse_args(argv)
+    out = write_demo_corpus(args.out_dir, args.seed, args.kemdy19_sessions, args.kemdy20_sessions,
+                            args.utterances_per_speaker)
+    print(json.loads((out / MARKER).read_text()))
+    print(f"demo corpus written to {out}")
+
+
+if __name__ == "__main__":
+    main()

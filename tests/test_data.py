@@ -1,0 +1,142 @@
+import csv
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from erc.data import load_corpus
+from erc.labels import hard
+
+
+@pytest.fixture()
+def corpus_copy(demo_root: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(demo_root, tmp_path / "data"))
+
+
+def edit_row(csv_path: Path, segment_id: str, edit) -> None:
+    rows = list(csv.reader(csv_path.open(encoding="utf-8", newline="")))
+    for row in rows:
+        if segment_id in row:
+            edit(row)
+    with csv_path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+
+
+def test_both_layouts_load(demo_root):
+    corpus = load_corpus(demo_root)
+    u = corpus.utterances
+    assert set(u.corpus) == {"KEMDy19", "KEMDy20"}
+    assert len(u) == 5 * 2 * 4 + 6 * 2 * 4 and corpus.excluded.empty
+    for column in ["corpus", "session", "segment_id", "wav_path", "text", "text_raw", "votes", "valence",
+                   "arousal", "majority", "fold"]:
+        assert column in u
+    votes = np.stack(u.votes)
+    assert votes.shape[1] == 7 and (votes.sum(1) == 10).all()
+    np.testing.assert_array_equal(u.majority, hard(votes))
+    assert u.segment_id.is_unique
+    assert all(Path(p).is_file() for p in u.wav_path)
+
+
+def test_kemdy19_keeps_only_the_files_speaker(demo_root):
+    u = load_corpus(demo_root).utterances
+    k19 = u[u.corpus == "KEMDy19"]
+    # each speaker file lists both speakers' rows; each segment must still appear once
+    assert k19.segment_id.is_unique and len(k19) == 5 * 2 * 4
+    assert set(k19.segment_id.str.extract(r"_([FM])\d+$")[0]) == {"F", "M"}
+
+
+def test_cp949_transcripts_decoded(demo_root):
+    u = load_corpus(demo_root).utterances
+    row = u[u.corpus == "KEMDy20"].iloc[0]
+    raw = Path(row.wav_path).with_suffix(".txt").read_bytes()
+    with pytest.raises(UnicodeDecodeError):
+        raw.decode("utf-8")
+    assert row.text_raw == raw.decode("cp949")
+    assert any("\uac00" <= ch <= "\ud7a3" for ch in row.text)  # Hangul survived
+
+
+def test_folds_by_session(demo_root):
+    u = load_corpus(demo_root).utterances
+    for name, n_sessions in [("KEMDy19", 5), ("KEMDy20", 6)]:
+        part = u[u.corpus == name]
+        assert part.groupby("session").fold.nunique().max() == 1  # never a session split across folds
+        per_fold = part.groupby("fold").session.nunique().tolist()
+        assert per_fold == ([1] * 5 if n_sessions == 5 else [2, 1, 1, 1, 1])
+
+
+def test_disqust_spelling_read_as_disgust(demo_root):
+    text = "".join(p.read_text(encoding="utf-8") for p in demo_root.glob("*/annotation/*.csv"))
+    assert "disqust" in text
+    u = load_corpus(demo_root).utterances
+    assert np.stack(u.votes)[:, 6].sum() > 0
+
+
+def test_every_bad_input_is_excluded_with_a_reason(corpus_copy):
+    good = load_corpus(corpus_copy).utterances
+    k20 = good[good.corpus == "KEMDy20"].segment_id.tolist()
+    ann = corpus_copy / "KEMDy20_v1_1" / "annotation"
+
+    def wav(seg):
+        return Path(good.set_index("segment_id").wav_path[seg])
+
+    def csv_of(seg):
+        return ann / f"{seg[:6]}_eval.csv"
+
+    bad = dict(zip(["missing_wav", "corrupt_wav", "empty_txt", "bad_encoding", "unknown_emotion",
+                    "missing_valence", "wrong_cells", "missing_rater"], k20[::5]))
+    wav(bad["missing_wav"]).unlink()
+    wav(bad["corrupt_wav"]).write_bytes(b"RIFF\x00\x00junk" * 10)
+    wav(bad["empty_txt"]).with_suffix(".txt").write_bytes(b"  \n")
+    wav(bad["bad_encoding"]).with_suffix(".txt").write_bytes(b"\xff\xfe\xfa\x80")
+    edit_row(csv_of(bad["unknown_emotion"]), bad["unknown_emotion"], lambda r: r.__setitem__(-9, "bored"))
+    edit_row(csv_of(bad["missing_valence"]), bad["missing_valence"], lambda r: r.__setitem__(5, ""))
+    edit_row(csv_of(bad["wrong_cells"]), bad["wrong_cells"], lambda r: r.pop())
+    edit_row(csv_of(bad["missing_rater"]), bad["missing_rater"], lambda r: r.__setitem__(-1, ""))
+
+    corpus = load_corpus(corpus_copy)
+    reasons = corpus.excluded.set_index("segment_id").reason
+    expected = {"missing_wav": "missing wav", "corrupt_wav": "unreadable wav", "empty_txt": "empty transcript",
+                "bad_encoding": "not valid cp949", "unknown_emotion": "unknown emotion: 'bored'",
+                "missing_valence": "Total Evaluation valence", "wrong_cells": "malformed row",
+                "missing_rater": "evaluator 10 arousal"}
+    for case, fragment in expected.items():
+        assert fragment in reasons[bad[case]], (case, reasons.get(bad[case]))
+    assert len(corpus.utterances) == len(good) - len(bad)  # the rest load, nothing else lost
+    assert set(corpus.utterances.segment_id) | set(bad.values()) == set(good.segment_id)
+
+
+def test_exclusions_summarised_on_screen_and_saved(corpus_copy, caplog, tmp_path):
+    u = load_corpus(corpus_copy, verbose=False).utterances
+    Path(u.wav_path.iloc[0]).unlink()
+    corpus = load_corpus(corpus_copy)
+    assert "1 excluded" in caplog.text and "missing wav" in caplog.text
+    saved = corpus.save_exclusions(tmp_path / "excluded.csv").read_text()
+    assert u.segment_id.iloc[0] in saved
+
+
+def test_header_rows_are_found_by_name_not_offset(corpus_copy):
+    # a release with an extra title row above the headers must lose nothing
+    before = len(load_corpus(corpus_copy).utterances)
+    for path in (corpus_copy / "KEMDy20_v1_1" / "annotation").glob("*.csv"):
+        path.write_text("KEMDy20 annotation export\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
+    assert len(load_corpus(corpus_copy).utterances) == before
+
+
+def test_wrong_root_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_corpus(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="KEMDy20_v1_1/annotation/Sess01_eval.csv"):
+        load_corpus(tmp_path)
+
+
+def test_corpus_without_annotations_is_a_clear_error(tmp_path):
+    (tmp_path / "KEMDy19" / "wav").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match="no annotation files"):
+        load_corpus(tmp_path)
+
+
+def test_single_corpus_root(corpus_copy):
+    shutil.rmtree(corpus_copy / "KEMDy19")
+    u = load_corpus(corpus_copy).utterances
+    assert set(u.corpus) == {"KEMDy20"} and len(u) == 6 * 2 * 4

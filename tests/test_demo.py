@@ -1,0 +1,52 @@
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+from scipy.stats import spearmanr
+
+from erc.data import load_corpus
+from erc.data.demo import MARKER, POSITIVE, write_demo_corpus
+
+
+def test_deterministic_for_a_seed(tmp_path):
+    a = write_demo_corpus(tmp_path / "a", seed=3, kemdy19_sessions=5, kemdy20_sessions=5, utterances_per_speaker=2)
+    b = write_demo_corpus(tmp_path / "b", seed=3, kemdy19_sessions=5, kemdy20_sessions=5, utterances_per_speaker=2)
+    c = write_demo_corpus(tmp_path / "c", seed=4, kemdy19_sessions=5, kemdy20_sessions=5, utterances_per_speaker=2)
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file() and p.name != MARKER)
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file() and p.name != MARKER)
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    assert any((a / f).read_bytes() != (c / f).read_bytes() for f in files if f.suffix == ".csv")
+
+
+def test_reuses_a_complete_corpus(tmp_path):
+    out = write_demo_corpus(tmp_path / "d", kemdy19_sessions=5, kemdy20_sessions=5, utterances_per_speaker=1)
+    stamp = (out / MARKER).stat().st_mtime_ns
+    write_demo_corpus(tmp_path / "d", kemdy19_sessions=5, kemdy20_sessions=5, utterances_per_speaker=1)
+    assert (out / MARKER).stat().st_mtime_ns == stamp
+    assert json.loads((out / MARKER).read_text())["utterances"] == {"KEMDy19": 10, "KEMDy20": 10}
+
+
+def test_realistic_files(demo_root):
+    u = load_corpus(demo_root).utterances
+    infos = [sf.info(p) for p in u.wav_path]
+    assert {i.samplerate for i in infos} >= {16000} and all(i.channels in (1, 2) for i in infos)
+    assert 2.0 < np.median([i.duration for i in infos]) < 4.5
+    assert any("/" in t for t in u.text_raw)  # transcriber marks present in the raw text
+
+
+@pytest.mark.slow
+def test_default_size_has_long_and_hifi_files_and_ties(tmp_path):
+    # the full default corpus is what the main job uses: check the promised properties on it
+    root = write_demo_corpus(tmp_path / "full")
+    u = load_corpus(root).utterances
+    assert len(u) == 1100
+    infos = [sf.info(p) for p in u.wav_path]
+    assert sum(i.duration > 7 for i in infos) >= 10
+    assert sum(i.samplerate == 44100 and i.channels == 2 for i in infos) >= 50
+    assert (u.majority == -1).sum() >= 20  # deuces
+    # signal: arousal drives loudness, valence drives word choice
+    rms = [np.sqrt(np.mean(sf.read(p, frames=16000)[0] ** 2)) for p in u.wav_path[:300]]
+    assert spearmanr(rms, u.arousal[:300]).statistic > 0.4
+    positive = u.text.map(lambda t: sum(w in t.split() for w in POSITIVE))
+    assert spearmanr(positive, u.valence).statistic > 0.3
