@@ -1,0 +1,84 @@
+"""Multitask loss (DESIGN §5): ``cls_coef · L_cls + (1 - cls_coef) · L_reg``.
+
+- ``L_cls``: cross-entropy against class indices (hard arm) or probability vectors (soft, peakl),
+  optionally focal: each sample's CE is weighted by ``(1 - p_t)^gamma`` where ``p_t`` is the
+  probability the model gives to the target, ``p_t = Σ_i q_i p_i`` for a target distribution q
+  (for a one-hot q this is the usual focal loss of Lin et al.; gamma = 0 is plain CE).
+- ``L_reg``: mean squared error on valence and arousal (mean over both).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from erc.model import N_CLASSES
+
+
+def classification_loss(logits: Tensor, target: Tensor, gamma: float = 0.0, reduction: str = "mean") -> Tensor:
+    """Cross-entropy of ``logits`` (B, 7) against ``target``: class indices (B,) or probabilities (B, 7).
+
+    ``gamma > 0`` adds the per-sample focal weight ``(1 - p_t)^gamma``.
+    ``reduction``: 'mean' | 'sum' | 'none' (per-sample values, shape (B,)).
+    """
+    log_p = F.log_softmax(logits, dim=-1)  # (B, 7)
+    if target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
+        # class targets: a one-hot distribution
+        q = F.one_hot(target.long(), num_classes=logits.shape[-1]).to(log_p.dtype)
+    else:
+        q = target.to(log_p.dtype)
+    ce = -(q * log_p).sum(dim=-1)  # (B,)
+    if gamma:
+        p_t = (q * log_p.exp()).sum(dim=-1).clamp(0.0, 1.0)
+        ce = (1.0 - p_t).pow(gamma) * ce
+    if reduction == "mean":
+        return ce.mean()
+    if reduction == "sum":
+        return ce.sum()
+    if reduction == "none":
+        return ce
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+def regression_loss(pred: Tensor, target: Tensor, reduction: str = "mean") -> Tensor:
+    """MSE between predicted and rated (valence, arousal), both (B, 2); 'none' gives (B,) per-sample means."""
+    se = (pred - target).pow(2).mean(dim=-1)  # (B,)
+    if reduction == "mean":
+        return se.mean()
+    if reduction == "sum":
+        return se.sum()
+    if reduction == "none":
+        return se
+    raise ValueError(f"unknown reduction {reduction!r}")
+
+
+@dataclass
+class LossParts:
+    loss: Tensor
+    cls_loss: Tensor
+    reg_loss: Tensor
+
+
+def multitask_loss(
+    output: Tensor,
+    cls_target: Tensor,
+    va_target: Tensor,
+    cls_coef: float = 0.7,
+    gamma: float = 0.0,
+    cls_mask: Tensor | None = None,
+) -> LossParts:
+    """The combined loss of a head's (B, 9) output.
+
+    ``cls_target``: (B,) class indices or (B, 7) probabilities; ``va_target``: (B, 2).
+    ``cls_mask`` (B,) bool: samples that count towards ``L_cls`` (e.g. validation utterances with a
+    unique majority); ``L_reg`` always uses every sample. An empty mask gives ``L_cls = 0``.
+    """
+    logits, va = output[:, :N_CLASSES], output[:, N_CLASSES:]
+    if cls_mask is not None:
+        logits, cls_target = logits[cls_mask], cls_target[cls_mask]
+    cls = classification_loss(logits, cls_target, gamma) if logits.shape[0] else output.new_zeros(())
+    reg = regression_loss(va, va_target)
+    return LossParts(cls_coef * cls + (1.0 - cls_coef) * reg, cls, reg)

@@ -1,0 +1,260 @@
+"""Fusion heads over pooled audio and text vectors (DESIGN §5).
+
+Both heads map an audio vector ``a`` (D_a) and a text vector ``t`` (D_t) to 9 outputs:
+7 emotion logits (class order of :mod:`erc.labels`) followed by valence and arousal on the
+raters' 1–5 scale.
+
+- ``ConcatHead``:       a' = W_a a,  t' = W_t t,  h = ReLU(W_h [a'; t']),  y = W_o h
+- ``TensorMixerHead``:  a' = W_a a,  t' = W_t t,  X = a' ⊗ t'  (a P×P single-channel image),
+                        tokens = Linear(patches(X)),  ``depth`` × Mixer block,  h = mean(LN(tokens)),
+                        y = W_o h
+
+Input standardisation is part of the head: the per-feature mean/std of the training inputs and
+the mean/std of the valence/arousal targets are buffers, so a saved ``state_dict`` alone
+reproduces predictions (the embedding figure reloads heads from checkpoints). The last two
+outputs are de-standardised inside ``forward`` so the head predicts on the ratings' own scale.
+
+``embed(a, t)`` returns the input of the final Linear (``h`` above), the "last hidden layer"
+the paper reduces with UMAP.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+N_CLASSES = 7
+N_OUTPUTS = N_CLASSES + 2  # 7 emotion logits + valence + arousal
+
+# Head sizes by preset name. ``paper`` is the published model; ``demo`` is sized so that a
+# 30-trial CPU grid on ~1000 utterances per fold trains in about a minute on 2 cores.
+# token_mult / channel_mult: hidden widths of the mixer MLPs relative to #tokens and dim
+# (lucidrains' MLP-Mixer defaults, which the paper used: 4 and 0.5).
+PRESETS: dict[str, dict[str, Any]] = {
+    "paper": {"proj_dim": 256, "patch": 16, "dim": 512, "depth": 12, "token_mult": 4.0, "channel_mult": 0.5},
+    "demo": {"proj_dim": 32, "patch": 8, "dim": 64, "depth": 2, "token_mult": 4.0, "channel_mult": 0.5},
+}
+
+
+class _Standardise(nn.Module):
+    """Holds the training-set normalisation statistics as buffers (saved with the head)."""
+
+    def __init__(self, d_audio: int, d_text: int) -> None:
+        super().__init__()
+        self.register_buffer("audio_mean", torch.zeros(d_audio))
+        self.register_buffer("audio_std", torch.ones(d_audio))
+        self.register_buffer("text_mean", torch.zeros(d_text))
+        self.register_buffer("text_std", torch.ones(d_text))
+        # valence, arousal
+        self.register_buffer("target_mean", torch.zeros(2))
+        self.register_buffer("target_std", torch.ones(2))
+
+    def inputs(self, a: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        return (a - self.audio_mean) / self.audio_std, (t - self.text_mean) / self.text_std
+
+    def outputs(self, y: Tensor) -> Tensor:
+        # logits untouched; valence/arousal back to the 1–5 scale
+        return torch.cat([y[:, :N_CLASSES], y[:, N_CLASSES:] * self.target_std + self.target_mean], dim=1)
+
+
+class _Head(nn.Module):
+    """Shared plumbing: normalisation buffers, forward = out(embed)."""
+
+    norm: _Standardise
+    out: nn.Linear
+
+    def __init__(self, d_audio: int, d_text: int) -> None:
+        super().__init__()
+        self.d_audio = d_audio
+        self.d_text = d_text
+        self.norm = _Standardise(d_audio, d_text)
+
+    @torch.no_grad()
+    def set_normalisation(
+        self,
+        audio_mean: Tensor,
+        audio_std: Tensor,
+        text_mean: Tensor,
+        text_std: Tensor,
+        target_mean: Tensor,
+        target_std: Tensor,
+    ) -> None:
+        """Store training-set statistics; a std of 0 (a constant feature) is treated as 1."""
+        n = self.norm
+        for name, value in [
+            ("audio_mean", audio_mean),
+            ("audio_std", audio_std),
+            ("text_mean", text_mean),
+            ("text_std", text_std),
+            ("target_mean", target_mean),
+            ("target_std", target_std),
+        ]:
+            value = torch.as_tensor(value, dtype=torch.float32)
+            if name.endswith("std"):
+                value = torch.where(value > 1e-6, value, torch.ones_like(value))
+            getattr(n, name).copy_(value)
+
+    def embed(self, a: Tensor, t: Tensor) -> Tensor:  # (B, D_a), (B, D_t) -> (B, E)
+        raise NotImplementedError
+
+    def forward(self, a: Tensor, t: Tensor) -> Tensor:  # -> (B, 9)
+        return self.norm.outputs(self.out(self.embed(a, t)))
+
+
+class ConcatHead(_Head):
+    """``[a'; t']`` (2P) → Linear(2P, P) → ReLU → Linear(P, 9)."""
+
+    def __init__(self, d_audio: int, d_text: int, proj_dim: int = 256, dropout: float = 0.0) -> None:
+        super().__init__(d_audio, d_text)
+        self.proj_audio = nn.Linear(d_audio, proj_dim)
+        self.proj_text = nn.Linear(d_text, proj_dim)
+        self.hidden = nn.Linear(2 * proj_dim, proj_dim)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(proj_dim, N_OUTPUTS)
+
+    def embed(self, a: Tensor, t: Tensor) -> Tensor:
+        a, t = self.norm.inputs(a, t)
+        z = torch.cat([self.proj_audio(a), self.proj_text(t)], dim=1)  # (B, 2P)
+        h = torch.relu(self.hidden(z))  # (B, P): the embedding is taken after the ReLU
+        return h
+
+    def forward(self, a: Tensor, t: Tensor) -> Tensor:
+        # dropout sits between the embedding and the output layer, so embed() stays deterministic
+        return self.norm.outputs(self.out(self.dropout(self.embed(a, t))))
+
+
+class FeedForward(nn.Sequential):
+    """Linear → GELU → Dropout → Linear → Dropout, over the last axis."""
+
+    def __init__(self, width: int, hidden: int, dropout: float) -> None:
+        super().__init__(
+            nn.Linear(width, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, width),
+            nn.Dropout(dropout),
+        )
+
+
+class MixerBlock(nn.Module):
+    """Pre-LayerNorm residual token mixing, then pre-LayerNorm residual channel mixing."""
+
+    def __init__(self, n_tokens: int, dim: int, token_hidden: int, channel_hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.token_norm = nn.LayerNorm(dim)
+        self.token_mix = FeedForward(n_tokens, token_hidden, dropout)
+        self.channel_norm = nn.LayerNorm(dim)
+        self.channel_mix = FeedForward(dim, channel_hidden, dropout)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, N, dim)
+        # token mixing acts along the token axis: move it last, mix, move it back
+        x = x + self.token_mix(self.token_norm(x).transpose(1, 2)).transpose(1, 2)
+        x = x + self.channel_mix(self.channel_norm(x))
+        return x
+
+
+def patchify(image: Tensor, patch: int) -> Tensor:
+    """(B, H, W) single-channel image → (B, (H/p)·(W/p), p·p) non-overlapping patches, row-major.
+
+    Token k = (row block i, column block j) with k = i·(W/p) + j; inside a token the p·p values are
+    in row-major order (einops: ``b (h p1) (w p2) -> b (h w) (p1 p2)``).
+    """
+    b, h, w = image.shape
+    x = image.reshape(b, h // patch, patch, w // patch, patch)  # (B, h', p1, w', p2)
+    x = x.permute(0, 1, 3, 2, 4)  # (B, h', w', p1, p2)
+    return x.reshape(b, (h // patch) * (w // patch), patch * patch)
+
+
+class TensorMixerHead(_Head):
+    """Tensor fusion ``a' ⊗ t'`` fed to an MLP-Mixer.
+
+    With ``append_one`` the modalities are projected to P-1 and a constant 1 is appended to each
+    (Tensor Fusion Network), so the image stays P×P and the patch grid is unchanged; the image then
+    holds a' ⊗ t' plus a' and t' themselves in its last column/row and a 1 in the corner.
+    """
+
+    def __init__(
+        self,
+        d_audio: int,
+        d_text: int,
+        proj_dim: int = 256,
+        patch: int = 16,
+        dim: int = 512,
+        depth: int = 12,
+        token_mult: float = 4.0,
+        channel_mult: float = 0.5,
+        dropout: float = 0.0,
+        append_one: bool = False,
+    ) -> None:
+        super().__init__(d_audio, d_text)
+        if proj_dim % patch:
+            raise ValueError(f"proj_dim ({proj_dim}) must be a multiple of patch ({patch})")
+        self.proj_dim = proj_dim
+        self.patch = patch
+        self.append_one = append_one
+        n_proj = proj_dim - 1 if append_one else proj_dim
+        self.proj_audio = nn.Linear(d_audio, n_proj)
+        self.proj_text = nn.Linear(d_text, n_proj)
+        self.n_tokens = (proj_dim // patch) ** 2
+        self.patch_embed = nn.Linear(patch * patch, dim)
+        self.blocks = nn.Sequential(
+            *[
+                MixerBlock(self.n_tokens, dim, int(token_mult * self.n_tokens), int(channel_mult * dim), dropout)
+                for _ in range(depth)
+            ]
+        )
+        self.final_norm = nn.LayerNorm(dim)
+        self.out = nn.Linear(dim, N_OUTPUTS)
+
+    def fuse(self, a: Tensor, t: Tensor) -> Tensor:
+        """The single-channel image the mixer sees: (B, P, P) with X[b, i, j] = a'[b, i] · t'[b, j]."""
+        a, t = self.norm.inputs(a, t)
+        a, t = self.proj_audio(a), self.proj_text(t)  # (B, P) each (P-1 with append_one)
+        if self.append_one:
+            one = a.new_ones(a.shape[0], 1)
+            a, t = torch.cat([a, one], dim=1), torch.cat([t, one], dim=1)
+        return torch.einsum("bi,bj->bij", a, t)  # batched outer product
+
+    def embed(self, a: Tensor, t: Tensor) -> Tensor:
+        x = patchify(self.fuse(a, t), self.patch)  # (B, N, p²)
+        x = self.patch_embed(x)  # (B, N, dim)
+        x = self.blocks(x)
+        return self.final_norm(x).mean(dim=1)  # (B, dim)
+
+
+def head_sizes(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Sizes for ``config``: the preset's values, overridden by any non-None size key."""
+    preset = config.get("preset", "demo")
+    if preset not in PRESETS:
+        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+    sizes = dict(PRESETS[preset])
+    for key in sizes:
+        if config.get(key) is not None:
+            sizes[key] = config[key]
+    return sizes
+
+
+def build_head(config: Mapping[str, Any], d_audio: int, d_text: int) -> _Head:
+    """The head named by ``config['fusion']`` ('concat' | 'outer'), sized by preset + overrides."""
+    sizes = head_sizes(config)
+    dropout = float(config.get("dropout", 0.0))
+    fusion = config.get("fusion", "outer")
+    if fusion == "concat":
+        return ConcatHead(d_audio, d_text, proj_dim=int(sizes["proj_dim"]), dropout=dropout)
+    if fusion == "outer":
+        return TensorMixerHead(
+            d_audio,
+            d_text,
+            proj_dim=int(sizes["proj_dim"]),
+            patch=int(sizes["patch"]),
+            dim=int(sizes["dim"]),
+            depth=int(sizes["depth"]),
+            token_mult=float(sizes["token_mult"]),
+            channel_mult=float(sizes["channel_mult"]),
+            dropout=dropout,
+            append_one=bool(config.get("append_one", False)),
+        )
+    raise ValueError(f"unknown fusion {fusion!r}; choose 'concat' or 'outer'")

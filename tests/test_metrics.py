@@ -1,0 +1,89 @@
+"""Metrics against independent scikit-learn / numpy computations, including awkward folds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from scipy.special import softmax
+from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+from erc.metrics import ccc, classification_metrics, evaluate_outputs, is_better, regression_metrics
+
+
+def lin_ccc_sample(x: np.ndarray, y: np.ndarray) -> float:
+    """Lin's CCC with sample (n-1) moments, the form torchmetrics computes."""
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    cov = np.cov(x, y, ddof=1)[0, 1]
+    return 2 * cov / (x.var(ddof=1) + y.var(ddof=1) + (x.mean() - y.mean()) ** 2)
+
+
+def sklearn_classification(logits: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    keep = target >= 0
+    logits, target = logits[keep], target[keep]
+    pred = logits.argmax(1)
+    prob = softmax(logits, axis=1)
+    present = np.unique(target)
+    auroc = np.mean([roc_auc_score(target == c, prob[:, c]) for c in present])
+    return {
+        "acc": accuracy_score(target, pred),
+        "macro_f1": f1_score(target, pred, average="macro"),
+        "micro_f1": f1_score(target, pred, average="micro"),
+        "auroc": auroc,
+    }
+
+
+@pytest.mark.parametrize("absent", [[], [1, 6]])
+def test_classification_metrics_match_sklearn(absent):
+    rng = np.random.default_rng(0)
+    n = 300
+    target = rng.integers(0, 7, n)
+    for c in absent:  # classes missing from this fold
+        target[target == c] = 3
+    logits = rng.standard_normal((n, 7)) + 1.5 * np.eye(7)[target]  # informative but imperfect
+    target[rng.random(n) < 0.1] = -1  # ties: left out of classification metrics
+    ours = classification_metrics(logits.astype(np.float32), target)
+    ref = sklearn_classification(logits, target)
+    for key, value in ref.items():
+        assert ours[key] == pytest.approx(value, abs=1e-5), key
+    assert ours["acc"] == pytest.approx(ours["micro_f1"])
+    assert 0.3 < ours["acc"] < 0.95 and ours["macro_f1"] != pytest.approx(ours["acc"])
+
+
+def test_ccc_matches_formula_and_extremes():
+    rng = np.random.default_rng(1)
+    y = rng.uniform(1, 5, 200)
+    pred = 0.6 * y + 1.0 + 0.3 * rng.standard_normal(200)
+    assert ccc(pred, y) == pytest.approx(lin_ccc_sample(pred, y), abs=1e-9)
+    assert ccc(y, y) == pytest.approx(1.0)
+    assert ccc(y + 1.0, y) < 1.0  # a constant offset is penalised, unlike Pearson
+    assert math.isnan(ccc(y[:1], y[:1]))
+    va = regression_metrics(np.stack([pred, y], 1), np.stack([y, y], 1))
+    assert va["ccc_valence"] == pytest.approx(lin_ccc_sample(pred, y), abs=1e-9)
+    assert va["ccc_arousal"] == pytest.approx(1.0)
+
+
+def test_degenerate_folds_give_nan_not_errors():
+    logits = np.random.default_rng(2).standard_normal((5, 7)).astype(np.float32)
+    none = classification_metrics(logits, np.full(5, -1))
+    assert all(math.isnan(v) for v in none.values())
+    one_class = classification_metrics(logits, np.full(5, 3))
+    assert math.isnan(one_class["auroc"]) and not math.isnan(one_class["acc"])
+
+
+def test_evaluate_outputs_splits_the_nine_outputs():
+    rng = np.random.default_rng(3)
+    out = rng.standard_normal((50, 9)).astype(np.float32)
+    target = rng.integers(0, 7, 50)
+    va = rng.uniform(1, 5, (50, 2))
+    m = evaluate_outputs(out, target, va)
+    assert set(m) == {"acc", "macro_f1", "micro_f1", "auroc", "ccc_valence", "ccc_arousal"}
+    assert m["acc"] == pytest.approx(accuracy_score(target, out[:, :7].argmax(1)))
+    assert m["ccc_arousal"] == pytest.approx(lin_ccc_sample(out[:, 8], va[:, 1]), abs=1e-5)
+
+
+def test_is_better_modes():
+    assert is_better(0.5, 0.4, "acc") and not is_better(0.4, 0.4, "acc")  # first best epoch wins ties
+    assert is_better(0.3, 0.4, "loss") and not is_better(0.5, 0.4, "train_loss")
+    assert not is_better(float("nan"), 0.1, "acc") and is_better(0.1, None, "acc")
