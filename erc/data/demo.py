@@ -11,9 +11,9 @@ true valence/arousal point around the class prototype ``PROTOTYPES[e]`` (sd 0.35
 * **Audio carries arousal.** A harmonic "voice" whose loudness grows ×1.35 and whose pitch grows
   12 % per arousal point above 3, with a syllable-rate envelope that speeds up with arousal
   (speaker pitch: F ≈ 200 Hz, M ≈ 115 Hz, jittered per utterance).
-* **Text carries valence.** Each transcript mixes filler words with positive or negative words in
-  proportion to the utterance's valence, plus class cue words for surprise and disgust (present
-  in 70 % of those utterances).
+* **Text carries valence.** Each transcript mixes 2–4 filler words with 2–4 sentiment words, each
+  positive with probability ``sigmoid(2.5 · (valence − 3))``, plus class cue words for surprise
+  and disgust (present in 85 % of those utterances).
 * **Fear vs angry is separable only by combining modalities.** Both are aroused and negative.
   Audio adds a voice-quality bit (bright: flat spectral tilt; dark: steep tilt) and the text a
   word-set bit (set A or set B), both random per utterance; fear has (bright, A) or (dark, B),
@@ -49,7 +49,7 @@ import soundfile as sf
 
 from erc.labels import EMOTIONS
 
-VERSION = 1  # bump when the generator changes, so cached demo corpora are rebuilt
+VERSION = 2  # bump when the generator changes, so cached demo corpora are rebuilt
 MARKER = "DEMO_CORPUS.json"
 
 # (valence, arousal) prototypes on the 1–5 scale, in EMOTIONS order.
@@ -115,12 +115,12 @@ def _voice(rng: np.random.Generator, seconds: float, sr: int, arousal: float, fe
 
 
 def _transcript(rng: np.random.Generator, true: int, valence: float, xor_bit: int) -> str:
-    words = list(rng.choice(FILLER, size=rng.integers(3, 7)))
-    n_sentiment = int(rng.integers(1, 3))
-    share_pos = np.clip((valence - 1) / 4, 0, 1)  # 1 → all negative, 5 → all positive
+    words = list(rng.choice(FILLER, size=rng.integers(2, 5)))
+    n_sentiment = int(rng.integers(2, 5))
+    share_pos = 1 / (1 + np.exp(-2.5 * (valence - 3)))  # valence 2 → 8 % positive words, 4 → 92 %
     for _ in range(n_sentiment):
         words.append(rng.choice(POSITIVE if rng.random() < share_pos else NEGATIVE))
-    if true in CUES and rng.random() < 0.7:
+    if true in CUES and rng.random() < 0.85:
         words.append(rng.choice(CUES[true]))
     words.append(rng.choice(XOR_WORDS[xor_bit]))
     rng.shuffle(words)
