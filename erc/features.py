@@ -1,0 +1,484 @@
+"""The feature cache: each frozen encoder runs once per utterance, every trial reuses it (DESIGN §4).
+
+``build_features(corpus, audio_encoder, text_encoder, cache_dir)`` returns a Hugging Face
+``datasets.Dataset`` with one row per utterance (``segment_id``, ``audio_vec``, ``text_vec`` and the
+label columns), stored under ``cache_dir/<fingerprint>/``. The fingerprint covers the corpus content
+(ids, transcripts, labels, folds, and a content hash of every WAV), the encoders' identities and the
+audio settings, so any change builds a new cache and an unchanged input never re-runs an encoder.
+
+A build is written to a temporary directory and published by one ``rename``: a killed build leaves
+only a ``.tmp-*`` directory, which no later run takes for a cache (and the next build removes).
+
+CLI::
+
+    python -m erc.features --data ROOT --audio-encoder ID_OR_DIR --text-encoder ID_OR_DIR --cache DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from erc.audio import MAX_SECONDS, audio_samples, load_audio
+from erc.encoders import (
+    AudioEncoder,
+    TextEncoder,
+    build_demo_encoders,
+    describe,
+    encoder_identity,
+    file_digest,
+    load_audio_encoder,
+    load_text_encoder,
+)
+
+log = logging.getLogger(__name__)
+
+# Bump when the stored layout or the extraction changes meaning: every cache is then rebuilt.
+FEATURES_VERSION = 1
+LABEL_COLUMNS = ["votes", "majority", "valence", "arousal", "fold", "corpus", "session"]
+REQUIRED_COLUMNS = ["segment_id", "wav_path", "text", *LABEL_COLUMNS]
+N_CLASSES = 7
+DEFAULT_BATCH_SECONDS = 64.0  # padded audio per forward: ~9 × 7 s; fits a 16 GB GPU with xlsr-large
+DEFAULT_TEXT_BATCH = 64
+META_FILE = "meta.json"
+DIGEST_MEMO = "wav_digests.json"
+
+AudioArg = str | Path | AudioEncoder
+TextArg = str | Path | TextEncoder
+
+
+def default_cache_dir() -> Path:
+    """``$ERC_CACHE/features`` (``~/.cache/erc-sweeps/features`` by default), as the README says."""
+    return Path(os.environ.get("ERC_CACHE", "~/.cache/erc-sweeps")).expanduser() / "features"
+
+
+def _utterances(corpus: Any) -> pd.DataFrame:
+    """Accept a Corpus, its utterance table, or a data root (read with erc.data.load_corpus)."""
+    if isinstance(corpus, (str, Path)):
+        from erc.data import load_corpus
+
+        corpus = load_corpus(corpus)
+    table = corpus.utterances if hasattr(corpus, "utterances") else corpus
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"expected a Corpus, a DataFrame or a data root, got {type(corpus).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"utterance table lacks columns {missing} (needs {REQUIRED_COLUMNS})")
+    if table.empty:
+        raise ValueError("the corpus has no utterances to extract features from")
+    if table["segment_id"].duplicated().any():
+        dup = table.loc[table["segment_id"].duplicated(), "segment_id"].iloc[0]
+        raise ValueError(f"duplicate segment id {dup!r} in the utterance table")
+    return table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# fingerprint
+
+
+class _DigestMemo:
+    """WAV content hashes remembered by (path, size, mtime) in the cache directory.
+
+    Hashing the content (not the path or mtime) keeps the cache valid when a corpus is copied or
+    moved; the memo makes that a stat() per file after the first build.
+    """
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / DIGEST_MEMO
+        try:
+            self.table: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.table = {}
+        self.dirty = False
+
+    def digest(self, path: str | Path) -> str:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        hit = self.table.get(real)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        value = file_digest(real)
+        self.table[real] = [st.st_size, st.st_mtime_ns, value]
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        # Memo only: a lost race between two writers costs a re-hash, never a wrong answer.
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=".digests-")
+        with os.fdopen(fd, "w") as fh:
+            json.dump(self.table, fh)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, self.path)
+
+
+def _plain(value: Any) -> Any:
+    """numpy / pandas scalars and arrays → JSON-able Python values (stable across versions)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def fingerprint(utterances: pd.DataFrame, wav_digests: Sequence[str], audio_identity: str,
+                text_identity: str, max_seconds: float | None) -> str:
+    """Cache key: corpus content + encoder identities + audio settings (and the cache format)."""
+    h = hashlib.sha256()
+    header = {"version": FEATURES_VERSION, "audio": audio_identity, "text": text_identity,
+              "max_seconds": max_seconds, "columns": LABEL_COLUMNS}
+    h.update(json.dumps(header, sort_keys=True).encode())
+    cols = ["segment_id", "text", *LABEL_COLUMNS]
+    for row, digest in zip(utterances[cols].itertuples(index=False, name=None), wav_digests, strict=True):
+        h.update(json.dumps([_plain(v) for v in row] + [digest], ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:24]
+
+
+# --------------------------------------------------------------------------------------------------
+# extraction
+
+
+def length_buckets(lengths: Sequence[int], max_padded: int) -> list[list[int]]:
+    """Indices grouped longest-first so each batch's padded size (count × longest) ≤ ``max_padded``.
+
+    Sorting by length makes padding within a batch small; bounding count × longest (not the sum)
+    bounds the memory of the padded tensor. An item longer than ``max_padded`` gets its own batch.
+    """
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], i))
+    batches: list[list[int]] = []
+    for i in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_padded:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def extract_audio(encoder: AudioEncoder, paths: Sequence[str], *, max_seconds: float | None = MAX_SECONDS,
+                  batch_seconds: float = DEFAULT_BATCH_SECONDS, progress: bool = True) -> np.ndarray:
+    """(N, D_a) pooled audio vectors in ``paths`` order, computed in length-bucketed batches."""
+    sr = encoder.sample_rate
+    lengths = [max(audio_samples(p, max_seconds, sr), encoder.min_samples) for p in paths]
+    batches = length_buckets(lengths, int(batch_seconds * sr))
+    out = np.empty((len(paths), encoder.dim), dtype=np.float32)
+
+    def read(batch: list[int]) -> list[np.ndarray]:
+        return [load_audio(paths[i], max_seconds, sr) for i in batch]
+
+    # Decode/resample the next batch in a thread while the model runs on this one.
+    with ThreadPoolExecutor(max_workers=1) as pool, \
+            tqdm(total=len(paths), desc="audio features", unit="utt", disable=not progress) as bar:
+        pending = pool.submit(read, batches[0]) if batches else None
+        for k, batch in enumerate(batches):
+            waves = pending.result()
+            pending = pool.submit(read, batches[k + 1]) if k + 1 < len(batches) else None
+            out[batch] = encoder.pool(waves)
+            bar.update(len(batch))
+    return out
+
+
+def extract_text(encoder: TextEncoder, texts: Sequence[str], *, batch_size: int = DEFAULT_TEXT_BATCH,
+                 progress: bool = True) -> np.ndarray:
+    """(N, D_t) first-token vectors in ``texts`` order, batched by similar length."""
+    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
+    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
+    with tqdm(total=len(texts), desc="text features", unit="utt", disable=not progress) as bar:
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            out[batch] = encoder.pool([texts[i] for i in batch])
+            bar.update(len(batch))
+    return out
+
+
+def _dataset(utterances: pd.DataFrame, audio: np.ndarray, text: np.ndarray) -> Any:
+    import datasets
+    from datasets import Features, List, Value
+
+    votes = np.array([np.asarray(v, dtype=np.int64) for v in utterances["votes"]])
+    if votes.ndim != 2 or votes.shape[1] != N_CLASSES:
+        raise ValueError(f"votes must be {N_CLASSES} counts per utterance, got shape {votes.shape}")
+    features = Features({
+        "segment_id": Value("string"),
+        "audio_vec": List(Value("float32"), length=audio.shape[1]),
+        "text_vec": List(Value("float32"), length=text.shape[1]),
+        "votes": List(Value("int64"), length=N_CLASSES),
+        "majority": Value("int64"),
+        "valence": Value("float32"),
+        "arousal": Value("float32"),
+        "fold": Value("int64"),
+        "corpus": Value("string"),
+        "session": Value("int64"),
+    })
+    return datasets.Dataset.from_dict({
+        "segment_id": utterances["segment_id"].astype(str).tolist(),
+        "audio_vec": audio,
+        "text_vec": text,
+        "votes": votes,
+        "majority": utterances["majority"].to_numpy(np.int64),
+        "valence": utterances["valence"].to_numpy(np.float32),
+        "arousal": utterances["arousal"].to_numpy(np.float32),
+        "fold": utterances["fold"].to_numpy(np.int64),
+        "corpus": utterances["corpus"].astype(str).tolist(),
+        "session": utterances["session"].to_numpy(np.int64),
+    }, features=features)
+
+
+# --------------------------------------------------------------------------------------------------
+# cache
+
+
+def _is_complete(path: Path) -> bool:
+    # meta.json is written last inside the temporary directory, before the rename that publishes it.
+    return (path / META_FILE).is_file() and (path / "state.json").is_file()
+
+
+def _load_cached(path: Path, utterances: pd.DataFrame) -> Any | None:
+    import datasets
+
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (OSError, ValueError) as err:  # unreadable cache (ArrowInvalid is a ValueError): rebuild
+        log.warning("feature cache %s is unreadable (%s); rebuilding", path, err)
+        return None
+    if ds.num_rows != len(utterances) or (
+            ds.data.column("segment_id").to_pylist() != utterances["segment_id"].astype(str).tolist()):
+        log.warning("feature cache %s does not match the corpus; rebuilding", path)
+        return None
+    return ds
+
+
+def _remove_stale(cache_dir: Path, fp: str) -> None:
+    """Drop leftovers of killed builds and a cache of ``fp`` found unusable.
+
+    We hold ``fp``'s lock, so nothing of ``fp`` belongs to a live build. A temporary directory of
+    another key is stale when nobody holds that key's lock (a killed process releases its locks).
+    """
+    for leftover in cache_dir.glob(".tmp-*"):
+        key = leftover.name.split("-")[1]
+        if key == fp:
+            shutil.rmtree(leftover, ignore_errors=True)
+            continue
+        with open(cache_dir / f".{key}.lock", "a") as other:
+            try:
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # being built right now
+            shutil.rmtree(leftover, ignore_errors=True)
+    if (cache_dir / fp).exists():
+        shutil.rmtree(cache_dir / fp)
+
+
+@contextlib.contextmanager
+def _hf_progress(enabled: bool) -> Iterator[None]:
+    """Silence the transformers / datasets progress bars (loading, saving) when ``progress=False``.
+
+    Both libraries only offer process-wide switches, so the previous state is restored afterwards.
+    """
+    import datasets
+    import transformers.utils.logging as tf_logging
+
+    was = datasets.is_progress_bar_enabled(), tf_logging.is_progress_bar_enabled()
+    if not enabled:
+        datasets.disable_progress_bars()
+        tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        (datasets.enable_progress_bars if was[0] else datasets.disable_progress_bars)()
+        (tf_logging.enable_progress_bar if was[1] else tf_logging.disable_progress_bar)()
+
+
+def _resolve_audio(encoder: AudioArg, device: str | torch.device | None) -> AudioEncoder:
+    if isinstance(encoder, AudioEncoder):
+        return encoder.to(device) if device is not None else encoder
+    return load_audio_encoder(encoder, device)
+
+
+def _resolve_text(encoder: TextArg, device: str | torch.device | None) -> TextEncoder:
+    if isinstance(encoder, TextEncoder):
+        return encoder.to(device) if device is not None else encoder
+    return load_text_encoder(encoder, device)
+
+
+def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: str | Path, *,
+                   max_seconds: float | None = MAX_SECONDS, batch_seconds: float = DEFAULT_BATCH_SECONDS,
+                   text_batch_size: int = DEFAULT_TEXT_BATCH, device: str | torch.device | None = None,
+                   progress: bool = True) -> Any:
+    """Pooled audio/text vectors + labels for every utterance, from the cache when it is current.
+
+    ``corpus``: a ``Corpus``, its utterance DataFrame, or a data root. Encoders: a local model
+    directory, a hub id, or an already loaded ``AudioEncoder`` / ``TextEncoder``. Encoders given
+    as paths are not even loaded when the cache is current. ``batch_seconds`` bounds the padded
+    audio per forward pass; it does not change the vectors, so it is not part of the key.
+    Returns a ``datasets.Dataset`` read from ``cache_dir/<fingerprint>/``.
+    """
+    with _hf_progress(progress):
+        return _build_features(corpus, audio_encoder, text_encoder, Path(cache_dir).expanduser(),
+                               max_seconds=max_seconds, batch_seconds=batch_seconds,
+                               text_batch_size=text_batch_size, device=device, progress=progress)
+
+
+def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *,
+                    max_seconds: float | None, batch_seconds: float, text_batch_size: int,
+                    device: str | torch.device | None, progress: bool) -> Any:
+    utterances = _utterances(corpus)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    memo = _DigestMemo(cache_dir)
+    digests = [memo.digest(p) for p in utterances["wav_path"]]
+    memo.save()
+
+    # Identities from the files where possible, so a cache hit never loads a model.
+    audio_id = encoder_identity(audio_encoder, "audio")
+    if audio_id is None:  # a hub id not yet downloaded: loading it is the only way to pin it
+        audio_encoder = _resolve_audio(audio_encoder, device)
+        audio_id = audio_encoder.identity
+    text_id = encoder_identity(text_encoder, "text")
+    if text_id is None:
+        text_encoder = _resolve_text(text_encoder, device)
+        text_id = text_encoder.identity
+    fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds)
+    final = cache_dir / fp
+
+    if _is_complete(final) and (ds := _load_cached(final, utterances)) is not None:
+        log.info("features: reusing %s", final)
+        return ds
+
+    # One builder per fingerprint: a concurrent build of the same key waits, then reuses.
+    with open(cache_dir / f".{fp}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _is_complete(final) and (ds := _load_cached(final, utterances)) is not None:
+            return ds
+        _remove_stale(cache_dir, fp)
+        audio_encoder = _resolve_audio(audio_encoder, device)
+        text_encoder = _resolve_text(text_encoder, device)
+        log.info("features: building %s with\n%s", final, describe([audio_encoder, text_encoder]))
+        tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{fp}-{os.getpid()}-"))
+        tmp.chmod(0o755)  # mkdtemp makes it private; a cache on shared storage is read by other users
+        try:
+            t0 = time.perf_counter()
+            audio = extract_audio(audio_encoder, utterances["wav_path"].astype(str).tolist(),
+                                  max_seconds=max_seconds, batch_seconds=batch_seconds, progress=progress)
+            t1 = time.perf_counter()
+            text = extract_text(text_encoder, utterances["text"].astype(str).tolist(),
+                                batch_size=text_batch_size, progress=progress)
+            t2 = time.perf_counter()
+            _dataset(utterances, audio, text).save_to_disk(str(tmp))
+            if hasattr(corpus, "save_exclusions"):
+                corpus.save_exclusions(tmp / "excluded.csv")
+            meta = {
+                "fingerprint": fp, "features_version": FEATURES_VERSION, "n_utterances": len(utterances),
+                "audio_encoder": {"name": audio_encoder.name, "identity": audio_id, "dim": audio_encoder.dim},
+                "text_encoder": {"name": text_encoder.name, "identity": text_id, "dim": text_encoder.dim},
+                "max_seconds": max_seconds, "sample_rate": audio_encoder.sample_rate,
+                "batch_seconds": batch_seconds, "device": str(audio_encoder.device),
+                "audio_seconds": round(t1 - t0, 3), "text_seconds": round(t2 - t1, 3),
+                "corpora": sorted(utterances["corpus"].astype(str).unique().tolist()),
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            }
+            (tmp / META_FILE).write_text(json.dumps(meta, indent=1))
+            os.rename(tmp, final)  # atomic publish: before this line no complete cache exists
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    log.info("features: %d utterances in %.1f s (audio) + %.1f s (text) → %s",
+             len(utterances), meta["audio_seconds"], meta["text_seconds"], final)
+    ds = _load_cached(final, utterances)
+    assert ds is not None, f"freshly written cache {final} does not load"
+    return ds
+
+
+def to_arrays(ds: Any) -> dict[str, np.ndarray]:
+    """Every column as numpy: ``audio_vec`` (N, D_a) float32, ``text_vec`` (N, D_t), ``votes`` (N, 7), …
+
+    The plain-array form is what the sweep layer puts into Ray's object store (zero-copy for workers).
+    """
+    columns = ds.with_format("numpy")[:]
+    arrays = {name: np.asarray(values) for name, values in columns.items()}
+    for name in ("audio_vec", "text_vec", "votes"):
+        if name in arrays and arrays[name].dtype == object:  # older datasets: array of row arrays
+            arrays[name] = np.stack(arrays[name])
+    return arrays
+
+
+def feature_meta(ds_or_path: Any) -> dict:
+    """The build record (encoders, settings, timings) stored beside a cached dataset."""
+    if isinstance(ds_or_path, (str, Path)):
+        path = Path(ds_or_path)
+    else:
+        path = Path(ds_or_path.cache_files[0]["filename"]).parent
+    return json.loads((path / META_FILE).read_text())
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m erc.features",
+        description="Run the frozen encoders once per utterance and cache the pooled vectors "
+                    "(a Hugging Face Arrow dataset under CACHE/<fingerprint>/).",
+    )
+    parser.add_argument("--data", required=True, help="data root holding KEMDy19/ and/or KEMDy20_v1_1/")
+    parser.add_argument("--audio-encoder", help="wav2vec2 model: local save_pretrained directory or hub id "
+                                                "(paper: kresnik/wav2vec2-large-xlsr-korean)")
+    parser.add_argument("--text-encoder", help="RoBERTa model: local save_pretrained directory or hub id "
+                                               "(paper: klue/roberta-large)")
+    parser.add_argument("--demo", action="store_true",
+                        help="build the small seeded demo encoders from the corpus transcripts into "
+                             "CACHE/demo-encoders and use them (no hub needed)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="feature cache directory (default: $ERC_CACHE/features or ~/.cache/erc-sweeps/features)")
+    parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
+                        help="crop audio to this many seconds; 0 keeps whole files (default 7, the paper's)")
+    parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS,
+                        help="padded audio seconds per forward pass (memory knob; vectors do not change)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    if args.demo == bool(args.audio_encoder or args.text_encoder):
+        parser.error("give --audio-encoder and --text-encoder, or --demo")
+    if not args.demo and not (args.audio_encoder and args.text_encoder):
+        parser.error("both --audio-encoder and --text-encoder are needed")
+    from erc.data import load_corpus
+
+    cache = args.cache or default_cache_dir()
+    corpus = load_corpus(args.data)
+    audio_src, text_src = args.audio_encoder, args.text_encoder
+    if args.demo:
+        audio_src, text_src = build_demo_encoders(cache / "demo-encoders", corpus)
+    ds = build_features(corpus, audio_src, text_src, cache, max_seconds=args.max_seconds or None,
+                        batch_seconds=args.batch_seconds, device=args.device, progress=not args.quiet)
+    meta = feature_meta(ds)
+    print(f"{ds.num_rows} utterances: audio_vec {meta['audio_encoder']['dim']}-d, "
+          f"text_vec {meta['text_encoder']['dim']}-d")
+    print(f"cache: {Path(ds.cache_files[0]['filename']).parent}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,270 @@
+"""erc.features: pooled vectors per utterance, cached under a content fingerprint (DESIGN §4)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+import torch
+from transformers import AutoTokenizer, RobertaModel, Wav2Vec2Model
+
+from erc.audio import load_audio
+from erc.encoders import build_demo_encoders, load_audio_encoder
+from erc.features import build_features, feature_meta, length_buckets, main, to_arrays
+
+# (seconds, rate, channels): short and long (cropped at 7 s), 16 kHz mono and 44.1 kHz stereo.
+CLIPS = [(0.4, 16000, 1), (2.5, 44100, 2), (3.0, 16000, 1), (7.6, 16000, 1), (1.7, 44100, 2),
+         (4.2, 16000, 1), (0.9, 16000, 1), (2.2, 16000, 1), (5.5, 44100, 2), (1.2, 16000, 1)]
+TEXTS = ["오늘 정말 좋아 고마워", "짜증나 힘들어 그냥 집에", "세상에 깜짝 놀랐어", "우리 같이 밥 먹자 내일",
+         "그래서 회의 시간 얘기 했어", "무서워 사실은 그런데", "행복해 재밌어 최고야 신나", "싫어 슬퍼 속상해",
+         "그냥 학교 친구 봤어", "어머 역겨워 더러워"]
+
+
+def make_corpus(root: Path, seed: int = 0) -> pd.DataFrame:
+    """An utterance table like erc.data.load_corpus's, with real WAV files of varied formats."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, ((seconds, rate, channels), text) in enumerate(zip(CLIPS, TEXTS, strict=True)):
+        t = np.arange(int(seconds * rate)) / rate
+        voice = 0.3 * np.sin(2 * np.pi * (110 + 20 * i) * t) + 0.05 * rng.standard_normal(len(t))
+        data = np.stack([voice, 0.8 * voice], axis=1) if channels == 2 else voice
+        path = root / "wav" / f"Sess01_script01_F{i:03d}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, data, rate)
+        votes = rng.multinomial(10, [0.1, 0.1, 0.1, 0.3, 0.2, 0.1, 0.1])
+        top = np.flatnonzero(votes == votes.max())
+        rows.append({
+            "corpus": "KEMDy19" if i < 6 else "KEMDy20", "session": 1 + i % 5, "segment_id": path.stem,
+            "wav_path": str(path), "text": text, "text_raw": text, "votes": votes.tolist(),
+            "valence": float(rng.uniform(1, 5)), "arousal": float(rng.uniform(1, 5)),
+            "majority": int(top[0]) if len(top) == 1 else -1, "fold": i % 5,
+        })
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("feat")
+    corpus = make_corpus(root / "data")
+    audio_dir, text_dir = build_demo_encoders(root / "enc", corpus, seed=0)
+    return corpus, audio_dir, text_dir
+
+
+class Calls:
+    """Counts forward passes of the real HF model classes (and can fail the n-th one)."""
+
+    def __init__(self, monkeypatch, fail_at: int | None = None):
+        self.n = 0
+        for cls in (Wav2Vec2Model, RobertaModel):
+            original = cls.forward
+
+            def forward(model, *args, _original=original, **kwargs):
+                self.n += 1
+                if fail_at is not None and self.n >= fail_at:
+                    raise RuntimeError("simulated crash mid-extraction")
+                return _original(model, *args, **kwargs)
+
+            monkeypatch.setattr(cls, "forward", forward)
+
+
+def caches(cache: Path) -> list[str]:
+    """Directories that look like a published cache (a fingerprint name); hidden temporaries excluded."""
+    return sorted(p.name for p in cache.iterdir() if p.is_dir() and re.fullmatch(r"[0-9a-f]{24}", p.name))
+
+
+def build(corpus, audio, text, cache, **kw):
+    return build_features(corpus, audio, text, cache, progress=False, **kw)
+
+
+def test_rows_columns_and_vectors_equal_one_utterance_computation(setup, tmp_path):
+    corpus, audio_dir, text_dir = setup
+    # Small batches so that several length buckets (with padding) are exercised.
+    ds = build(corpus, audio_dir, text_dir, tmp_path, batch_seconds=8.0)
+    assert isinstance(ds, datasets.Dataset) and ds.num_rows == len(corpus)
+    arrays = to_arrays(ds)
+    assert list(arrays["segment_id"]) == corpus["segment_id"].tolist()  # corpus order kept
+    assert arrays["audio_vec"].shape == (10, 64) and arrays["audio_vec"].dtype == np.float32
+    assert arrays["text_vec"].shape == (10, 128) and arrays["text_vec"].dtype == np.float32
+    assert arrays["votes"].shape == (10, 7)
+    np.testing.assert_array_equal(arrays["votes"], np.array(corpus["votes"].tolist()))
+    for col in ("majority", "fold", "session"):
+        np.testing.assert_array_equal(arrays[col], corpus[col].to_numpy())
+    np.testing.assert_allclose(arrays["valence"], corpus["valence"], rtol=1e-6)
+    np.testing.assert_allclose(arrays["arousal"], corpus["arousal"], rtol=1e-6)
+    assert list(arrays["corpus"]) == corpus["corpus"].tolist()
+
+    # Independent reference: each utterance alone through the HF models, no padding, no batching.
+    w2v = Wav2Vec2Model.from_pretrained(audio_dir).eval()
+    rob = RobertaModel.from_pretrained(text_dir).eval()
+    tok = AutoTokenizer.from_pretrained(text_dir)
+    for i, row in corpus.iterrows():
+        wave = load_audio(row["wav_path"], 7.0)
+        x = (wave - wave.mean()) / np.sqrt(wave.var() + 1e-7)
+        with torch.no_grad():
+            audio_ref = w2v(torch.from_numpy(x)[None]).last_hidden_state[0].mean(0).numpy()
+            text_ref = rob(**tok(row["text"], return_tensors="pt")).last_hidden_state[0, 0].numpy()
+        np.testing.assert_allclose(arrays["audio_vec"][i], audio_ref, atol=1e-5)
+        np.testing.assert_allclose(arrays["text_vec"][i], text_ref, atol=1e-5)
+    assert len(wave) <= 7 * 16000
+    meta = feature_meta(ds)
+    assert meta["n_utterances"] == 10 and meta["max_seconds"] == 7.0
+
+
+def test_cache_is_reused_without_running_an_encoder(setup, tmp_path, monkeypatch):
+    corpus, audio_dir, text_dir = setup
+    first = to_arrays(build(corpus, audio_dir, text_dir, tmp_path))
+    calls = Calls(monkeypatch)
+    again = build(corpus, str(audio_dir), str(text_dir), tmp_path)
+    assert calls.n == 0
+    for key, value in first.items():
+        np.testing.assert_array_equal(to_arrays(again)[key], value)
+    # Loaded encoder objects with the same identity hit the same cache; batch size is not in the key.
+    build(corpus, load_audio_encoder(audio_dir), text_dir, tmp_path, batch_seconds=3.0)
+    assert calls.n == 0 and len(caches(tmp_path)) == 1
+
+    # A copy of the corpus elsewhere (same content) is the same corpus.
+    moved = corpus.copy()
+    shutil.copytree(Path(corpus["wav_path"][0]).parent, tmp_path / "copy")
+    moved["wav_path"] = [str(tmp_path / "copy" / Path(p).name) for p in corpus["wav_path"]]
+    build(moved, audio_dir, text_dir, tmp_path)
+    assert calls.n == 0
+
+
+def test_cache_is_invalidated_by_corpus_encoder_or_audio_settings(setup, tmp_path, monkeypatch):
+    corpus, audio_dir, text_dir = setup
+    original = to_arrays(build(corpus, audio_dir, text_dir, tmp_path / "cache"))
+    calls = Calls(monkeypatch)
+    seen = set(caches(tmp_path / "cache"))
+
+    def rebuilt(corpus_, audio=audio_dir, text=text_dir, **kw) -> datasets.Dataset:
+        before = calls.n
+        ds = build(corpus_, audio, text, tmp_path / "cache", **kw)
+        new = set(caches(tmp_path / "cache")) - seen
+        assert calls.n > before and len(new) == 1, "expected a new cache built by running the encoders"
+        seen.update(new)
+        return ds
+
+    changed = corpus.copy()
+    changed.loc[3, "text"] = "완전히 다른 문장"
+    rebuilt(changed)
+    relabelled = corpus.copy()
+    relabelled.loc[0, "valence"] = 4.9
+    assert to_arrays(rebuilt(relabelled))["valence"][0] == pytest.approx(4.9)
+    refolded = corpus.copy()
+    refolded["fold"] = (refolded["fold"] + 1) % 5
+    rebuilt(refolded)
+
+    # Same path, new audio content.
+    wav_dir = tmp_path / "wav"
+    shutil.copytree(Path(corpus["wav_path"][0]).parent, wav_dir)
+    rewritten = corpus.copy()
+    rewritten["wav_path"] = [str(wav_dir / Path(p).name) for p in corpus["wav_path"]]
+    build(rewritten, audio_dir, text_dir, tmp_path / "cache")  # same content as corpus: a hit
+    assert calls.n == 0 or len(seen) > 1
+    before = calls.n
+    build(rewritten, audio_dir, text_dir, tmp_path / "cache")
+    assert calls.n == before
+    sf.write(rewritten["wav_path"][2], 0.1 * np.random.default_rng(5).standard_normal(16000), 16000)
+    audio = to_arrays(rebuilt(rewritten))["audio_vec"]
+    assert np.abs(audio[2] - original["audio_vec"][2]).max() > 1e-3  # the new sound, not the old vector
+    np.testing.assert_allclose(np.delete(audio, 2, 0), np.delete(original["audio_vec"], 2, 0), atol=1e-5)
+
+    other_audio, other_text = build_demo_encoders(tmp_path / "enc1", corpus, seed=1)
+    rebuilt(corpus, audio=other_audio)
+    rebuilt(corpus, text=other_text)
+    rebuilt(corpus, max_seconds=2.0)
+
+
+def test_interrupted_build_leaves_no_complete_looking_cache(setup, tmp_path, monkeypatch):
+    corpus, audio_dir, text_dir = setup
+    with monkeypatch.context() as patch:
+        calls = Calls(patch, fail_at=3)  # the third batch of audio
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            build(corpus, audio_dir, text_dir, tmp_path, batch_seconds=8.0)
+        assert calls.n == 3
+    assert caches(tmp_path) == []  # nothing published, the temporary directory removed
+
+    ds = build(corpus, audio_dir, text_dir, tmp_path)
+    assert ds.num_rows == len(corpus)
+    [fp] = caches(tmp_path)
+
+    # Leftovers of a build killed hard (no chance to clean up): a partial temporary directory and a
+    # half-copied cache directory without its meta.json. Neither may be used; both are replaced.
+    complete = tmp_path / fp
+    shutil.copytree(complete, tmp_path / f".tmp-{fp}-99999-x")
+    (complete / "meta.json").unlink()
+    calls = Calls(monkeypatch)
+    ds = build(corpus, audio_dir, text_dir, tmp_path)
+    assert calls.n > 0 and ds.num_rows == len(corpus)
+    assert caches(tmp_path) == [fp] and (complete / "meta.json").is_file()
+
+
+def test_killed_process_leaves_no_complete_looking_cache(setup, tmp_path):
+    corpus, audio_dir, text_dir = setup
+    corpus.to_pickle(tmp_path / "corpus.pkl")
+    # A real SIGKILL (no except/finally clause runs) at the worst moment: the Arrow files are fully
+    # written, the build record and the publishing rename are not.
+    script = textwrap.dedent(f"""
+        import os, signal, datasets, pandas as pd
+        from erc.features import build_features
+        original = datasets.Dataset.save_to_disk
+        def save_to_disk(self, *a, **k):
+            original(self, *a, **k)
+            os.kill(os.getpid(), signal.SIGKILL)
+        datasets.Dataset.save_to_disk = save_to_disk
+        corpus = pd.read_pickle({str(tmp_path / "corpus.pkl")!r})
+        build_features(corpus, {str(audio_dir)!r}, {str(text_dir)!r}, {str(tmp_path / "cache")!r},
+                       batch_seconds=8.0, progress=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == -9, proc.stderr[-2000:]
+    assert caches(tmp_path / "cache") == []  # only a hidden temporary directory may remain
+    assert any(p.name.startswith(".tmp-") for p in (tmp_path / "cache").iterdir())
+
+    ds = build(corpus, audio_dir, text_dir, tmp_path / "cache")
+    assert ds.num_rows == len(corpus)
+    assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "cache").iterdir())
+
+
+def test_length_buckets_bound_padded_size_and_cover_everything():
+    lengths = [5, 70, 12, 33, 33, 1, 64, 8, 100]
+    batches = length_buckets(lengths, 100)
+    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
+    for batch in batches:
+        longest = max(lengths[i] for i in batch)
+        assert lengths[batch[0]] == longest
+        assert len(batch) * longest <= 100 or len(batch) == 1
+    flat = [lengths[i] for b in batches for i in b]
+    assert flat == sorted(flat, reverse=True)  # similar lengths share a batch
+
+
+def test_cli_builds_the_cache_from_a_data_root(tmp_path, capsys):
+    from erc.data.demo import write_demo_corpus
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
+    assert "--audio-encoder" in capsys.readouterr().out
+
+    root = write_demo_corpus(tmp_path / "data", seed=0, kemdy19_sessions=5, kemdy20_sessions=5,
+                             utterances_per_speaker=2)
+    assert main(["--data", str(root), "--demo", "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "utterances: audio_vec 64-d, text_vec 128-d" in out
+    [fp] = caches(tmp_path / "cache")
+    meta = json.loads((tmp_path / "cache" / fp / "meta.json").read_text())
+    assert meta["n_utterances"] == datasets.load_from_disk(str(tmp_path / "cache" / fp)).num_rows > 0
+    # The demo encoders were built under the cache and are the ones recorded.
+    assert os.path.samefile(meta["audio_encoder"]["name"], tmp_path / "cache" / "demo-encoders" / "audio")
