@@ -67,7 +67,18 @@ def ccc(pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> float:
     pred, target = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64)
     if pred.numel() < 2:
         return math.nan
-    return _float(concordance_corrcoef(pred, target))
+    with warnings.catch_warnings():
+        # torchmetrics warns and returns NaN when the predictions (nearly) do not vary, e.g. a head
+        # that has not learned the regression yet; Lin's formula is still defined then (the
+        # covariance term vanishes, so CCC ≈ 0), and NaN would break epoch selection and t-tests
+        warnings.simplefilter("ignore")
+        value = _float(concordance_corrcoef(pred, target))
+    if math.isnan(value):
+        mp, mt = pred.mean(), target.mean()
+        cov = ((pred - mp) * (target - mt)).sum() / (pred.numel() - 1)
+        den = pred.var() + target.var() + (mp - mt) ** 2
+        value = _float(2 * cov / den) if float(den) > 0 else math.nan
+    return value
 
 
 def regression_metrics(va_pred: Tensor | np.ndarray, va_target: Tensor | np.ndarray) -> dict[str, float]:

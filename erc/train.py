@@ -23,7 +23,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,10 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "depth": None,  # number of mixer blocks
     "token_mult": None,  # token-mixing hidden = token_mult × #tokens
     "channel_mult": None,  # channel-mixing hidden = channel_mult × dim
-    "append_one": False,  # Tensor Fusion Network's constant 1 (projects to P-1, image stays P×P)
+    # Tensor Fusion Network's constant 1 on a' and t' (projects to P-1, image stays P×P). On by default
+    # because the inputs are standardised, which strips the constant component the paper's raw
+    # features gave a'⊗t' (see erc.model.TensorMixerHead); False = the literal a'⊗t'.
+    "append_one": True,
     "lr": 1e-3,
     "weight_decay": 1e-4,  # AdamW's decoupled weight decay
     "batch_size": 32,
@@ -272,7 +275,6 @@ class FitResult:
     n_valid_cls: int  # validation utterances with a unique majority class
     embeddings: np.ndarray | None = None  # (n_valid, E) at the selected epoch, if asked for
     stopped_early: bool = False  # on_epoch raised StopTraining
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def fit(

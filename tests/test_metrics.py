@@ -59,6 +59,9 @@ def test_ccc_matches_formula_and_extremes():
     assert ccc(y, y) == pytest.approx(1.0)
     assert ccc(y + 1.0, y) < 1.0  # a constant offset is penalised, unlike Pearson
     assert math.isnan(ccc(y[:1], y[:1]))
+    # constant predictions (an untrained head): defined by Lin's formula as 0, not NaN
+    assert ccc(np.full(200, 3.0), y) == pytest.approx(0.0)
+    assert ccc(3.0 + 1e-9 * rng.standard_normal(200), y) == pytest.approx(0.0, abs=1e-6)
     va = regression_metrics(np.stack([pred, y], 1), np.stack([y, y], 1))
     assert va["ccc_valence"] == pytest.approx(lin_ccc_sample(pred, y), abs=1e-9)
     assert va["ccc_arousal"] == pytest.approx(1.0)

@@ -61,6 +61,9 @@ def test_paper_preset_sizes_and_shape():
 
 def test_size_override_beats_preset_and_bad_sizes_fail():
     assert head_sizes({"preset": "paper", "depth": 2})["depth"] == 2
+    assert build_head({"fusion": "outer"}, D_A, D_T).append_one  # default: unimodal terms kept
+    literal = build_head({"fusion": "outer", "append_one": False}, D_A, D_T)
+    assert not literal.append_one and literal.proj_audio.out_features == PRESETS["demo"]["proj_dim"]
     with pytest.raises(ValueError, match="multiple of patch"):
         build_head({"fusion": "outer", "proj_dim": 10, "patch": 4}, D_A, D_T)
     with pytest.raises(ValueError, match="fusion"):

@@ -13,6 +13,7 @@ from scipy.special import softmax
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 import erc.train as train_mod
+from erc.model import PRESETS
 from erc.train import (
     DEFAULT_CONFIG,
     StopTraining,
@@ -102,7 +103,8 @@ def test_same_seed_same_numbers(data):
 def test_config_defaults_and_unknown_key(data):
     cfg = resolve_config({"fusion": "concat"})
     assert cfg["cls_coef"] == 0.7 and cfg["select_metric"] == "acc" and cfg["preset"] == "demo"
-    assert cfg["proj_dim"] == 32 and set(cfg) == set(DEFAULT_CONFIG)  # preset sizes filled in
+    assert cfg["proj_dim"] == PRESETS["demo"]["proj_dim"] and set(cfg) == set(DEFAULT_CONFIG)  # preset sizes
+    assert cfg["append_one"] is True
     assert resolve_config({"preset": "paper"})["dim"] == 512
     train, valid = data
     with pytest.raises(KeyError, match="learning_rate"):
@@ -169,6 +171,28 @@ def test_on_epoch_selection_and_early_stop(data):
         fit({"fusion": "concat", "epochs": 5}, train, valid, on_epoch=crash)
 
 
+def test_selected_epoch_supplies_metrics_weights_and_predictions(data, monkeypatch):
+    """Scripted validation accuracies: the first best epoch (2) must supply everything in the result."""
+    train, valid = data
+    scripted = iter([0.1, 0.5, 0.3, 0.5, 0.2])
+    outputs = []
+    real = train_mod.evaluate_outputs
+
+    def spy(output, target, va_target):
+        outputs.append(output.clone())
+        return {**real(output, target, va_target), "acc": next(scripted)}
+
+    monkeypatch.setattr(train_mod, "evaluate_outputs", spy)
+    r = fit({"fusion": "concat", "epochs": 5}, train, valid)
+    assert r.selected_epoch == 2 and r.metrics == r.history[1] and r.metrics["acc"] == 0.5
+    assert r.metrics["loss"] != r.history[-1]["loss"]
+    np.testing.assert_array_equal(np.stack(r.predictions.logits), outputs[1][:, :7].numpy())
+    assert not np.array_equal(np.stack(r.predictions.logits), outputs[-1][:, :7].numpy())
+    head = load_head(r.config, r.state_dict)  # the weights are epoch 2's too
+    np.testing.assert_allclose(np.stack(predict(head, r.config, valid)[0].logits), outputs[1][:, :7].numpy(),
+                               atol=1e-5)
+
+
 def test_dataset_input_equals_dict_input(data):
     datasets = pytest.importorskip("datasets")
     train, valid = data
@@ -182,7 +206,7 @@ def test_dataset_input_equals_dict_input(data):
 
 def test_saved_head_round_trips_predictions_and_embeddings(data):
     train, valid = data
-    for fusion, width in (("outer", 64), ("concat", 32)):
+    for fusion, width in (("outer", PRESETS["demo"]["dim"]), ("concat", PRESETS["demo"]["proj_dim"])):
         cfg = {"fusion": fusion, "epochs": 3}
         r = fit(cfg, train, valid, return_embeddings=True)
         assert r.embeddings.shape == (len(valid["votes"]), width)
