@@ -14,3 +14,12 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo corpus in both layouts (5 + 6 sessions, 4 utterances per speaker)."""
     return write_demo_corpus(tmp_path_factory.mktemp("demo") / "data", seed=0, kemdy19_sessions=5,
                              kemdy20_sessions=6, utterances_per_speaker=4)
+
+
+@pytest.fixture(scope="session")
+def demo_encoders(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Demo encoders (random small wav2vec2 + RoBERTa) for the small demo corpus, saved to disk."""
+    from erc.data import load_corpus
+    from erc.encoders import build_demo_encoders
+
+    return build_demo_encoders(tmp_path_factory.mktemp("encoders"), load_corpus(demo_root, verbose=False))

@@ -1,0 +1,101 @@
+"""The ablation grid: fold × fusion × labels (× seed) trials, then the paper's tables."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from typing import Any
+
+from ray import tune
+
+from sweeps.prepare import prepare
+from sweeps.runner import close_tracking, open_tracking, run_tuner, tracking_uri
+from sweeps.settings import SweepSettings, load_config_file, settings_from_args
+from sweeps.trainable import train_trial, trial_name
+
+log = logging.getLogger(__name__)
+
+
+def param_space(settings: SweepSettings) -> dict[str, Any]:
+    """Grid over the scientific factors and folds; hyper-parameters fixed, or per arm."""
+    space: dict[str, Any] = {
+        "fold": tune.grid_search(settings.folds),
+        "fusion": tune.grid_search(settings.fusions),
+        "labels": tune.grid_search(settings.labels),
+        "seed": tune.grid_search(settings.seeds) if settings.repeats > 1 else settings.seed,
+    }
+    if settings.epochs is not None:
+        space["epochs"] = settings.epochs
+    space.update(settings.hparams)
+    per_arm_keys = sorted({k for values in settings.arm_hparams.values() for k in values})
+    for key in per_arm_keys:
+        # sample_from resolves after the grid, so each trial picks its own arm's value
+        space[key] = tune.sample_from(_ArmValue(key, settings.arm_hparams, settings.hparams))
+    return space
+
+
+class _ArmValue:
+    """Picklable ``sample_from`` function: an arm's own value of one hyper-parameter."""
+
+    def __init__(self, key: str, arm_hparams: dict, default: dict) -> None:
+        self.key, self.arm_hparams, self.default = key, arm_hparams, default
+
+    def __call__(self, spec: Any) -> Any:
+        from erc.train import DEFAULT_CONFIG
+
+        arm = f"{spec.config.fusion}-{spec.config.labels}"
+        return self.arm_hparams.get(arm, {}).get(self.key, self.default.get(self.key, DEFAULT_CONFIG[self.key]))
+
+
+def trial_tags(with_seed: bool):
+    def tags(config: dict) -> dict[str, str]:
+        return {"stage": "grid", "fold": str(config["fold"]), "fusion": config["fusion"], "labels": config["labels"],
+                "arm": f"{config['fusion']}-{config['labels']}", "seed": str(config["seed"])}
+
+    return tags
+
+
+class _RunName:
+    def __init__(self, with_seed: bool) -> None:
+        self.with_seed = with_seed
+
+    def __call__(self, config: dict) -> str:
+        return trial_name(config, self.with_seed)
+
+
+def run_ablation(args: argparse.Namespace) -> int:
+    hparams, arm_hparams = load_config_file(args.config) if args.config else ({}, {})
+    settings = settings_from_args(args, folds=args.folds, fusions=args.fusions, labels=args.labels,
+                                  hparams=hparams, arm_hparams=arm_hparams, repeats=args.repeats,
+                                  tune_per_arm=args.tune_per_arm)
+    settings.hparams.setdefault("preset", args.preset or ("demo" if settings.data is None else "paper"))
+    tracking_uri(settings)  # fail fast, before the feature cache is built
+    prepared = prepare(settings)
+    sweep = settings.sweep_name()
+    track = open_tracking(settings, prepared, sweep, stage="grid")
+    if settings.tune_per_arm:
+        from sweeps.per_arm import tune_each_arm
+
+        settings.arm_hparams = tune_each_arm(settings, prepared, track)
+    n = len(settings.folds) * len(settings.arms) * settings.repeats
+    print(f"sweep {sweep}: {n} trials → MLflow {track.uri} (experiment {settings.experiment!r})")
+    outcome = run_tuner(settings, prepared, track, train_trial, param_space(settings),
+                        run_name=_RunName(settings.repeats > 1), trial_tags=trial_tags(settings.repeats > 1))
+    status = close_tracking(track, outcome)
+    print(f"\nsweep {sweep}: {dict(outcome.statuses)} → parent run {track.parent_run_id} {status}")
+    try:
+        from analysis.report import sweep_report
+
+        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri,
+                     out_dir=settings.cache_dir / "reports" / sweep)
+    except ImportError:  # the analysis package is optional at this layer
+        print(outcome.results.get_dataframe().filter(regex="config/|selected/").to_string())
+    print(f"\nBrowse the runs: mlflow ui --backend-store-uri {track.uri}")
+    if outcome.interrupted:
+        print("The sweep was interrupted: rerun the same command to resume it.")
+        return 130
+    if outcome.failed:
+        print(f"{outcome.failed} trial(s) FAILED after {settings.max_failures} retries; see their MLflow runs "
+              "(tag last_error, artifacts errors/).")
+        return 1
+    return 0

@@ -1,0 +1,55 @@
+"""Everything a sweep needs before its first trial: corpus, encoders, the feature cache."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from erc.data import load_corpus
+from erc.data.demo import write_demo_corpus
+from erc.encoders import build_demo_encoders
+from erc.features import build_features, feature_meta, to_arrays
+from sweeps.settings import PAPER_AUDIO, PAPER_TEXT, SweepSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    arrays: dict[str, np.ndarray]  # the feature columns, as they go into Ray's object store
+    corpus_name: str  # e.g. "KEMDy19+KEMDy20"
+    audio_encoder: str
+    text_encoder: str
+    feature_dir: Path
+    excluded_csv: Path | None
+
+
+def prepare(settings: SweepSettings) -> Prepared:
+    """Demo corpus + demo encoders when no data is given (built once), then cached features."""
+    cache = settings.cache_dir
+    if settings.data is None:
+        root = write_demo_corpus(cache / "demo" / "data", seed=0)
+        corpus = load_corpus(root)
+        audio_dir, text_dir = build_demo_encoders(cache / "demo" / "encoders", corpus, seed=0)
+        audio, text = str(settings.audio_encoder or audio_dir), str(settings.text_encoder or text_dir)
+    else:
+        corpus = load_corpus(settings.data)
+        audio, text = settings.audio_encoder or PAPER_AUDIO, settings.text_encoder or PAPER_TEXT
+    print(corpus.summary())
+    ds = build_features(corpus, audio, text, cache / "features")
+    feature_dir = Path(ds.cache_files[0]["filename"]).parent
+    excluded = feature_dir / "excluded.csv"
+    if not excluded.exists():  # a cache built elsewhere: keep this run's exclusions beside the sweep
+        excluded = corpus.save_exclusions(cache / "excluded.csv")
+    meta = feature_meta(feature_dir)
+    return Prepared(
+        arrays=to_arrays(ds),
+        corpus_name="+".join(sorted(corpus.utterances["corpus"].unique())),
+        audio_encoder=meta["audio_encoder"]["name"],
+        text_encoder=meta["text_encoder"]["name"],
+        feature_dir=feature_dir,
+        excluded_csv=excluded,
+    )

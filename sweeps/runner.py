@@ -1,0 +1,145 @@
+"""Running a sweep on Ray Tune with MLflow tracking, resumable (DESIGN §6, §7).
+
+Shared by ``ablation.py`` (the grid) and ``search.py`` (Optuna + ASHA):
+``open_tracking`` → ``run_tuner`` → ``close_tracking``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import ray
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from sweeps import tracking
+from sweeps.prepare import Prepared
+from sweeps.settings import SweepSettings
+from sweeps.trainable import full_params
+
+log = logging.getLogger(__name__)
+
+# Ray changes into each trial's directory by default; our paths are absolute, but a user's
+# relative --data would break in a trial (ray-project/ray#9571). Workers inherit this.
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+
+
+def init_ray(settings: SweepSettings) -> None:
+    if ray.is_initialized():
+        return
+    if settings.address:
+        ray.init(address=settings.address, log_to_driver=settings.verbose > 0)
+    else:
+        ray.init(include_dashboard=False, log_to_driver=settings.verbose > 0, configure_logging=False)
+
+
+@dataclass
+class Tracking:
+    client: MlflowClient
+    uri: str
+    experiment_id: str
+    parent_run_id: str
+    sweep: str
+    tags: dict[str, str]
+
+
+def tracking_uri(settings: SweepSettings) -> str:
+    """The store's URI, checked: an unreachable server is an error before any work starts."""
+    uri = settings.tracking_uri or tracking.default_tracking_uri(settings.cache_dir)
+    tracking.check_reachable(uri)
+    return uri
+
+
+def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage: str,
+                  parent_params: Mapping[str, Any] | None = None) -> Tracking:
+    """Find or create the sweep's parent run (call ``tracking_uri`` first to fail fast)."""
+    uri = tracking_uri(settings)
+    client = MlflowClient(uri)
+    experiment_id = tracking.get_or_create_experiment(client, settings.experiment)
+    tags = {"sweep": sweep, "stage": stage, "corpus": prepared.corpus_name,
+            "audio_encoder": prepared.audio_encoder, "text_encoder": prepared.text_encoder,
+            "git_commit": tracking.git_commit(), "command": tracking.command_line()}
+    parent = tracking.start_parent(client, experiment_id, sweep, parent_params or settings.as_params(), tags)
+    orphans = tracking.mark_orphans_killed(client, experiment_id, parent)
+    if orphans:
+        print(f"marked {orphans} run(s) left RUNNING by an interrupted driver as KILLED")
+    if prepared.excluded_csv is not None and prepared.excluded_csv.exists():
+        client.log_artifact(parent, str(prepared.excluded_csv), artifact_path="data")
+    return Tracking(client, uri, experiment_id, parent, sweep, tags)
+
+
+@dataclass
+class Outcome:
+    statuses: Counter
+    results: Any  # ray.tune.ResultGrid
+
+    @property
+    def interrupted(self) -> bool:
+        return self.statuses.get("UNFINISHED", 0) > 0
+
+    @property
+    def failed(self) -> int:
+        return self.statuses.get("ERROR", 0)
+
+
+def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trainable: Callable,
+              param_space: Mapping[str, Any], *, run_name: Callable, trial_tags: Callable,
+              tune_config: tune.TuneConfig | None = None, bound: Mapping[str, Any] | None = None) -> Outcome:
+    """Fit a new Tuner, or restore the sweep's Tuner if an earlier run of it was interrupted."""
+    init_ray(settings)
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
+    thread_settings = {"cpus_per_trial": settings.cpus_per_trial, "fail_once": settings.fail_once,
+                       "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep), **(bound or {})}
+    # Features travel once through the object store, not by every trial re-reading files.
+    wrapped = tune.with_resources(
+        tune.with_parameters(trainable, data=prepared.arrays, settings=thread_settings), resources)
+    storage = settings.storage_path()
+    path = storage.rstrip("/") + "/" + track.sweep
+    if tune.Tuner.can_restore(path):
+        print(f"resuming sweep {track.sweep} from {path}")
+        # Finished trials stay finished; trials that were running or pending when the driver
+        # stopped run again; trials that ran out of retries stay FAILED.
+        tuner = tune.Tuner.restore(path, trainable=wrapped, resume_unfinished=True)
+    else:
+        callback = tracking.MlflowTrialCallback(track.uri, track.experiment_id, track.parent_run_id,
+                                                tags=track.tags, run_name=run_name, trial_tags=trial_tags,
+                                                params_of=full_params)
+        config = tune_config or tune.TuneConfig()
+        config.reuse_actors = True  # off by default since Ray 2.9; ~2 s → ~0.2 s per trial here
+        if settings.max_concurrent:
+            config.max_concurrent_trials = settings.max_concurrent
+        tuner = tune.Tuner(
+            wrapped,
+            param_space=dict(param_space),
+            tune_config=config,
+            run_config=tune.RunConfig(
+                name=track.sweep,
+                storage_path=storage if "://" in storage else str(Path(storage).resolve()),
+                callbacks=[callback],
+                failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                verbose=settings.verbose,
+            ),
+        )
+    try:
+        results = tuner.fit()
+    except KeyboardInterrupt:
+        tracking.mark_orphans_killed(track.client, track.experiment_id, track.parent_run_id)
+        tracking.end_parent(track.client, track.parent_run_id, "KILLED")
+        raise
+    statuses = Counter({"TERMINATED": results.num_terminated, "ERROR": results.num_errors})
+    statuses["UNFINISHED"] = len(results) - results.num_terminated - results.num_errors
+    return Outcome(+statuses, results)
+
+
+def close_tracking(track: Tracking, outcome: Outcome) -> str:
+    """Parent status from the trials: KILLED if interrupted, FAILED if any trial failed."""
+    killed = tracking.mark_orphans_killed(track.client, track.experiment_id, track.parent_run_id)
+    status = "KILLED" if outcome.interrupted or killed else ("FAILED" if outcome.failed else "FINISHED")
+    tracking.end_parent(track.client, track.parent_run_id, status)
+    return status

@@ -1,0 +1,250 @@
+"""MLflow for sweeps: one parent run per sweep, one child run per Tune trial (DESIGN §7).
+
+All MLflow writes happen on the driver, in a Tune callback, for three reasons:
+- the tracking store only has to be reachable from the driver (a laptop's SQLite file works
+  for a sweep whose trials run on other nodes);
+- the driver sees every trial transition (start, result, retry, error, completion), so a
+  run's status tells the truth, which a trial process killed mid-epoch cannot guarantee;
+- a run is tied to Tune's trial id (tag ``ray.trial_id``) and looked up in the store, never
+  kept only in memory: after ``Tuner.restore`` or a retry the trial continues its own run
+  (Ray's ``MLflowLoggerCallback`` creates a second run there, see ray-project/ray#29916).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune import Callback
+
+log = logging.getLogger(__name__)
+
+PARENT_ROLE, TRIAL_ROLE = "parent", "trial"
+LOGGED_PREFIXES = ("valid/", "train/", "selected/", "gpu/")
+
+
+def default_tracking_uri(cache_dir: Path) -> str:
+    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the cache dir."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cache_dir / 'mlflow.db').resolve()}"
+
+
+def check_reachable(uri: str, timeout: float = 5.0) -> None:
+    """Fail fast, before any trial starts, when the tracking server does not answer."""
+    if uri.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            requests.get(uri.rstrip("/") + "/health", timeout=timeout).raise_for_status()
+        except requests.RequestException as err:
+            raise ConnectionError(
+                f"MLflow tracking server {uri} is not reachable ({err.__class__.__name__}: {err}). "
+                "Start it (mlflow server --host … --port …) or pass another --tracking-uri."
+            ) from None
+    else:
+        MlflowClient(uri).search_experiments(max_results=1)
+
+
+def git_commit() -> str:
+    """The commit of the code that runs (``-dirty`` when the work tree has changes)."""
+    here = Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                                timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, check=False,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def command_line() -> str:
+    return " ".join([Path(sys.executable).name, *sys.argv])
+
+
+def get_or_create_experiment(client: MlflowClient, name: str) -> str:
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        if experiment.lifecycle_stage == "deleted":
+            client.restore_experiment(experiment.experiment_id)
+        return experiment.experiment_id
+    return client.create_experiment(name)
+
+
+def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> list:
+    clauses = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
+    return client.search_runs([experiment_id], filter_string=clauses, max_results=10000)
+
+
+def start_parent(client: MlflowClient, experiment_id: str, sweep: str, params: Mapping[str, Any],
+                 tags: Mapping[str, str]) -> str:
+    """The sweep's parent run: found by its ``sweep`` tag (a rerun resumes it) or created."""
+    existing = find_runs(client, experiment_id, sweep=sweep, role=PARENT_ROLE)
+    if existing:
+        run_id = existing[0].info.run_id
+        client.update_run(run_id, status="RUNNING")
+        client.set_tag(run_id, "resumed", str(int(existing[0].data.tags.get("resumed", "0")) + 1))
+        return run_id
+    run = client.create_run(experiment_id, run_name=sweep,
+                            tags={"sweep": sweep, "role": PARENT_ROLE, **tags})
+    client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in params.items()])
+    return run.info.run_id
+
+
+def mark_orphans_killed(client: MlflowClient, experiment_id: str, parent_id: str) -> int:
+    """Children left RUNNING by a driver that died: nothing runs them any more."""
+    runs = client.search_runs([experiment_id], filter_string=(
+        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"), max_results=10000)
+    for run in runs:
+        client.set_tag(run.info.run_id, "orphaned", "true")
+        client.set_terminated(run.info.run_id, status="KILLED")
+    return len(runs)
+
+
+def _param(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text[:6000]
+
+
+def metric_key(key: str) -> str:
+    """MLflow allows only letters, digits and ``_ - . / : space`` in metric keys."""
+    return "".join(ch if ch.isalnum() or ch in "_-./: " else "_" for ch in key)
+
+
+class MlflowTrialCallback(Callback):
+    """Tune callback mirroring every trial into exactly one nested MLflow run.
+
+    Picklable (Tune stores it in the experiment state and brings it back on restore): only the
+    URI, ids and tags are kept; the client is recreated on demand.
+    """
+
+    def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: Mapping[str, str],
+                 run_name: Any = None, trial_tags: Any = None, params_of: Any = None) -> None:
+        self.tracking_uri = tracking_uri
+        self.experiment_id = experiment_id
+        self.parent_run_id = parent_run_id
+        self.tags = dict(tags)
+        self.run_name = run_name  # config -> str
+        self.trial_tags = trial_tags  # config -> dict of tags
+        self.params_of = params_of  # config -> the full configuration to record as params
+        self._client: MlflowClient | None = None
+        self._runs: dict[str, str] = {}
+        self._attempt: dict[str, int] = {}
+        self._node_tagged: set[str] = set()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state.update(_client=None, _runs={}, _attempt={}, _node_tagged=set())
+        return state
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def run_id(self, trial) -> str:
+        """The trial's run: from the store by ``ray.trial_id`` (a resumed or retried trial), or new."""
+        if trial.trial_id in self._runs:
+            return self._runs[trial.trial_id]
+        found = find_runs(self.client, self.experiment_id, **{"ray.trial_id": trial.trial_id,
+                                                               "mlflow.parentRunId": self.parent_run_id})
+        if found:
+            run_id = found[0].info.run_id
+            self._attempt[trial.trial_id] = int(found[0].data.tags.get("attempts", "0"))
+        else:
+            config = trial.config
+            tags = {**self.tags, "role": TRIAL_ROLE, "mlflow.parentRunId": self.parent_run_id,
+                    "ray.trial_id": trial.trial_id, **(self.trial_tags(config) if self.trial_tags else {})}
+            name = self.run_name(config) if self.run_name else trial.trial_id
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
+            params = self.params_of(config) if self.params_of else config
+            self.client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in sorted(params.items())])
+            self._attempt[trial.trial_id] = 0
+        self._runs[trial.trial_id] = run_id
+        return run_id
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        run_id = self.run_id(trial)
+        attempt = self._attempt.get(trial.trial_id, 0) + 1
+        self._attempt[trial.trial_id] = attempt
+        self.client.update_run(run_id, status="RUNNING")
+        self.client.set_tag(run_id, "attempts", str(attempt))
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        run_id = self.run_id(trial)
+        step = int(result.get("epoch", 0))
+        now = int(time.time() * 1000)
+        metrics = [Metric(metric_key(k), float(v), now, step) for k, v in result.items()
+                   if k.startswith(LOGGED_PREFIXES) and isinstance(v, int | float) and math.isfinite(v)]
+        params, tags = [], []
+        if trial.trial_id not in self._node_tagged and "node_id" in result:
+            self._node_tagged.add(trial.trial_id)
+            tags = [RunTag("ray.node_id", str(result["node_id"])), RunTag("ray.node_ip", str(result.get("node_ip")))]
+            existing = self.client.get_run(run_id).data.params
+            params = [Param(k, str(result[k])) for k in ("n_train", "n_valid") if k in result and k not in existing]
+        self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
+
+    def _record_error(self, trial, final: bool) -> None:
+        run_id = self.run_id(trial)
+        attempt = self._attempt.get(trial.trial_id, 1)
+        # The driver's local error file exists as soon as the failure is handled; the copy on
+        # storage (get_error) only after the next sync.
+        local = Path(trial.error_file) if trial.error_file else None
+        if local is not None and local.is_file():
+            text = local.read_text(errors="replace")
+        else:
+            error = trial.get_error()
+            text = str(error) if error is not None else "(Tune recorded no error text)"
+        self.client.log_text(run_id, text, f"errors/attempt_{attempt}.txt")
+        self.client.set_tag(run_id, "last_error", text.strip().splitlines()[-1][:500] if text.strip() else "")
+        self.client.set_tag(run_id, "failed_attempts", str(trial.num_failures))
+        if final:
+            self.client.set_terminated(run_id, status="FAILED")
+
+    def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
+        self._record_error(trial, final=False)  # Tune retries it; the retry continues this run
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        self._record_error(trial, final=True)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        run_id = self.run_id(trial)
+        if trial.checkpoint is not None:
+            with tempfile.TemporaryDirectory() as tmp:
+                # to_directory also fetches a checkpoint kept on remote storage (s3://, NFS on a node)
+                local = trial.checkpoint.to_directory(str(Path(tmp) / "checkpoint"))
+                for path in sorted(Path(local).iterdir()):
+                    self.client.log_artifact(run_id, str(path), artifact_path=_artifact_dir(path))
+        self.client.set_terminated(run_id, status="FINISHED")
+
+
+def _artifact_dir(path: Path) -> str | None:
+    if path.suffix == ".png":
+        return "plots"
+    if path.suffix == ".pt":
+        return "checkpoint"
+    return None
+
+
+def end_parent(client: MlflowClient, parent_id: str, status: str) -> None:
+    assert status in ("FINISHED", "FAILED", "KILLED")
+    client.set_terminated(parent_id, status=status)
+
+
+def log_parent_files(client: MlflowClient, parent_id: str, files: Mapping[str, Path]) -> None:
+    for artifact_dir, path in files.items():
+        if Path(path).exists():
+            client.log_artifact(parent_id, str(path), artifact_path=artifact_dir)
+
+

@@ -1,0 +1,78 @@
+"""Running the sweep entry scripts as a user does (subprocesses, real Ray, real MLflow)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+from mlflow.tracking import MlflowClient
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def sweep_command(script: str, data: Path, encoders: tuple[Path, Path], cache: Path, *args: str) -> list[str]:
+    return [sys.executable, str(REPO / "sweeps" / script), "--data", str(data), "--audio-encoder", str(encoders[0]),
+            "--text-encoder", str(encoders[1]), "--cache-dir", str(cache), "--quiet", *args]
+
+
+def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    print(proc.stdout[-5000:], proc.stderr[-5000:])
+    return proc
+
+
+def children(client: MlflowClient, experiment: str = "erc-sweeps", stage: str | None = "grid") -> list:
+    exp = client.get_experiment_by_name(experiment)
+    runs = client.search_runs([exp.experiment_id], filter_string="tags.role = 'trial'", max_results=1000)
+    return [r for r in runs if stage is None or r.data.tags.get("stage") == stage]
+
+
+def parents(client: MlflowClient, experiment: str = "erc-sweeps") -> list:
+    exp = client.get_experiment_by_name(experiment)
+    return client.search_runs([exp.experiment_id], filter_string="tags.role = 'parent'")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class MlflowServer:
+    """A real ``mlflow server`` on 127.0.0.1 with its own SQLite store and artifact root."""
+
+    def __init__(self, root: Path) -> None:
+        self.port = free_port()
+        self.uri = f"http://127.0.0.1:{self.port}"
+        root.mkdir(parents=True, exist_ok=True)
+        self.log = (root / "server.log").open("w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
+             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination",
+             str(root / "artifacts"), "--workers", "1"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                if requests.get(self.uri + "/health", timeout=2).ok:
+                    return
+            except requests.RequestException:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"mlflow server did not start: {(root / 'server.log').read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 15)
+            self.proc.wait(timeout=30)
+        self.log.close()

@@ -1,0 +1,156 @@
+"""The sweep entry scripts end to end: real Ray runtime, real MLflow (SQLite and an HTTP server)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from tests.sweep_helpers import MlflowServer, children, parents, run, sweep_command
+
+pytestmark = pytest.mark.slow
+
+
+def test_reduced_grid_nested_runs_tags_and_a_retried_failure(demo_root, demo_encoders, tmp_path):
+    cache = tmp_path / "cache"
+    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
+                        "concat,outer", "--labels", "soft", "--epochs", "2", "--fail-once", "fold1-outer-soft")
+    proc = run(cmd, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
+    [parent] = parents(client)
+    assert parent.info.status == "FINISHED"
+    runs = children(client)
+    assert sorted(r.info.run_name for r in runs) == [
+        "fold0-concat-soft", "fold0-outer-soft", "fold1-concat-soft", "fold1-outer-soft"]
+    for r in runs:
+        tags, params = r.data.tags, r.data.params
+        assert r.info.status == "FINISHED"
+        assert tags["mlflow.parentRunId"] == parent.info.run_id
+        assert tags["sweep"] == parent.data.tags["sweep"]
+        assert tags["arm"] == f"{tags['fusion']}-{tags['labels']}" and tags["labels"] == "soft"
+        assert r.info.run_name == f"fold{tags['fold']}-{tags['arm']}"
+        for key in ("corpus", "audio_encoder", "text_encoder", "git_commit", "ray.trial_id", "ray.node_id"):
+            assert tags.get(key), key
+        assert params["fusion"] == tags["fusion"] and params["epochs"] == "2" and "lr" in params
+        assert int(params["n_train"]) > int(params["n_valid"]) > 0
+        history = client.get_metric_history(r.info.run_id, "valid/acc")
+        assert sorted(m.step for m in history) == [1, 2]
+        assert "selected/macro_f1" in r.data.metrics and "selected/epoch" in r.data.metrics
+        artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
+        assert "plots/confusion_matrix.png" in artifacts
+        assert {a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")} == {"checkpoint/head.pt"}
+        failed = r.info.run_name == "fold1-outer-soft"
+        assert tags["attempts"] == ("2" if failed else "1")
+        if failed:  # the retry continued the same run, which records the failed attempt
+            text = client.download_artifacts(r.info.run_id, "errors/attempt_1.txt", str(tmp_path))
+            assert "injected failure" in Path(text).read_text()
+            assert "injected failure" in tags["last_error"]
+    # the report is printed and logged to the parent
+    assert "Per-arm mean" in proc.stdout
+    assert any(a.path.startswith("report") for a in client.list_artifacts(parent.info.run_id))
+
+    # rerunning the finished sweep reruns nothing and duplicates nothing
+    again = run(cmd, cwd=tmp_path)
+    assert again.returncode == 0
+    runs2 = children(client)
+    assert sorted(r.info.run_id for r in runs2) == sorted(r.info.run_id for r in runs)
+    assert all(r.data.tags["attempts"] in ("1", "2") and r.info.status == "FINISHED" for r in runs2)
+    assert len(parents(client)) == 1
+
+
+def test_http_server_and_a_trial_out_of_retries(demo_root, demo_encoders, tmp_path):
+    server = MlflowServer(tmp_path / "server")
+    try:
+        cache = tmp_path / "cache"
+        cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0", "--fusions",
+                            "concat,outer", "--labels", "peakl", "--epochs", "2", "--max-failures", "0",
+                            "--fail-once", "fold0-concat", "--tracking-uri", server.uri)
+        proc = run(cmd, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr[-3000:]
+        assert "FAILED" in proc.stdout
+        client = MlflowClient(server.uri)
+        status = {r.info.run_name: r.info.status for r in children(client)}
+        assert status == {"fold0-concat-peakl": "FAILED", "fold0-outer-peakl": "FINISHED"}
+        [parent] = parents(client)
+        assert parent.info.status == "FAILED"
+        failed = next(r for r in children(client) if r.info.status == "FAILED")
+        assert "errors/attempt_1.txt" in {a.path for a in client.list_artifacts(failed.info.run_id, "errors")}
+    finally:
+        server.stop()
+
+
+def test_unreachable_tracking_server_fails_before_any_work(demo_root, demo_encoders, tmp_path):
+    cache = tmp_path / "cache"
+    start = time.time()
+    proc = run(sweep_command("ablation.py", demo_root, demo_encoders, cache, "--tracking-uri",
+                             "http://127.0.0.1:9"), cwd=tmp_path)
+    assert proc.returncode != 0 and "not reachable" in proc.stderr
+    assert not (cache / "features").exists() and not (cache / "ray_results").exists()
+    assert time.time() - start < 60
+
+
+def test_killed_driver_then_rerun_resumes_without_duplicates(demo_root, demo_encoders, tmp_path):
+    cache = tmp_path / "cache"
+    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
+                        "concat,outer", "--labels", "soft", "--epochs", "40", "--max-concurrent", "1")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True, env=env)
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
+    deadline = time.time() + 400
+    finished_before: dict[str, str] = {}
+    while time.time() < deadline and driver.poll() is None:
+        time.sleep(1)
+        if not (cache / "mlflow.db").exists() or client.get_experiment_by_name("erc-sweeps") is None:
+            continue
+        runs = children(client)
+        finished_before = {r.info.run_name: r.info.run_id for r in runs if r.info.status == "FINISHED"}
+        if finished_before and any(r.info.status == "RUNNING" for r in runs):
+            break
+    assert driver.poll() is None, "the sweep ended before it could be killed"
+    assert 1 <= len(finished_before) < 4
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    driver.wait()
+    assert any(r.info.status == "RUNNING" for r in children(client))  # left behind by the dead driver
+
+    proc = run(cmd, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming sweep" in proc.stdout
+    runs = children(client)
+    assert Counter(r.info.run_name for r in runs) == Counter(
+        {"fold0-concat-soft": 1, "fold0-outer-soft": 1, "fold1-concat-soft": 1, "fold1-outer-soft": 1})
+    assert all(r.info.status == "FINISHED" for r in runs)
+    by_name = {r.info.run_name: r for r in runs}
+    for name, run_id in finished_before.items():  # finished trials were not rerun
+        assert by_name[name].info.run_id == run_id and by_name[name].data.tags["attempts"] == "1"
+    assert any(r.data.tags.get("orphaned") == "true" for r in runs)  # the interrupted one resumed its run
+
+
+def test_search_writes_a_config_that_ablation_accepts(demo_root, demo_encoders, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "best.yaml"
+    proc = run(sweep_command("search.py", demo_root, demo_encoders, cache, "--fusion", "outer", "--labels", "peakl",
+                             "--num-samples", "4", "--folds", "0,1", "--epochs", "4", "--grace-period", "1",
+                             "--out", str(out)), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    best = yaml.safe_load(out.read_text())
+    assert {"lr", "weight_decay", "dim", "depth", "patch", "proj_dim"} <= set(best)
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
+    search_runs = children(client, stage="search")
+    assert len(search_runs) == 4 and all(r.info.status == "FINISHED" for r in search_runs)
+    iterations = sorted(len(client.get_metric_history(r.info.run_id, "valid/acc")) for r in search_runs)
+    assert iterations[0] < 4 or iterations == [4, 4, 4, 4]  # ASHA may stop some early
+
+    proc = run(sweep_command("ablation.py", demo_root, demo_encoders, cache, "--config", str(out), "--folds", "0",
+                             "--fusions", "outer", "--labels", "peakl"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    [trial] = children(client)
+    assert float(trial.data.params["lr"]) == pytest.approx(best["lr"])
+    assert trial.data.params["dim"] == str(best["dim"])
