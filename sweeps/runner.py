@@ -64,6 +64,7 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
     experiment_id = tracking.get_or_create_experiment(client, settings.experiment)
     tags = {"sweep": sweep, "stage": stage, "corpus": prepared.corpus_name,
             "audio_encoder": prepared.audio_encoder, "text_encoder": prepared.text_encoder,
+            "features": str(prepared.feature_dir),
             "git_commit": tracking.git_commit(), "command": tracking.command_line()}
     parent = tracking.start_parent(client, experiment_id, sweep, parent_params or settings.as_params(), tags)
     orphans = tracking.mark_orphans_killed(client, experiment_id, parent)
