@@ -311,8 +311,11 @@ def load_audio_encoder(id_or_dir: str | Path, device: str | torch.device | None 
     from transformers import AutoFeatureExtractor, AutoModel
 
     source, local_only = _resolve(id_or_dir, "audio", "--audio-encoder")
-    model = AutoModel.from_pretrained(source, local_files_only=local_only, dtype=torch.float32)
-    feature_extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
+    try:
+        model = AutoModel.from_pretrained(source, local_files_only=local_only, dtype=torch.float32)
+        feature_extractor = AutoFeatureExtractor.from_pretrained(source, local_files_only=local_only)
+    except OSError as err:  # e.g. config present but weights or preprocessor files missing
+        raise EncoderNotFoundError(_offline_message("audio", str(id_or_dir), "--audio-encoder", err)) from err
     identity = source_identity(source)
     assert identity is not None, f"{source} loaded but has no identity"
     return AudioEncoder(model, feature_extractor, f"{identity}|{AUDIO_POOLING}", str(id_or_dir),
@@ -324,8 +327,11 @@ def load_text_encoder(id_or_dir: str | Path, device: str | torch.device | None =
     from transformers import AutoModel, AutoTokenizer
 
     source, local_only = _resolve(id_or_dir, "text", "--text-encoder")
-    model = AutoModel.from_pretrained(source, local_files_only=local_only, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    try:
+        model = AutoModel.from_pretrained(source, local_files_only=local_only, dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except OSError as err:
+        raise EncoderNotFoundError(_offline_message("text", str(id_or_dir), "--text-encoder", err)) from err
     identity = source_identity(source)
     assert identity is not None, f"{source} loaded but has no identity"
     return TextEncoder(model, tokenizer, f"{identity}|{TEXT_POOLING}", str(id_or_dir), _device(device))

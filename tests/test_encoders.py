@@ -157,6 +157,9 @@ def test_missing_model_is_a_clear_offline_error(tmp_path, monkeypatch):
     empty.mkdir()
     with pytest.raises(EncoderNotFoundError, match="--text-encoder"):
         load_text_encoder(empty)
+    Wav2Vec2Config().save_pretrained(empty)  # a config but no weights: same clear error
+    with pytest.raises(EncoderNotFoundError, match="save_pretrained"):
+        load_audio_encoder(empty)
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # a hub id that is not cached: no download attempt
     with pytest.raises(EncoderNotFoundError, match="offline") as err:
