@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import json
@@ -197,6 +198,19 @@ def extract_audio(encoder: AudioEncoder, paths: Sequence[str], *, max_seconds: f
             out[batch] = encoder.pool(waves)
             bar.update(len(batch))
     return out
+
+
+def _release_freed_memory() -> None:
+    """Hand memory freed by extraction back to the OS (glibc only; elsewhere a no-op).
+
+    Batches of varying shapes fragment glibc's heap: after extracting the demo corpus the process
+    held ~1 GB of freed memory (RSS 1.8 GB → 0.9 GB after malloc_trim), which the sweep driver
+    would otherwise keep for its whole life.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def extract_text(encoder: TextEncoder, texts: Sequence[str], *, batch_size: int = DEFAULT_TEXT_BATCH,
@@ -384,6 +398,7 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
             text = extract_text(text_encoder, utterances["text"].astype(str).tolist(),
                                 batch_size=text_batch_size, progress=progress)
             t2 = time.perf_counter()
+            _release_freed_memory()
             _dataset(utterances, audio, text).save_to_disk(str(tmp))
             if hasattr(corpus, "save_exclusions"):
                 corpus.save_exclusions(tmp / "excluded.csv")
