@@ -44,7 +44,12 @@ class _ArmValue:
         from erc.train import DEFAULT_CONFIG
 
         arm = f"{spec.config.fusion}-{spec.config.labels}"
-        return self.arm_hparams.get(arm, {}).get(self.key, self.default.get(self.key, DEFAULT_CONFIG[self.key]))
+        # most specific first: this fold's tuning of the arm (--tune-per-arm), the arm, every arm
+        for source in (self.arm_hparams.get(f"fold{spec.config.fold}-{arm}", {}), self.arm_hparams.get(arm, {}),
+                       self.default):
+            if self.key in source:
+                return source[self.key]
+        return DEFAULT_CONFIG[self.key]
 
 
 def trial_tags(with_seed: bool):
@@ -73,6 +78,13 @@ def run_ablation(args: argparse.Namespace) -> int:
     prepared = prepare(settings)
     sweep = settings.sweep_name()
     track = open_tracking(settings, prepared, sweep, stage="grid")
+    try:  # the parent run shows what PeakL does to this corpus's labels
+        from analysis.plots import peakl_figure
+
+        figure = peakl_figure(prepared.arrays["votes"], settings.cache_dir / "reports" / sweep / "peakl_labels.png")
+        track.client.log_artifact(track.parent_run_id, str(figure), "plots")
+    except ImportError:  # the analysis package is optional at this layer
+        pass
     if settings.tune_per_arm:
         from sweeps.per_arm import tune_each_arm
 

@@ -51,14 +51,21 @@ class _SearchTags:
 def run_search(settings: SweepSettings, prepared: Prepared, track: Tracking, space: SearchSpace, *,
                scientific: dict[str, Any], splits: list[tuple[str, np.ndarray, np.ndarray]], num_samples: int,
                metric: str = "acc", mode: str = "max", grace_period: int = 3, run_prefix: str = "search",
-               extra_tags: dict[str, str] | None = None, sweep_suffix: str = "") -> tuple[dict[str, Any], Outcome]:
-    """Search the space's nuisance parameters for one arm; return the best config and the outcome."""
+               extra_tags: dict[str, str] | None = None, sweep_suffix: str = "",
+               points_to_evaluate: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], Outcome]:
+    """Search the space's nuisance parameters for one arm; return the best config and the outcome.
+
+    ``scientific`` fixes the arm (and may carry other fixed fit-config values, e.g. the preset).
+    """
     param_space = space.tune_space(**scientific)
+    for key, value in scientific.items():
+        param_space.setdefault(key, value)
     param_space["seed"] = settings.seed
     if settings.epochs is not None:
         param_space["epochs"] = settings.epochs
     epochs = int(param_space.get("epochs") or 15)
-    searcher = OptunaSearch(sampler=TPESampler(seed=settings.seed), metric="score", mode=mode)
+    searcher = OptunaSearch(sampler=TPESampler(seed=settings.seed), metric="score", mode=mode,
+                            points_to_evaluate=points_to_evaluate)
     scheduler = ASHAScheduler(time_attr="training_iteration", metric="score", mode=mode, max_t=epochs,
                               grace_period=min(grace_period, epochs), reduction_factor=3)
     config = tune.TuneConfig(search_alg=searcher, scheduler=scheduler, num_samples=num_samples)

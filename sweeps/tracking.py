@@ -137,15 +137,23 @@ class MlflowTrialCallback(Callback):
         self.run_name = run_name  # config -> str
         self.trial_tags = trial_tags  # config -> dict of tags
         self.params_of = params_of  # config -> the full configuration to record as params
+        self._reset_caches()
+
+    def _reset_caches(self) -> None:
         self._client: MlflowClient | None = None
         self._runs: dict[str, str] = {}
         self._attempt: dict[str, int] = {}
         self._node_tagged: set[str] = set()
+        self._fresh: set[str] = set()
+        self._by_trial: dict[str, Any] | None = None
 
     def __getstate__(self) -> dict:
-        state = self.__dict__.copy()
-        state.update(_client=None, _runs={}, _attempt={}, _node_tagged=set())
-        return state
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+
+    def __setstate__(self, state: dict) -> None:
+        # caches are rebuilt from the store, whatever version of this class pickled the state
+        self.__dict__.update(state)
+        self._reset_caches()
 
     @property
     def client(self) -> MlflowClient:
@@ -153,24 +161,33 @@ class MlflowTrialCallback(Callback):
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
+    def _known_runs(self) -> dict[str, Any]:
+        """This sweep's child runs by trial id: one query per driver session, not one per trial."""
+        if self._by_trial is None:
+            runs = self.client.search_runs([self.experiment_id], filter_string=(
+                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"), max_results=50000)
+            self._by_trial = {r.data.tags["ray.trial_id"]: r for r in runs if "ray.trial_id" in r.data.tags}
+        return self._by_trial
+
     def run_id(self, trial) -> str:
         """The trial's run: from the store by ``ray.trial_id`` (a resumed or retried trial), or new."""
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
-        found = find_runs(self.client, self.experiment_id, **{"ray.trial_id": trial.trial_id,
-                                                               "mlflow.parentRunId": self.parent_run_id})
-        if found:
-            run_id = found[0].info.run_id
-            self._attempt[trial.trial_id] = int(found[0].data.tags.get("attempts", "0"))
+        found = self._known_runs().get(trial.trial_id)
+        if found is not None:
+            run_id = found.info.run_id
+            self._attempt[trial.trial_id] = int(found.data.tags.get("attempts", "0"))
         else:
             config = trial.config
             tags = {**self.tags, "role": TRIAL_ROLE, "mlflow.parentRunId": self.parent_run_id,
-                    "ray.trial_id": trial.trial_id, **(self.trial_tags(config) if self.trial_tags else {})}
+                    "ray.trial_id": trial.trial_id, "attempts": "1",
+                    **(self.trial_tags(config) if self.trial_tags else {})}
             name = self.run_name(config) if self.run_name else trial.trial_id
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
             params = self.params_of(config) if self.params_of else config
             self.client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in sorted(params.items())])
             self._attempt[trial.trial_id] = 0
+            self._fresh.add(trial.trial_id)
         self._runs[trial.trial_id] = run_id
         return run_id
 
@@ -178,6 +195,9 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_id(trial)
         attempt = self._attempt.get(trial.trial_id, 0) + 1
         self._attempt[trial.trial_id] = attempt
+        if trial.trial_id in self._fresh:  # created RUNNING with attempts=1 a moment ago
+            self._fresh.discard(trial.trial_id)
+            return
         self.client.update_run(run_id, status="RUNNING")
         self.client.set_tag(run_id, "attempts", str(attempt))
 

@@ -1,0 +1,55 @@
+"""Wall time of the embedded default, ``python sweeps/ablation.py``, as a user runs it.
+
+  cold  from an empty cache: demo corpus, demo encoders, feature cache, 30 trials, report
+  warm  the same again with every cache warm (a new sweep name, so the 30 trials really run)
+  tune_per_arm (with --tune-per-arm N)  the warm grid preceded by per-arm tuning with N trials/arm
+Last line: a JSON object with cold_s, warm_s (and tune_per_arm_s, tune_per_arm_vs_grid).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ABLATION = Path(__file__).resolve().parent.parent / "sweeps" / "ablation.py"
+
+
+def timed(args: list[str], cache: Path, log: Path) -> float:
+    env = {**os.environ, "ERC_CACHE": str(cache)}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    t0 = time.perf_counter()
+    with log.open("w") as out:
+        proc = subprocess.run([sys.executable, str(ABLATION), "--quiet", *args], env=env, stdout=out,
+                              stderr=subprocess.STDOUT, check=False)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(args) or 'ablation.py'} failed ({proc.returncode}); see {log}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tune-per-arm", type=int, default=0, help="also time --tune-per-arm N (e.g. 8)")
+    args = parser.parse_args()
+    cache = Path(tempfile.mkdtemp(prefix="demo-sweep-"))
+    figures = {"cold_s": round(timed([], cache, cache / "cold.log"), 1)}
+    print(f"cold (empty cache): {figures['cold_s']} s", flush=True)
+    figures["warm_s"] = round(timed(["--name", "warm"], cache, cache / "warm.log"), 1)
+    print(f"warm (caches built): {figures['warm_s']} s", flush=True)
+    if args.tune_per_arm:
+        t = timed(["--name", "tuned", "--tune-per-arm", str(args.tune_per_arm)], cache, cache / "tuned.log")
+        figures["tune_per_arm_s"] = round(t, 1)
+        figures["tune_per_arm_vs_grid"] = round(t / figures["warm_s"], 2)
+        print(f"--tune-per-arm {args.tune_per_arm}: {t:.1f} s ({figures['tune_per_arm_vs_grid']}× the warm grid)")
+    print(f"logs in {cache}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()

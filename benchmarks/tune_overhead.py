@@ -1,0 +1,90 @@
+"""Sweep machinery overhead per trial: the 30-trial ablation grid with a trainer that does no work.
+
+Side by side in one run (this machine is shared and noisy, so only ratios/differences in one run
+mean anything):
+  sequential  a plain Python loop over the same 30 configs calling the same no-op trainer
+  tune        our sweep path: Ray Tune (reuse_actors=True) + the MLflow callback on a SQLite store
+  tune_default_actors  the same with Ray's default reuse_actors=False, for reference
+Last line: a JSON object with overhead_s_per_trial, sequential_s, tune_s (and the reference figure).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+N_ROWS = 1000
+
+
+def noop_work(config: dict, data: dict) -> dict:
+    return {"epoch": 1, "valid/acc": float(data["fold"][:1].sum() * 0), "selected/acc": 0.0}
+
+
+def noop_trial(config: dict, data: dict, settings: dict) -> None:
+    from ray import tune
+
+    tune.report(noop_work(config, data))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.parse_args()
+    import ray
+
+    from sweeps.grid import _RunName, param_space, trial_tags
+    from sweeps.prepare import Prepared
+    from sweeps.runner import open_tracking, run_tuner
+    from sweeps.settings import SweepSettings
+
+    work = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
+    arrays = {"fold": np.arange(N_ROWS) % 5, "segment_id": np.array([f"s{i}" for i in range(N_ROWS)]),
+              "audio_vec": np.zeros((N_ROWS, 64), np.float32), "text_vec": np.zeros((N_ROWS, 64), np.float32)}
+    prepared = Prepared(arrays, "none", "none", "none", work, None)
+
+    configs = [{"fold": f, "fusion": fu, "labels": lab} for f in range(5) for fu in ("concat", "outer")
+               for lab in ("hard", "soft", "peakl")]
+    t0 = time.perf_counter()
+    for config in configs:
+        noop_work(config, arrays)
+    sequential_s = time.perf_counter() - t0
+
+    results = {}
+    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        for label, reuse in (("tune", True), ("tune_default_actors", False)):
+            settings = SweepSettings(cache_dir=work / label, experiment=f"overhead-{label}", name=label,
+                                     verbose=0, max_failures=0)
+            track = open_tracking(settings, prepared, label, stage="grid", parent_params={"bench": label})
+            from ray import tune
+
+            config = tune.TuneConfig()
+            t0 = time.perf_counter()
+            outcome = run_tuner(settings, prepared, track, noop_trial, param_space(settings),
+                                run_name=_RunName(False), trial_tags=trial_tags(False), tune_config=config,
+                                reuse_actors=reuse)
+            results[label] = time.perf_counter() - t0
+            assert outcome.statuses.get("TERMINATED") == 30, outcome.statuses
+    finally:
+        ray.shutdown()
+
+    figures = {
+        "overhead_s_per_trial": round((results["tune"] - sequential_s) / len(configs), 3),
+        "sequential_s": round(sequential_s, 3),
+        "tune_s": round(results["tune"], 2),
+        "tune_default_actors_s": round(results["tune_default_actors"], 2),
+        "default_actors_overhead_s_per_trial": round((results["tune_default_actors"] - sequential_s) / 30, 3),
+    }
+    print(f"30 no-op trials: sequential loop {sequential_s:.3f} s | our Tune path (reuse_actors, MLflow) "
+          f"{results['tune']:.1f} s | Ray default actors {results['tune_default_actors']:.1f} s")
+    print(f"overhead per trial: {figures['overhead_s_per_trial']} s (reuse) vs "
+          f"{figures['default_actors_overhead_s_per_trial']} s (Ray's default)")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
