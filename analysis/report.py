@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.plots import paired_plot
+from analysis.plots import arm_plot, paired_plot
 from analysis.runs import (
     Comparison,
     MissingArmError,
@@ -285,6 +285,34 @@ def arm_summary(trials: Trials, metrics: Sequence[str] | None = None) -> pd.Data
     return df
 
 
+def arm_values(trials: Trials, metric: str) -> dict[str, dict]:
+    """Per arm: {fold key: value} of one metric; the key is (fold, seed) when the sweep has several seeds."""
+    runs = trials.runs
+    repeated = runs["seed"].nunique() > 1
+    out: dict[str, dict] = {}
+    for arm in trials.arms:
+        rows = runs[(runs["arm"] == arm) & runs[metric].notna()]
+        out[arm] = {
+            ((int(r.fold), r.seed) if repeated else int(r.fold)): float(r[metric]) for _, r in rows.iterrows()
+        }
+    return out
+
+
+def write_arm_plots(trials: Trials, out_dir: Path, metrics: Sequence[str] | None = None) -> list[Path]:
+    """One PNG per metric, ``arms_<metric>.png``: every arm's fold values (box + points, folds joined)."""
+    files = []
+    for metric in metrics or trials.metrics:
+        if metric not in trials.runs.columns:
+            continue
+        values = arm_values(trials, metric)
+        if not any(values.values()):
+            continue
+        name = "arms_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", metric) + ".png"
+        title = f"{metric}: fold values per arm\nsweep {trials.sweep.name}"
+        files.append(arm_plot(values, out_dir / name, metric, title=title))
+    return files
+
+
 def arm_summary_display(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
     out = pd.DataFrame(index=summary.index)
     out["runs"] = [str(int(n)) for n in summary["runs"]]
@@ -400,9 +428,13 @@ def sweep_report(
             encoding="utf-8",
         )
         files += [out / "arms.csv", out / "arms.tex"]
+        figures = write_arm_plots(trials, out)
+        files += figures
         sections.append(
             "## Per-arm mean ± sd\n\nOver folds (and seeds), sd with ddof = 1, selected-epoch metrics.\n\n"
             + markdown_table(shown, "arm")
+            + ("\n\nFold values per arm, one figure per metric: " + ", ".join(f"`{f.name}`" for f in figures)
+               if figures else "")
         )
     if built:
         notes = [*footnotes(extended, rope, repeated=len(set(trials.runs["seed"])) > 1), *notes]
