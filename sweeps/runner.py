@@ -36,7 +36,10 @@ def init_ray(settings: SweepSettings) -> None:
     if settings.address:
         ray.init(address=settings.address, log_to_driver=settings.verbose > 0)
     else:
-        ray.init(include_dashboard=False, log_to_driver=settings.verbose > 0, configure_logging=False)
+        # "local": a fresh single-machine Ray for this sweep, never a cluster someone else started
+        # on this host (ray.init() would join it); --address auto joins one on purpose.
+        ray.init(address="local", include_dashboard=False, log_to_driver=settings.verbose > 0,
+                 configure_logging=False)
 
 
 @dataclass
@@ -61,7 +64,10 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
     """Find or create the sweep's parent run (call ``tracking_uri`` first to fail fast)."""
     uri = tracking_uri(settings)
     client = MlflowClient(uri)
-    experiment_id = tracking.get_or_create_experiment(client, settings.experiment)
+    artifacts = None
+    if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in ./mlruns of the cwd
+        artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
+    experiment_id = tracking.get_or_create_experiment(client, settings.experiment, artifacts)
     tags = {"sweep": sweep, "stage": stage, "corpus": prepared.corpus_name,
             "audio_encoder": prepared.audio_encoder, "text_encoder": prepared.text_encoder,
             "features": str(prepared.feature_dir),
