@@ -102,7 +102,10 @@ def run_ablation(args: argparse.Namespace) -> int:
                      out_dir=settings.cache_dir / "reports" / sweep)
     except ImportError:  # the analysis package is optional at this layer
         print(outcome.results.get_dataframe().filter(regex="config/|selected/").to_string())
-    print(f"\nBrowse the runs: mlflow ui --backend-store-uri {track.uri}")
+    if track.uri.startswith(("http://", "https://")):
+        print(f"\nBrowse the runs: {track.uri}")
+    else:
+        print(f"\nBrowse the runs: mlflow ui --backend-store-uri {track.uri}")
     if outcome.interrupted:
         print("The sweep was interrupted: rerun the same command to resume it.")
         return 130

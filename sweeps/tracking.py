@@ -195,6 +195,7 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_id(trial)
         attempt = self._attempt.get(trial.trial_id, 0) + 1
         self._attempt[trial.trial_id] = attempt
+        self._node_tagged.discard(trial.trial_id)  # a retry may run on another node
         if trial.trial_id in self._fresh:  # created RUNNING with attempts=1 a moment ago
             self._fresh.discard(trial.trial_id)
             return
@@ -213,6 +214,8 @@ class MlflowTrialCallback(Callback):
             tags = [RunTag("ray.node_id", str(result["node_id"])), RunTag("ray.node_ip", str(result.get("node_ip")))]
             existing = self.client.get_run(run_id).data.params
             params = [Param(k, str(result[k])) for k in ("n_train", "n_valid") if k in result and k not in existing]
+            if self._attempt.get(trial.trial_id, 1) > 1:
+                tags.append(RunTag(f"ray.node_id.attempt_{self._attempt[trial.trial_id]}", str(result["node_id"])))
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
     def _record_error(self, trial, final: bool) -> None:
