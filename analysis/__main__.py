@@ -1,4 +1,4 @@
-"""Command line: ``python -m analysis compare|report`` over a sweep stored in MLflow."""
+"""Command line: ``python -m analysis compare|report|embeddings`` over a sweep stored in MLflow."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ EPILOG = """examples:
   python -m analysis report --experiment erc-sweeps
   python -m analysis compare --experiment erc-sweeps --factor fusion --treatment outer \\
       --baseline concat --where labels=peakl --metrics acc macro_f1 --rope 0.01
+  python -m analysis embeddings --experiment erc-sweeps --arm outer-peakl --fold 0
 The tracking URI comes from --tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default."""
 
 
@@ -107,12 +108,62 @@ def build_parser() -> argparse.ArgumentParser:
         description="fusion: outer vs concat (labels=peakl); labels: peakl vs soft (fusion=outer); "
         "per-arm mean ± sd of every metric.",
     )
+    _add_embeddings_parser(sub)
     return parser
+
+
+def _add_embeddings_parser(sub) -> None:
+    emb = sub.add_parser(
+        "embeddings",
+        help="the seed's embedding figure for one trial: UMAP of the head's embeddings beside the ratings",
+        description="Load one trial's saved head (checkpoint/head.pt) and feature cache, embed its fold's "
+        "validation utterances and draw (left) their human valence/arousal ratings and (right) a seeded UMAP "
+        "of the learned embeddings, coloured by majority emotion. Prints the alignment numbers (silhouettes, "
+        "centroid-distance Spearman) and logs them (embed/*) and the PNG (plots/embeddings.png) to the run.",
+    )
+    emb.add_argument("--experiment", default="erc-sweeps", help="MLflow experiment name (default: %(default)s)")
+    emb.add_argument("--sweep", default=None, help="sweep name or parent run id; default: the latest parent run")
+    emb.add_argument("--arm", required=True, help="the trial's arm tag, e.g. outer-peakl")
+    emb.add_argument("--fold", type=int, required=True, help="the trial's validation fold")
+    emb.add_argument("--seed", default=None, help="the trial's seed tag (needed when the sweep has repeats)")
+    emb.add_argument("--features", default=None, help="feature cache directory (default: the run's 'features' tag)")
+    emb.add_argument("--out", default=None, help="output directory (default: analysis_out/<sweep>/embeddings/<run>)")
+    emb.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
+    emb.add_argument("--n-neighbors", type=int, default=15, help="UMAP n_neighbors (default: %(default)s)")
+    emb.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default: %(default)s)")
+    emb.add_argument("--umap-seed", type=int, default=0, help="UMAP random_state (default: %(default)s)")
+    emb.add_argument("--no-log", dest="log", action="store_false", help="do not log the figure and numbers")
+
+
+def _embeddings(args: argparse.Namespace) -> int:
+    from mlflow.exceptions import MlflowException
+
+    from analysis.embeddings import UmapSettings, run_embeddings
+
+    try:
+        run_embeddings(
+            args.experiment,
+            args.arm,
+            args.fold,
+            sweep=args.sweep,
+            seed=args.seed,
+            features=args.features,
+            out_dir=args.out,
+            tracking_uri=args.tracking_uri,
+            log_to_mlflow=args.log,
+            umap=UmapSettings(n_neighbors=args.n_neighbors, min_dist=args.min_dist, random_state=args.umap_seed),
+        )
+    except (ValueError, MlflowException) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "embeddings":
+        return _embeddings(args)
     from mlflow.exceptions import MlflowException
 
     from analysis.report import compare_report, sweep_report
