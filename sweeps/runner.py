@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 # Ray changes into each trial's directory by default; our paths are absolute, but a user's
 # relative --data would break in a trial (ray-project/ray#9571). Workers inherit this.
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+# The snapshot per finished trial (see CheckpointConfig below) is deliberate; silence Tune's advice.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 
 def init_ray(settings: SweepSettings) -> None:
@@ -131,6 +133,9 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
                 storage_path=storage if "://" in storage else str(Path(storage).resolve()),
                 callbacks=[callback],
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
+                # num_to_keep forces an experiment snapshot whenever a trial checkpoints, i.e. when
+                # it finishes: a killed driver then cannot forget a finished trial and rerun it.
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                 verbose=settings.verbose,
             ),
         )

@@ -146,6 +146,7 @@ class MlflowTrialCallback(Callback):
         self._node_tagged: set[str] = set()
         self._fresh: set[str] = set()
         self._by_trial: dict[str, Any] | None = None
+        self._done_before: set[str] = set()
 
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
@@ -177,6 +178,8 @@ class MlflowTrialCallback(Callback):
         if found is not None:
             run_id = found.info.run_id
             self._attempt[trial.trial_id] = int(found.data.tags.get("attempts", "0"))
+            if found.info.status == "FINISHED":  # completed before an interruption; keep it as it is
+                self._done_before.add(trial.trial_id)
         else:
             config = trial.config
             tags = {**self.tags, "role": TRIAL_ROLE, "mlflow.parentRunId": self.parent_run_id,
@@ -193,6 +196,8 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self.run_id(trial)
+        if trial.trial_id in self._done_before:
+            return
         attempt = self._attempt.get(trial.trial_id, 0) + 1
         self._attempt[trial.trial_id] = attempt
         self._node_tagged.discard(trial.trial_id)  # a retry may run on another node
@@ -204,6 +209,8 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         run_id = self.run_id(trial)
+        if trial.trial_id in self._done_before:
+            return
         step = int(result.get("epoch", 0))
         now = int(time.time() * 1000)
         metrics = [Metric(metric_key(k), float(v), now, step) for k, v in result.items()
@@ -243,6 +250,8 @@ class MlflowTrialCallback(Callback):
 
     def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self.run_id(trial)
+        if trial.trial_id in self._done_before:
+            return
         if trial.checkpoint is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 # to_directory also fetches a checkpoint kept on remote storage (s3://, NFS on a node)

@@ -86,6 +86,12 @@ def _confusion_png(predictions, path: Path) -> None:
 def train_trial(config: dict[str, Any], data: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> None:
     """Function trainable; ``data`` and ``settings`` are bound by ``tune.with_parameters``."""
     torch.set_num_threads(max(1, int(settings.get("cpus_per_trial", 1))))  # no oversubscription
+    done = tune.get_checkpoint()
+    if done is not None:  # finished before the driver was interrupted: report it again, don't retrain
+        with done.as_directory() as path:
+            final = json.loads((Path(path) / "final.json").read_text())
+        tune.report(final, checkpoint=done)
+        return
     node = {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
     train, valid = split_fold(data, int(config["fold"]))
     sizes = {"n_train": len(train["segment_id"]), "n_valid": len(valid["segment_id"])}
@@ -113,6 +119,7 @@ def train_trial(config: dict[str, Any], data: Mapping[str, np.ndarray], settings
         torch.save({"config": result.config, "state_dict": result.state_dict}, out / "head.pt")
         result.predictions.to_json(out / "predictions.jsonl", orient="records", lines=True)
         (out / "history.json").write_text(json.dumps(result.history, indent=1))
+        (out / "final.json").write_text(json.dumps(final))
         _confusion_png(result.predictions, out / "confusion_matrix.png")
         tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
 
