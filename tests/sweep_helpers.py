@@ -47,17 +47,19 @@ def free_port() -> int:
 
 
 class MlflowServer:
-    """A real ``mlflow server`` on 127.0.0.1 with its own SQLite store and artifact root."""
+    """A real ``mlflow server`` on 127.0.0.1: by default with its own SQLite store and proxied
+    artifacts under ``root``; ``store_args`` replaces those (e.g. to serve an existing store)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, store_args: list[str] | None = None) -> None:
         self.port = free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         root.mkdir(parents=True, exist_ok=True)
         self.log = (root / "server.log").open("w")
+        store_args = store_args or ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                                    "--artifacts-destination", str(root / "artifacts")]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination",
-             str(root / "artifacts"), "--workers", "1"],
+             *store_args, "--workers", "1"],
             stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 120
         while time.time() < deadline:

@@ -12,9 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +20,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from analysis.plots import arm_plot, peakl_figure
-from tests.sweep_helpers import REPO, children, free_port, parents, run, sweep_command
+from tests.sweep_helpers import REPO, MlflowServer, children, parents, run, sweep_command
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -39,7 +36,7 @@ needs_chromium = pytest.mark.skipif(
 )
 
 
-class StoreServer:
+class StoreServer(MlflowServer):
     """``mlflow server`` on 127.0.0.1 over an existing SQLite store, as a user runs it after a sweep.
 
     The runs' artifact URIs are the absolute local paths the sweep wrote (under the experiment's
@@ -48,32 +45,8 @@ class StoreServer:
     """
 
     def __init__(self, db: Path, artifact_root: Path, log: Path) -> None:
-        self.port = free_port()
-        self.uri = f"http://127.0.0.1:{self.port}"
-        self.log = log.open("w")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--backend-store-uri", f"sqlite:///{db}", "--default-artifact-root", artifact_root.as_uri(),
-             "--no-serve-artifacts", "--workers", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                if requests.get(self.uri + "/health", timeout=2).ok:
-                    return
-            except requests.RequestException:
-                pass
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"mlflow server did not start: {log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, 15)
-            self.proc.wait(timeout=30)
-        self.log.close()
+        super().__init__(log.parent / "server", ["--backend-store-uri", f"sqlite:///{db}", "--default-artifact-root",
+                                                 artifact_root.as_uri(), "--no-serve-artifacts"])
 
 
 @pytest.fixture(scope="module")
