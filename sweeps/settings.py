@@ -134,18 +134,19 @@ def load_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise TypeError(f"{path}: expected a mapping of hyper-parameters, got {type(data).__name__}")
-    arms = data.pop("arms", {}) or {}
-    for key in ("fusion", "labels", "fold"):
-        data.pop(key, None)
     from erc.train import resolve_config
 
+    def hyperparameters(values: dict) -> dict:  # the grid sets the arm and the fold
+        return {k: v for k, v in values.items() if k not in ("fusion", "labels", "fold")}
+
+    arms = {arm: hyperparameters(values) for arm, values in (data.pop("arms", {}) or {}).items()}
+    data = hyperparameters(data)
     for where, values in [("top level", data), *arms.items()]:
         try:
-            resolve_config({k: v for k, v in values.items() if k not in ("fusion", "labels")})
+            resolve_config(values)
         except (KeyError, ValueError) as err:
             raise ValueError(f"{path} ({where}): {err}") from None
-    return data, {arm: {k: v for k, v in values.items() if k not in ("fusion", "labels")}
-                  for arm, values in arms.items()}
+    return data, arms
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> SweepSettings:

@@ -272,11 +272,3 @@ def _artifact_dir(path: Path) -> str | None:
 def end_parent(client: MlflowClient, parent_id: str, status: str) -> None:
     assert status in ("FINISHED", "FAILED", "KILLED")
     client.set_terminated(parent_id, status=status)
-
-
-def log_parent_files(client: MlflowClient, parent_id: str, files: Mapping[str, Path]) -> None:
-    for artifact_dir, path in files.items():
-        if Path(path).exists():
-            client.log_artifact(parent_id, str(path), artifact_path=artifact_dir)
-
-
