@@ -1,0 +1,117 @@
+"""The MLflow naming contract between the sweep layer (writes runs) and analysis (reads them).
+
+Every tag name, role, stage, metric prefix, param name and artifact path that both sides use is
+spelled here once; ``sweeps/`` and ``analysis/`` import it, nothing retypes the strings.
+
+Layout a sweep writes (DESIGN §7)::
+
+    parent run   tags: sweep, role=parent, stage, corpus, encoders, git_commit, command
+    └── trial    tags: role=trial, stage=grid|search, fold, fusion, labels, arm, seed, ray.trial_id, attempts
+                 params: the resolved config, n_train, n_valid
+                 metrics: valid/<m> and train/loss per epoch (step = epoch), selected/<m>, best/<m>
+                 artifacts: checkpoint/, plots/, errors/
+
+What analysis *needs* of a run is much less (see :data:`MINIMAL_RUN`): a fold and the compared
+factors, as tags or params, and ``selected/<metric>`` (or plain ``<metric>``) values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+# --------------------------------------------------------------------------- tags
+SWEEP = "sweep"
+ROLE = "role"
+STAGE = "stage"
+FOLD = "fold"
+FUSION = "fusion"
+LABELS = "labels"
+ARM = "arm"
+SEED = "seed"
+CORPUS = "corpus"
+AUDIO_ENCODER = "audio_encoder"
+TEXT_ENCODER = "text_encoder"
+FEATURES = "features"
+GIT_COMMIT = "git_commit"
+COMMAND = "command"
+TRIAL_ID = "ray.trial_id"
+NODE_ID = "ray.node_id"
+NODE_IP = "ray.node_ip"
+ATTEMPTS = "attempts"
+FAILED_ATTEMPTS = "failed_attempts"
+LAST_ERROR = "last_error"
+RESUMED = "resumed"
+ORPHANED = "orphaned"
+PARENT_RUN_ID = "mlflow.parentRunId"
+
+# roles: what a run is in the sweep's tree
+PARENT_ROLE = "parent"  # one per sweep
+TRIAL_ROLE = "trial"  # one per Tune trial
+SEARCH_ROLE = "search"  # one per (arm, fold) nuisance search under a grid parent (--tune-per-arm)
+
+# stages: which experiment a trial belongs to; only grid trials enter the paper's tables
+GRID_STAGE = "grid"
+SEARCH_STAGE = "search"
+
+# the scientific factors of the ablation, in the paper's order of their values
+FACTORS = (FUSION, LABELS)
+FACTOR_ORDER = {FUSION: ("concat", "outer"), LABELS: ("hard", "soft", "peakl")}
+
+# --------------------------------------------------------------------------- params
+N_TRAIN = "n_train"  # utterances the head was trained on (after the hard arm drops ties)
+N_VALID = "n_valid"  # validation utterances evaluated
+
+# --------------------------------------------------------------------------- metrics
+VALID_PREFIX = "valid/"  # per epoch, step = epoch
+TRAIN_PREFIX = "train/"  # per epoch
+SELECTED_PREFIX = "selected/"  # every metric at the one epoch chosen by select_metric
+BEST_PREFIX = "best/"  # each metric's own best epoch (the paper's way; optimistic)
+GPU_PREFIX = "gpu/"
+SEARCH_PREFIX = "search/"
+LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX)
+VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "best": BEST_PREFIX}
+
+# --------------------------------------------------------------------------- artifacts
+CHECKPOINT_DIR = "checkpoint"
+HEAD_CHECKPOINT = f"{CHECKPOINT_DIR}/head.pt"
+PLOTS_DIR = "plots"
+ERRORS_DIR = "errors"
+DATA_DIR = "data"
+REPORT_DIR = "report"
+COMPARE_DIR = "compare"
+BEST_CONFIG_DIR = "best"
+PER_ARM_DIR = "per_arm_tuning"
+
+MINIMAL_RUN = (
+    "a FINISHED run with the fold (tag or param 'fold', an integer), each compared factor (tag or param, "
+    "e.g. 'fusion', 'labels') and the metric (as 'selected/<metric>' or plain '<metric>')"
+)
+
+
+def arm_name(fusion: str, labels: str) -> str:
+    """An arm is one value of every scientific factor: ``outer-peakl``."""
+    return f"{fusion}-{labels}"
+
+
+def error_artifact(attempt: int) -> str:
+    return f"{ERRORS_DIR}/attempt_{attempt}.txt"
+
+
+def quote(value: object) -> str:
+    """A string literal in MLflow's filter grammar (single or double quotes, no escapes)."""
+    text = str(value)
+    if "'" in text and '"' in text:
+        raise ValueError(f"MLflow filters cannot hold a value with both quote characters: {text!r}")
+    return f'"{text}"' if "'" in text else f"'{text}'"
+
+
+def tag_filter(tags: Mapping[str, object] | None = None, *, parent: str | None = None,
+               status: str | None = None, extra: Iterable[str] = ()) -> str:
+    """``tags.`k` = 'v' and …`` for search_runs: every value quoted, keys backquoted (they hold dots)."""
+    clauses = [f"tags.`{key}` = {quote(value)}" for key, value in (tags or {}).items()]
+    if parent is not None:
+        clauses.append(f"tags.`{PARENT_RUN_ID}` = {quote(parent)}")
+    if status is not None:
+        clauses.append(f"attributes.status = {quote(status)}")
+    clauses.extend(extra)
+    return " and ".join(clauses)
