@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from erc.labels import EMOTIONS
+from erc.table import FeatureTable
 
 CHECKPOINT = "checkpoint/head.pt"
 FIGURE_ARTIFACT_DIR = "plots"
@@ -235,21 +236,12 @@ def draw_figure(points: pd.DataFrame, metrics: Mapping[str, float], path: str | 
     return path
 
 
-def validation_rows(features: Any, fold: int) -> dict[str, np.ndarray]:
-    """The validation rows of ``fold`` from a feature dataset (path, ``datasets.Dataset`` or columns)."""
-    from erc.train import split_fold
-
-    cols = _load_features(features) if isinstance(features, str | Path) else features
-    if hasattr(cols, "column_names"):
-        from erc.features import to_arrays
-
-        cols = to_arrays(cols)
-    if "fold" not in cols:
-        raise ValueError("the feature rows have no 'fold' column")
-    present = sorted(set(np.asarray(cols["fold"]).tolist()))
-    if fold not in present:
-        raise ValueError(f"fold {fold} is not in the feature rows (folds: {present})")
-    return split_fold(cols, fold)[1]
+def validation_rows(features: Any, fold: int) -> FeatureTable:
+    """The validation rows of ``fold`` from a feature dataset (path, ``datasets.Dataset`` or FeatureTable)."""
+    table = _load_features(features) if isinstance(features, str | Path) else features
+    if not isinstance(table, FeatureTable):
+        table = FeatureTable.from_dataset(table)
+    return table.split(fold)[1]
 
 
 def embedding_figure(
@@ -262,32 +254,32 @@ def embedding_figure(
 ) -> EmbeddingResult:
     """Embed ``valid`` rows with ``head``, draw the two panels to ``path`` and compute the numbers.
 
-    ``head``: a fusion head (``erc.train.load_head``, ``erc.model.build_head``); ``valid``: feature rows
-    (a ``datasets.Dataset``, a DataFrame or a dict of columns, e.g. from :func:`validation_rows`);
-    ``config``: the head's fit config (only its ``device`` is used; None = where the head is).
+    ``head``: a fusion head (``erc.predict.load_head``, ``erc.model.build_head``); ``valid``: a
+    ``FeatureTable`` (e.g. from :func:`validation_rows`); ``config``: the head's flat run config (only
+    its ``device`` is used; None = auto).
     """
-    from erc.train import as_columns, predict
+    from erc.predict import predict
 
     umap = umap or UmapSettings()
-    cols = as_columns(valid)
-    n = len(cols["votes"])
+    cols = valid
+    n = len(cols)
     if n < umap.min_utterances():
         raise TooFewUtterancesError(
             f"{n} validation utterances are too few for UMAP with n_neighbors={umap.n_neighbors} "
             f"(needs at least {umap.min_utterances()}); use a bigger fold or a smaller n_neighbors (--n-neighbors)"
         )
-    _, emb = predict(head, config, cols, return_embeddings=True)
+    _, emb = predict(head, cols, device=(config or {}).get("device", "auto"), return_embeddings=True)
     assert emb is not None
     xy = umap_2d(emb, umap)
-    majority = np.asarray(cols["majority"], dtype=np.int64)
-    va = np.stack([cols["valence"], cols["arousal"]], axis=1).astype(np.float64)
+    majority = cols.majority.astype(np.int64)
+    va = cols.va.astype(np.float64)
     metrics = alignment_metrics(va, xy, emb, majority)
     notes = []
     if metrics["n_classes"] < 3:
         notes.append(f"only {int(metrics['n_classes'])} emotion class(es) with a unique majority in these rows: "
                      "the centroid rank correlations are undefined")
     points = pd.DataFrame({
-        "segment_id": np.asarray(cols["segment_id"]).astype(str),
+        "segment_id": cols.segment_id,
         "majority": majority,
         "emotion": [EMOTIONS[m] if m >= 0 else "tie" for m in majority],
         "valence": va[:, 0],
@@ -364,9 +356,9 @@ def download_checkpoint(client, run, dest: str | Path) -> dict[str, Any]:
     return dict(payload)
 
 
-def _check_dims(state_dict: Mapping[str, Any], valid: Mapping[str, np.ndarray], features: str) -> None:
-    for key, col in (("norm.audio_mean", "audio_vec"), ("norm.text_mean", "text_vec")):
-        want, have = int(state_dict[key].shape[0]), int(np.asarray(valid[col]).shape[1])
+def _check_dims(state_dict: Mapping[str, Any], valid: FeatureTable, features: str) -> None:
+    for key, col in (("norm.audio_mean", "audio"), ("norm.text_mean", "text")):
+        want, have = int(state_dict[key].shape[0]), int(getattr(valid, col).shape[1])
         if want != have:
             raise ValueError(f"the head was trained on {col} of size {want}, but {features} holds size {have}: "
                              "pass the feature cache the sweep trained on with --features")
@@ -397,7 +389,7 @@ def run_embeddings(
     from mlflow.entities import Metric
 
     from analysis.runs import get_client
-    from erc.train import load_head
+    from erc.predict import load_head
 
     umap = umap or UmapSettings()
     client = get_client(tracking_uri)
@@ -412,8 +404,8 @@ def run_embeddings(
     _check_dims(ckpt["state_dict"], valid, str(feature_dir))
     notes = []
     n_valid = run.data.params.get("n_valid")
-    if n_valid is not None and str(n_valid).isdigit() and int(n_valid) != len(valid["votes"]):
-        notes.append(f"fold {fold} of {feature_dir} has {len(valid['votes'])} validation utterances but the run "
+    if n_valid is not None and str(n_valid).isdigit() and int(n_valid) != len(valid):
+        notes.append(f"fold {fold} of {feature_dir} has {len(valid)} validation utterances but the run "
                      f"validated on {n_valid}: these features are not the ones it trained on")
         warnings.warn(notes[-1], stacklevel=2)
     config = ckpt["config"]

@@ -22,7 +22,7 @@ N_ROWS = 1000
 
 
 def noop_work(config: dict, data: dict) -> dict:
-    return {"epoch": 1, "valid/acc": float(data["fold"][:1].sum() * 0), "selected/acc": 0.0}
+    return {"epoch": 1, "valid/acc": float(data.fold[:1].sum() * 0), "selected/acc": 0.0}
 
 
 def noop_trial(config: dict, data: dict, settings: dict) -> None:
@@ -36,14 +36,19 @@ def main() -> None:
     parser.parse_args()
     import ray
 
-    from sweeps.grid import _RunName, param_space, trial_tags
+    from erc.table import FeatureTable
+    from sweeps.grid import param_space
+    from sweeps.naming import TrialLabels
     from sweeps.prepare import Prepared
     from sweeps.runner import open_tracking, run_tuner
     from sweeps.settings import SweepSettings
 
     work = Path(tempfile.mkdtemp(prefix="tune-overhead-"))
-    arrays = {"fold": np.arange(N_ROWS) % 5, "segment_id": np.array([f"s{i}" for i in range(N_ROWS)]),
-              "audio_vec": np.zeros((N_ROWS, 64), np.float32), "text_vec": np.zeros((N_ROWS, 64), np.float32)}
+    zeros = np.zeros(N_ROWS)
+    arrays = FeatureTable(segment_id=np.array([f"s{i}" for i in range(N_ROWS)]), corpus=np.full(N_ROWS, "none"),
+                          session=zeros, fold=np.arange(N_ROWS) % 5, audio=np.zeros((N_ROWS, 64), np.float32),
+                          text=np.zeros((N_ROWS, 64), np.float32), votes=np.zeros((N_ROWS, 7)), majority=zeros,
+                          valence=zeros, arousal=zeros)
     prepared = Prepared(arrays, "none", "none", "none", work, None)
 
     configs = [{"fold": f, "fusion": fu, "labels": lab} for f in range(5) for fu in ("concat", "outer")
@@ -65,7 +70,7 @@ def main() -> None:
             config = tune.TuneConfig()
             t0 = time.perf_counter()
             outcome = run_tuner(settings, prepared, track, noop_trial, param_space(settings),
-                                run_name=_RunName(False), trial_tags=trial_tags(False), tune_config=config,
+                                labels=TrialLabels(), tune_config=config,
                                 reuse_actors=reuse)
             results[label] = time.perf_counter() - t0
             assert outcome.statuses.get("TERMINATED") == 30, outcome.statuses

@@ -11,7 +11,7 @@ only a ``.tmp-*`` directory, which no later run takes for a cache (and the next 
 
 CLI::
 
-    python -m erc.features --data ROOT --audio-encoder ID_OR_DIR --text-encoder ID_OR_DIR --cache DIR
+    python -m erc.features --data ROOT --audio-encoder ID_OR_DIR --text-encoder ID_OR_DIR --cache-dir DIR
 """
 
 from __future__ import annotations
@@ -424,19 +424,6 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
     return ds
 
 
-def to_arrays(ds: Any) -> dict[str, np.ndarray]:
-    """Every column as numpy: ``audio_vec`` (N, D_a) float32, ``text_vec`` (N, D_t), ``votes`` (N, 7), …
-
-    The plain-array form is what the sweep layer puts into Ray's object store (zero-copy for workers).
-    """
-    columns = ds.with_format("numpy")[:]
-    arrays = {name: np.asarray(values) for name, values in columns.items()}
-    for name in ("audio_vec", "text_vec", "votes"):
-        if name in arrays and arrays[name].dtype == object:  # older datasets: array of row arrays
-            arrays[name] = np.stack(arrays[name])
-    return arrays
-
-
 def feature_meta(ds_or_path: Any) -> dict:
     """The build record (encoders, settings, timings) stored beside a cached dataset."""
     if isinstance(ds_or_path, (str, Path)):
@@ -464,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--demo", action="store_true",
                         help="build the small seeded demo encoders from the corpus transcripts into "
                              "CACHE/demo-encoders and use them (no hub needed)")
-    parser.add_argument("--cache", type=Path, default=None,
+    parser.add_argument("--cache-dir", type=Path, default=None,
                         help="feature cache directory (default: $ERC_CACHE/features or ~/.cache/erc-sweeps/features)")
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
                         help="crop audio to this many seconds; 0 keeps whole files (default 7, the paper's)")
@@ -481,7 +468,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("both --audio-encoder and --text-encoder are needed")
     from erc.data import load_corpus
 
-    cache = args.cache or default_cache_dir()
+    cache = args.cache_dir or default_cache_dir()
     corpus = load_corpus(args.data)
     audio_src, text_src = args.audio_encoder, args.text_encoder
     if args.demo:

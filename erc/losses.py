@@ -10,12 +10,31 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from erc.model import N_CLASSES
+
+LabelArm = Literal["hard", "soft", "peakl"]
+LABEL_ARMS: tuple[str, ...] = get_args(LabelArm)
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    """What a head is trained towards: the label arm (DESIGN §3) and the multitask loss."""
+
+    labels: LabelArm = "peakl"  # hard drops tied utterances from training
+    cls_coef: float = 0.7  # loss = cls_coef · L_cls + (1 - cls_coef) · L_reg (the paper's 0.7)
+    focal_gamma: float = 0.0  # 0 = plain cross-entropy
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.cls_coef <= 1.0:
+            raise ValueError(f"cls_coef must be in [0, 1], got {self.cls_coef}")
+        if self.focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
 
 
 def classification_loss(logits: Tensor, target: Tensor, gamma: float = 0.0, reduction: str = "mean") -> Tensor:

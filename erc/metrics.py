@@ -99,10 +99,22 @@ def evaluate_outputs(output: Tensor | np.ndarray, target: Tensor | np.ndarray, v
     }
 
 
+def check_metric(metric: str) -> str:
+    """``metric`` if it is one a run reports, else a ValueError listing them."""
+    if metric not in METRIC_KEYS + LOSS_KEYS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_KEYS + LOSS_KEYS)}")
+    return metric
+
+
+def metric_mode(metric: str) -> str:
+    """'min' for losses, 'max' for every other metric: the one place a metric's direction is decided."""
+    return "min" if check_metric(metric) in MINIMISE else "max"
+
+
 def is_better(value: float, best: float | None, metric: str) -> bool:
     """Strict improvement for the selection metric (min for losses, max otherwise); NaN never wins."""
     if value is None or math.isnan(value):
         return False
     if best is None or math.isnan(best):
         return True
-    return value < best if metric in MINIMISE else value > best
+    return value < best if metric_mode(metric) == "min" else value > best

@@ -20,25 +20,87 @@ the paper reduces with UMAP.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import math
+from dataclasses import dataclass, replace
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 N_CLASSES = 7
 N_OUTPUTS = N_CLASSES + 2  # 7 emotion logits + valence + arousal
+Fusion = Literal["concat", "outer"]
+FUSIONS: tuple[str, ...] = get_args(Fusion)
 
-# Head sizes by preset name. ``paper`` is the published model; ``demo`` is sized so that a
-# 30-trial CPU grid on ~1000 utterances per fold trains in about a minute on 2 cores.
-# token_mult / channel_mult: hidden widths of the mixer MLPs relative to #tokens and dim
-# (lucidrains' MLP-Mixer defaults, which the paper used: 4 and 0.5).
-PRESETS: dict[str, dict[str, Any]] = {
-    "paper": {"proj_dim": 256, "patch": 16, "dim": 512, "depth": 12, "token_mult": 4.0, "channel_mult": 0.5},
-    # demo: 16 tokens of 4×4 patches. On the demo features (850 training utterances per fold) P = 16
-    # beat P = 32 for both heads; a bigger outer-product image mostly adds products of noise.
-    "demo": {"proj_dim": 16, "patch": 4, "dim": 64, "depth": 2, "token_mult": 4.0, "channel_mult": 0.5},
-}
+
+@dataclass(frozen=True, kw_only=True)
+class HeadConfig:
+    """Sizes and options of a fusion head. The field defaults are the ``demo`` preset.
+
+    ``demo`` is sized so that a 30-trial CPU grid on ~1000 utterances per fold trains in about a minute
+    on 2 cores: 16 tokens of 4×4 patches (on the demo features P = 16 beat P = 32 for both heads; a
+    bigger outer-product image mostly adds products of noise). ``paper`` is the published model.
+    token_mult / channel_mult: hidden widths of the mixer MLPs relative to #tokens and dim
+    (lucidrains' MLP-Mixer defaults, which the paper used: 4 and 0.5).
+    """
+
+    fusion: Fusion = "outer"
+    preset: Literal["demo", "paper"] = "demo"  # the preset the sizes started from (recorded, not used)
+    proj_dim: int = 16  # P: both modalities are projected to P
+    patch: int = 4  # mixer patch side p (P must be a multiple of p)
+    dim: int = 64  # mixer width
+    depth: int = 2  # number of mixer blocks
+    token_mult: float = 4.0  # token-mixing hidden = token_mult × #tokens
+    channel_mult: float = 0.5  # channel-mixing hidden = channel_mult × dim
+    dropout: float = 0.0  # the paper's mixer (lucidrains' MLPMixer defaults) used none
+    # Tensor Fusion Network's constant 1 on a' and t' (projects to P-1, image stays P×P). On by default
+    # because the inputs are standardised, which strips the constant component the paper's raw features
+    # gave a'⊗t' (see TensorMixerHead); False = the literal a'⊗t'.
+    append_one: bool = True
+
+    def __post_init__(self) -> None:
+        if min(self.proj_dim, self.patch, self.dim, self.depth) < 1:
+            raise ValueError("proj_dim, patch, dim and depth must be >= 1")
+        if self.fusion == "outer" and self.proj_dim % self.patch:
+            raise ValueError(f"proj_dim ({self.proj_dim}) must be a multiple of patch ({self.patch})")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    @classmethod
+    def demo(cls, **overrides) -> HeadConfig:
+        return cls(**overrides)
+
+    @classmethod
+    def paper(cls, **overrides) -> HeadConfig:
+        return cls(**{"preset": "paper", "proj_dim": 256, "patch": 16, "dim": 512, "depth": 12, **overrides})
+
+    @classmethod
+    def from_preset(cls, preset: str, **overrides) -> HeadConfig:
+        if preset not in PRESETS:
+            raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
+        return replace(PRESETS[preset](), **overrides)
+
+
+PRESETS = {"demo": HeadConfig.demo, "paper": HeadConfig.paper}
+
+
+class Dropout(nn.Module):
+    """``nn.Dropout`` whose masks come from a generator the trainer owns.
+
+    The global RNG is shared by every thread of a process, so two heads training side by side with
+    ``nn.Dropout`` would perturb each other's masks; a per-run generator keeps a seed's result exact.
+    """
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None  # None: the global RNG
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.empty_like(x).bernoulli_(1.0 - self.p, generator=self.generator)
+        return x * keep / (1.0 - self.p)
 
 
 class _Standardise(nn.Module):
@@ -99,6 +161,28 @@ class _Head(nn.Module):
                 value = torch.where(value > 1e-6, value, torch.ones_like(value))
             getattr(n, name).copy_(value)
 
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """Draw every weight from ``generator``, with PyTorch's default Linear/LayerNorm initialisation.
+
+        Module constructors draw from the global RNG; re-drawing from the run's own generator makes
+        a seed's weights independent of anything else the process (or another thread) does.
+        """
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                bound = 1.0 / math.sqrt(module.in_features)  # = kaiming_uniform_(a=√5), PyTorch's default
+                module.weight.uniform_(-bound, bound, generator=generator)
+                if module.bias is not None:
+                    module.bias.uniform_(-bound, bound, generator=generator)
+            elif isinstance(module, nn.LayerNorm):
+                module.reset_parameters()
+
+    def use_generator(self, generator: torch.Generator | None) -> None:
+        """Dropout masks from ``generator`` (on the head's device); None = the global RNG."""
+        for module in self.modules():
+            if isinstance(module, Dropout):
+                module.generator = generator
+
     def embed(self, a: Tensor, t: Tensor) -> Tensor:  # (B, D_a), (B, D_t) -> (B, E)
         raise NotImplementedError
 
@@ -109,12 +193,12 @@ class _Head(nn.Module):
 class ConcatHead(_Head):
     """``[a'; t']`` (2P) → Linear(2P, P) → ReLU → Linear(P, 9)."""
 
-    def __init__(self, d_audio: int, d_text: int, proj_dim: int = 256, dropout: float = 0.0) -> None:
+    def __init__(self, *, d_audio: int, d_text: int, proj_dim: int, dropout: float) -> None:
         super().__init__(d_audio, d_text)
         self.proj_audio = nn.Linear(d_audio, proj_dim)
         self.proj_text = nn.Linear(d_text, proj_dim)
         self.hidden = nn.Linear(2 * proj_dim, proj_dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.out = nn.Linear(proj_dim, N_OUTPUTS)
 
     def embed(self, a: Tensor, t: Tensor) -> Tensor:
@@ -135,9 +219,9 @@ class FeedForward(nn.Sequential):
         super().__init__(
             nn.Linear(width, hidden),
             nn.GELU(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(hidden, width),
-            nn.Dropout(dropout),
+            Dropout(dropout),
         )
 
 
@@ -177,7 +261,7 @@ class TensorMixerHead(_Head):
     (Tensor Fusion Network), so the image stays P×P and the patch grid is unchanged; the image then
     holds a' ⊗ t' plus a' and t' themselves in its last column/row and a 1 in the corner.
 
-    Why ``erc.train`` turns it on by default: the head standardises its inputs (per-feature mean 0),
+    Why ``HeadConfig`` turns it on by default: the head standardises its inputs (per-feature mean 0),
     so a' and t' have no constant component and a' ⊗ t' keeps only products of the two modalities —
     information carried by one modality alone (e.g. arousal in the audio) is lost. The paper fed raw
     pooled vectors whose large feature means put those unimodal terms into the image implicitly;
@@ -187,16 +271,17 @@ class TensorMixerHead(_Head):
 
     def __init__(
         self,
+        *,
         d_audio: int,
         d_text: int,
-        proj_dim: int = 256,
-        patch: int = 16,
-        dim: int = 512,
-        depth: int = 12,
-        token_mult: float = 4.0,
-        channel_mult: float = 0.5,
-        dropout: float = 0.0,
-        append_one: bool = False,
+        proj_dim: int,
+        patch: int,
+        dim: int,
+        depth: int,
+        token_mult: float,
+        channel_mult: float,
+        dropout: float,
+        append_one: bool,
     ) -> None:
         super().__init__(d_audio, d_text)
         if proj_dim % patch:
@@ -234,36 +319,19 @@ class TensorMixerHead(_Head):
         return self.final_norm(x).mean(dim=1)  # (B, dim)
 
 
-def head_sizes(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Sizes for ``config``: the preset's values, overridden by any non-None size key."""
-    preset = config.get("preset", "demo")
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose from {sorted(PRESETS)}")
-    sizes = dict(PRESETS[preset])
-    for key in sizes:
-        if config.get(key) is not None:
-            sizes[key] = config[key]
-    return sizes
-
-
-def build_head(config: Mapping[str, Any], d_audio: int, d_text: int) -> _Head:
-    """The head named by ``config['fusion']`` ('concat' | 'outer'), sized by preset + overrides."""
-    sizes = head_sizes(config)
-    dropout = float(config.get("dropout", 0.0))
-    fusion = config.get("fusion", "outer")
-    if fusion == "concat":
-        return ConcatHead(d_audio, d_text, proj_dim=int(sizes["proj_dim"]), dropout=dropout)
-    if fusion == "outer":
-        return TensorMixerHead(
-            d_audio,
-            d_text,
-            proj_dim=int(sizes["proj_dim"]),
-            patch=int(sizes["patch"]),
-            dim=int(sizes["dim"]),
-            depth=int(sizes["depth"]),
-            token_mult=float(sizes["token_mult"]),
-            channel_mult=float(sizes["channel_mult"]),
-            dropout=dropout,
-            append_one=bool(config.get("append_one", True)),
-        )
-    raise ValueError(f"unknown fusion {fusion!r}; choose 'concat' or 'outer'")
+def build_head(config: HeadConfig, d_audio: int, d_text: int) -> _Head:
+    """The head ``config.fusion`` names, for inputs of ``d_audio`` and ``d_text`` values."""
+    if config.fusion == "concat":
+        return ConcatHead(d_audio=d_audio, d_text=d_text, proj_dim=config.proj_dim, dropout=config.dropout)
+    return TensorMixerHead(
+        d_audio=d_audio,
+        d_text=d_text,
+        proj_dim=config.proj_dim,
+        patch=config.patch,
+        dim=config.dim,
+        depth=config.depth,
+        token_mult=config.token_mult,
+        channel_mult=config.channel_mult,
+        dropout=config.dropout,
+        append_one=config.append_one,
+    )

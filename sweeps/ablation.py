@@ -11,25 +11,29 @@ import argparse
 import sys
 
 from sweeps.grid import run_ablation
-from sweeps.settings import FOLDS, FUSIONS, LABELS, add_common_arguments, comma_list
+from sweeps.settings import FOLDS, add_common_arguments, load_config_file, positive
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python sweeps/ablation.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     grid = parser.add_argument_group("grid")
-    grid.add_argument("--folds", type=comma_list(int), default=list(FOLDS), help="e.g. 0,1 (default 0,1,2,3,4)")
-    grid.add_argument("--fusions", type=comma_list(str), default=list(FUSIONS), help="concat,outer")
-    grid.add_argument("--labels", type=comma_list(str), default=list(LABELS), help="hard,soft,peakl")
     grid.add_argument("--config", help="YAML of hyper-parameters (e.g. the file sweeps/search.py writes)")
-    grid.add_argument("--preset", choices=("demo", "paper"), default=None,
-                      help="head sizes (default: demo on the demo corpus, paper with --data)")
-    grid.add_argument("--repeats", type=int, default=1, help="run the grid with this many seeds (seed, seed+1, …)")
+    grid.add_argument("--repeats", type=positive(int), default=1,
+                      help="run the grid with this many seeds (seed, seed+1, …)")
     grid.add_argument("--tune-per-arm", type=int, default=0, metavar="N",
                       help="first tune each arm's nuisance hyper-parameters with N Optuna trials on an inner "
                            "split of its training folds, then run the grid with each arm's own best values")
-    add_common_arguments(parser)
-    return parser.parse_args(argv)
+    add_common_arguments(parser, default_folds=list(FOLDS))
+    args = parser.parse_args(argv)
+    if args.tune_per_arm < 0:
+        parser.error("--tune-per-arm must be >= 0")
+    if args.config:
+        try:
+            args.hparams = load_config_file(args.config)
+        except (OSError, TypeError, ValueError) as err:
+            parser.error(f"--config: {err}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:

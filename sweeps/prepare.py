@@ -6,12 +6,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
-from erc.features import build_features, feature_meta, to_arrays
+from erc.features import build_features, feature_meta
+from erc.table import FeatureTable
 from sweeps.settings import PAPER_AUDIO, PAPER_TEXT, SweepSettings
 
 log = logging.getLogger(__name__)
@@ -19,7 +18,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Prepared:
-    arrays: dict[str, np.ndarray]  # the feature columns, as they go into Ray's object store
+    table: FeatureTable  # the features, as they go into Ray's object store
     corpus_name: str  # e.g. "KEMDy19+KEMDy20"
     audio_encoder: str
     text_encoder: str
@@ -46,7 +45,7 @@ def prepare(settings: SweepSettings) -> Prepared:
         excluded = corpus.save_exclusions(cache / "excluded.csv")
     meta = feature_meta(feature_dir)
     return Prepared(
-        arrays=to_arrays(ds),
+        table=FeatureTable.from_dataset(ds),
         corpus_name="+".join(sorted(corpus.utterances["corpus"].unique())),
         audio_encoder=meta["audio_encoder"]["name"],
         text_encoder=meta["text_encoder"]["name"],

@@ -18,7 +18,9 @@ import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from analysis import contract as C
 from sweeps import tracking
+from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared
 from sweeps.settings import SweepSettings
 from sweeps.trainable import full_params
@@ -44,7 +46,7 @@ def init_ray(settings: SweepSettings) -> None:
                  configure_logging=False)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Tracking:
     client: MlflowClient
     uri: str
@@ -70,16 +72,16 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
     if uri.startswith("sqlite:///"):  # keep artifacts beside the database, not in ./mlruns of the cwd
         artifacts = (Path(uri.removeprefix("sqlite:///")).parent / "mlartifacts").resolve().as_uri()
     experiment_id = tracking.get_or_create_experiment(client, settings.experiment, artifacts)
-    tags = {"sweep": sweep, "stage": stage, "corpus": prepared.corpus_name,
-            "audio_encoder": prepared.audio_encoder, "text_encoder": prepared.text_encoder,
-            "features": str(prepared.feature_dir),
-            "git_commit": tracking.git_commit(), "command": tracking.command_line()}
+    tags = {C.SWEEP: sweep, C.STAGE: stage, C.CORPUS: prepared.corpus_name,
+            C.AUDIO_ENCODER: prepared.audio_encoder, C.TEXT_ENCODER: prepared.text_encoder,
+            C.FEATURES: str(prepared.feature_dir),
+            C.GIT_COMMIT: tracking.git_commit(), C.COMMAND: tracking.command_line()}
     parent = tracking.start_parent(client, experiment_id, sweep, parent_params or settings.as_params(), tags)
     orphans = tracking.mark_orphans_killed(client, experiment_id, parent)
     if orphans:
         print(f"marked {orphans} run(s) left RUNNING by an interrupted driver as KILLED")
     if prepared.excluded_csv is not None and prepared.excluded_csv.exists():
-        client.log_artifact(parent, str(prepared.excluded_csv), artifact_path="data")
+        client.log_artifact(parent, str(prepared.excluded_csv), artifact_path=C.DATA_DIR)
     return Tracking(client, uri, experiment_id, parent, sweep, tags)
 
 
@@ -87,6 +89,11 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
 class Outcome:
     statuses: Counter
     results: Any  # ray.tune.ResultGrid
+
+    @staticmethod
+    def combine(outcomes: list[Outcome]) -> Outcome:
+        """Several Tuners' outcomes as one (the statuses add up; the last result grid is kept)."""
+        return Outcome(sum((o.statuses for o in outcomes), Counter()), outcomes[-1].results)
 
     @property
     def interrupted(self) -> bool:
@@ -98,7 +105,7 @@ class Outcome:
 
 
 def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trainable: Callable,
-              param_space: Mapping[str, Any], *, run_name: Callable, trial_tags: Callable,
+              param_space: Mapping[str, Any], *, labels: TrialLabels,
               tune_config: tune.TuneConfig | None = None, bound: Mapping[str, Any] | None = None,
               reuse_actors: bool = True) -> Outcome:
     """Fit a new Tuner, or restore the sweep's Tuner if an earlier run of it was interrupted."""
@@ -108,7 +115,7 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
                        "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep), **(bound or {})}
     # Features travel once through the object store, not by every trial re-reading files.
     wrapped = tune.with_resources(
-        tune.with_parameters(trainable, data=prepared.arrays, settings=thread_settings), resources)
+        tune.with_parameters(trainable, data=prepared.table, settings=thread_settings), resources)
     storage = settings.storage_path()
     path = storage.rstrip("/") + "/" + track.sweep
     if tune.Tuner.can_restore(path):
@@ -118,7 +125,7 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
         tuner = tune.Tuner.restore(path, trainable=wrapped, resume_unfinished=True)
     else:
         callback = tracking.MlflowTrialCallback(track.uri, track.experiment_id, track.parent_run_id,
-                                                tags=track.tags, run_name=run_name, trial_tags=trial_tags,
+                                                tags=track.tags, run_name=labels.name, trial_tags=labels.tags,
                                                 params_of=full_params)
         config = tune_config or tune.TuneConfig()
         config.reuse_actors = reuse_actors  # off by default since Ray 2.9; ~2 s → ~0.2 s per trial here

@@ -1,7 +1,8 @@
-"""Hyper-parameter search for one arm: OptunaSearch (TPE, seeded) + ASHA over a YAML space.
+"""Hyper-parameter search: OptunaSearch (TPE, seeded) + ASHA over a YAML space, one search per arm.
 
-Writes the best configuration as YAML that ``python sweeps/ablation.py --config FILE`` takes.
-Scientific parameters (fusion, labels) are fixed to one arm; only nuisance parameters are searched.
+Writes the best configuration as YAML that ``python sweeps/ablation.py --config FILE`` takes (one
+``arms:`` entry per arm searched). Scientific parameters (fusion, labels) are fixed to each arm;
+only nuisance parameters are searched. A trial's score is its mean over the validation folds.
 """
 
 from __future__ import annotations
@@ -10,51 +11,66 @@ import argparse
 import sys
 from pathlib import Path
 
+import yaml
+
+from analysis import contract as C
+from sweeps.naming import TrialLabels
 from sweeps.prepare import prepare
-from sweeps.runner import close_tracking, open_tracking, tracking_uri
-from sweeps.search_run import fold_splits, run_search, write_best_config
-from sweeps.settings import add_common_arguments, comma_list, settings_from_args
-from sweeps.spaces import load_space
+from sweeps.runner import Outcome, close_tracking, open_tracking, tracking_uri
+from sweeps.search_run import run_search
+from sweeps.settings import add_common_arguments, positive, select_metric_argument, settings_from_args
+from sweeps.spaces import SpaceError, load_space
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python sweeps/search.py", description=__doc__)
-    parser.add_argument("--fusion", choices=("concat", "outer"), default="outer")
-    parser.add_argument("--labels", choices=("hard", "soft", "peakl"), default="peakl")
-    parser.add_argument("--space", help="search-space YAML (default: search_spaces/<fusion>.yaml)")
-    parser.add_argument("--num-samples", type=int, default=20, help="number of trials (default 20)")
-    parser.add_argument("--folds", type=comma_list(int), default=[0],
-                        help="validation folds; a trial's score is the mean over them (default 0)")
-    parser.add_argument("--metric", default="acc", help="validation metric to optimise (default acc)")
-    parser.add_argument("--mode", choices=("max", "min"), default="max")
-    parser.add_argument("--grace-period", type=int, default=3, help="ASHA: epochs before a trial may stop")
-    parser.add_argument("--out", type=Path, help="where to write the best config (default: CACHE/search/<name>.yaml)")
-    add_common_arguments(parser)
-    return parser.parse_args(argv)
+    search = parser.add_argument_group("search")
+    search.add_argument("--space", help="search-space YAML (default: search_spaces/<fusion>.yaml for each arm)")
+    search.add_argument("--num-samples", type=positive(int), default=20, help="trials per arm (default 20)")
+    select_metric_argument(search)
+    search.add_argument("--grace-period", type=positive(int), default=3,
+                        help="ASHA: epochs before a trial may stop (default 3)")
+    search.add_argument("--out", type=Path, help="where to write the best config (default: CACHE/search/<name>.yaml)")
+    add_common_arguments(parser, default_folds=[0])
+    parser.set_defaults(fusions=["outer"], labels=["peakl"])
+    args = parser.parse_args(argv)
+    try:  # a malformed space fails before any work, as a usage error
+        args.spaces = {fusion: load_space(args.space or fusion) for fusion in args.fusions}
+    except SpaceError as err:
+        parser.error(str(err))
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    space = load_space(args.space or args.fusion)  # a malformed space fails before any work
-    settings = settings_from_args(args, folds=args.folds, fusions=[args.fusion], labels=[args.labels],
-                                  hparams={"space": str(space.path), "num_samples": args.num_samples,
-                                           "metric": args.metric})
+    settings = settings_from_args(args, identity={"num_samples": args.num_samples, "metric": args.metric,
+                                                  "space": {f: str(s.path) for f, s in args.spaces.items()}})
     tracking_uri(settings)
     prepared = prepare(settings)
     sweep = settings.sweep_name(kind="search")
-    track = open_tracking(settings, prepared, sweep, stage="search")
-    splits = fold_splits(prepared.arrays["fold"], args.folds)
-    tuned, outcome = run_search(settings, prepared, track, space,
-                                scientific={"fusion": args.fusion, "labels": args.labels}, splits=splits,
-                                num_samples=args.num_samples, metric=args.metric, mode=args.mode,
-                                grace_period=args.grace_period)
-    status = close_tracking(track, outcome)
+    track = open_tracking(settings, prepared, sweep, stage=C.SEARCH_STAGE)
+    splits = [(fold, ()) for fold in settings.folds]
+    best: dict[str, dict] = {}
+    statuses = []
+    for fusion, labels in settings.arms:
+        arm = C.arm_name(fusion, labels)
+        result = run_search(settings, prepared, track, args.spaces[fusion], fixed={C.FUSION: fusion, C.LABELS: labels},
+                            splits=splits, num_samples=args.num_samples, metric=args.metric,
+                            grace_period=args.grace_period,
+                            labels=TrialLabels(stage=C.SEARCH_STAGE, prefix=arm),
+                            sweep_suffix="" if len(settings.arms) == 1 else f"-{arm}")
+        best[arm] = result.best
+        statuses.append(result.outcome)
+        print(f"{arm}: best mean valid {args.metric} = {result.score:.4f} over folds {settings.folds}")
+    status = close_tracking(track, Outcome.combine(statuses))
     out = args.out or settings.cache_dir / "search" / f"{sweep}.yaml"
-    write_best_config(out, tuned, arm=f"{args.fusion}-{args.labels}", metric=args.metric, sweep=sweep,
-                      num_samples=args.num_samples, folds=args.folds)
-    track.client.log_artifact(track.parent_run_id, str(out), artifact_path="best")
-    print(f"\nsearch {sweep}: {dict(outcome.statuses)}, parent run {status}")
-    print(f"best mean valid {args.metric} = {tuned['_score']:.4f}; config written to {out}:\n")
+    header = (f"# Best configuration per arm of search {sweep!r}: mean valid {args.metric} over folds "
+              f"{settings.folds}, {args.num_samples} samples per arm (OptunaSearch TPE + ASHA).\n"
+              f"# Use with: python sweeps/ablation.py --config {out}\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(header + yaml.safe_dump({"arms": best}, sort_keys=True))
+    track.client.log_artifact(track.parent_run_id, str(out), artifact_path=C.BEST_CONFIG_DIR)
+    print(f"\nsearch {sweep}: parent run {status}; config written to {out}:\n")
     print(out.read_text())
     return 0 if status == "FINISHED" else 1
 

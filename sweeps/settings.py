@@ -1,4 +1,8 @@
-"""Sweep settings: one dataclass, filled from the command line, passed down explicitly."""
+"""Sweep settings: one dataclass, filled from the command line, passed down explicitly.
+
+The flags both entry scripts share are defined here once (``add_common_arguments``), with the same
+names and the same parsing: a bad value is an argparse usage error listing the choices.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,25 @@ import dataclasses
 import hashlib
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-FOLDS, FUSIONS, LABELS = (0, 1, 2, 3, 4), ("concat", "outer"), ("hard", "soft", "peakl")
+from erc.config import RunConfig, defaults
+from erc.data.folds import N_FOLDS
+from erc.losses import LABEL_ARMS
+from erc.metrics import LOSS_KEYS, METRIC_KEYS
+from erc.model import FUSIONS, PRESETS
+
+FOLDS = tuple(range(N_FOLDS))
 PAPER_AUDIO, PAPER_TEXT = "kresnik/wav2vec2-large-xlsr-korean", "klue/roberta-large"
+# Fault injection for tests: trials whose run name contains this pattern fail their first attempt.
+FAIL_ONCE_ENV = "ERC_FAIL_ONCE"
+# --smoke-test: the smallest run that still goes through every stage
+SMOKE = {"folds": [0], "epochs": 1, "preset": "demo"}
 
 
 @dataclass
@@ -25,9 +40,10 @@ class SweepSettings:
     cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("ERC_CACHE", "~/.cache/erc-sweeps")))
     folds: list[int] = field(default_factory=lambda: list(FOLDS))
     fusions: list[str] = field(default_factory=lambda: list(FUSIONS))
-    labels: list[str] = field(default_factory=lambda: list(LABELS))
-    epochs: int | None = None
-    hparams: dict[str, Any] = field(default_factory=dict)  # fit-config values for every arm
+    labels: list[str] = field(default_factory=lambda: list(LABEL_ARMS))
+    preset: str | None = None  # None: demo on the demo corpus, paper with --data
+    epochs: int | None = None  # None: the run config's default
+    hparams: dict[str, Any] = field(default_factory=dict)  # flat run-config values for every arm
     arm_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # "outer-peakl" -> values
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | None = None  # None: 0.25 with CUDA, else 0
@@ -40,19 +56,15 @@ class SweepSettings:
     seed: int = 0
     repeats: int = 1
     max_failures: int = 2
-    fail_once: str | None = None  # fault injection for tests: run-name substring
+    fail_once: str | None = field(default_factory=lambda: os.environ.get(FAIL_ONCE_ENV) or None)
     tune_per_arm: int = 0
+    identity: dict[str, Any] = field(default_factory=dict)  # what else defines the sweep (a search's space …)
     verbose: int = 1
 
     def __post_init__(self) -> None:
         self.cache_dir = Path(self.cache_dir).expanduser().resolve()
-        bad = [f for f in self.folds if f not in FOLDS]
-        if bad:
-            raise ValueError(f"--folds: {bad} not in {list(FOLDS)}")
-        for flag, values, allowed in (("--fusions", self.fusions, FUSIONS), ("--labels", self.labels, LABELS)):
-            unknown = [v for v in values if v not in allowed]
-            if unknown or not values:
-                raise ValueError(f"{flag}: {unknown or 'empty'}; choose from {list(allowed)}")
+        if self.preset is None:
+            self.preset = "demo" if self.data is None else "paper"
         if self.gpus_per_trial is None:
             import torch
 
@@ -66,13 +78,20 @@ class SweepSettings:
     def seeds(self) -> list[int]:
         return [self.seed + r for r in range(self.repeats)]
 
+    def base_config(self) -> dict[str, Any]:
+        """The flat run-config values every trial of the sweep shares (before the grid's factors)."""
+        flat = {"preset": self.preset, "seed": self.seed, **self.hparams}
+        if self.epochs is not None:
+            flat["epochs"] = self.epochs
+        return flat
+
     def storage_path(self) -> str:
         return self.storage or str(self.cache_dir / "ray_results")
 
     def fingerprint(self) -> str:
         """What defines the sweep's results: reruns with the same settings resume the same sweep."""
-        keys = ("data", "audio_encoder", "text_encoder", "folds", "fusions", "labels", "epochs", "hparams",
-                "arm_hparams", "seed", "repeats", "tune_per_arm")
+        keys = ("data", "audio_encoder", "text_encoder", "folds", "fusions", "labels", "preset", "epochs", "hparams",
+                "arm_hparams", "seed", "repeats", "tune_per_arm", "identity")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
@@ -88,15 +107,61 @@ class SweepSettings:
         return out
 
 
-def comma_list(kind: type):
+def choice_list(choices: tuple, kind: type = str) -> Callable[[str], list]:
+    """argparse type for ``a,b,c`` with every item one of ``choices`` (a usage error otherwise)."""
+
     def parse(text: str) -> list:
-        return [kind(x.strip()) for x in text.split(",") if x.strip()]
+        try:
+            values = [kind(x.strip()) for x in text.split(",") if x.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a comma-separated list of "
+                                             f"{', '.join(map(str, choices))}") from None
+        bad = [v for v in values if v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"{bad or 'empty'} in {text!r}; choose from "
+                                             f"{','.join(map(str, choices))}")
+        return list(dict.fromkeys(values))  # each once, in the order given
 
     return parse
 
 
-def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-    """Flags shared by ablation.py and search.py."""
+def positive(kind: type) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a {kind.__name__}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return parse
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, default_folds: list[int]) -> None:
+    """Flags shared by ablation.py and search.py: same names, same meaning, same parsing."""
+    base = defaults()
+    grid = parser.add_argument_group("arms and folds")
+    grid.add_argument("--folds", type=choice_list(FOLDS, int), default=default_folds,
+                      help=f"validation folds (default {','.join(map(str, default_folds))})")
+    grid.add_argument("--fusions", type=choice_list(FUSIONS), default=list(FUSIONS), help=",".join(FUSIONS))
+    grid.add_argument("--labels", type=choice_list(LABEL_ARMS), default=list(LABEL_ARMS), help=",".join(LABEL_ARMS))
+    grid.add_argument("--preset", choices=sorted(PRESETS), default=None,
+                      help="head sizes (default: demo on the demo corpus, paper with --data)")
+    grid.add_argument("--epochs", type=positive(int), default=None, help=f"epochs per trial (default {base['epochs']})")
+    grid.add_argument("--seed", type=int, default=0)
+    grid.add_argument("--smoke-test", action="store_true",
+                      help="the smallest end-to-end run: fold 0, 1 epoch, demo preset")
     data = parser.add_argument_group("data and encoders")
     data.add_argument("--data", help="root holding KEMDy19/ and/or KEMDy20_v1_1/ (default: the built-in demo)")
     data.add_argument("--audio-encoder", help=f"hub id or local dir (default with --data: {PAPER_AUDIO})")
@@ -105,10 +170,10 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                       help="demo data, encoders, feature cache, MLflow store, Ray results "
                            "(default: $ERC_CACHE or ~/.cache/erc-sweeps)")
     run = parser.add_argument_group("resources and cluster")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0)
-    run.add_argument("--gpus-per-trial", type=float, default=None,
+    run.add_argument("--cpus-per-trial", type=positive(float), default=1.0, help="CPUs per trial (default 1)")
+    run.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
                      help="fraction of a GPU per trial (default: 0.25 when CUDA is visible, else 0)")
-    run.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
+    run.add_argument("--max-concurrent", type=positive(int), default=None, help="cap on trials running at once")
     run.add_argument("--address", help="join a running Ray cluster ('auto' or host:port) instead of starting one")
     run.add_argument("--storage", help="Tune storage path: local dir, NFS path or s3://… (default: CACHE/ray_results)")
     run.add_argument("--max-failures", type=int, default=2, help="retries of a crashing trial (default 2)")
@@ -118,23 +183,23 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     track.add_argument("--experiment", default="erc-sweeps", help="MLflow experiment name")
     track.add_argument("--name", help="sweep name (default: derived from the grid and settings; "
                                       "rerunning the same command resumes the same sweep)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the preset's)")
-    parser.add_argument("--fail-once", metavar="PATTERN",
-                        help="testing: make the first attempt of trials whose run name contains PATTERN "
-                             "(e.g. fold0-outer-peakl) raise, to exercise retries")
     parser.add_argument("--quiet", action="store_true", help="less Tune output")
 
 
-def load_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """A YAML of fit hyper-parameters: top-level values for every arm, ``arms:`` per ``fusion-labels``.
+def select_metric_argument(parser: argparse.ArgumentParser, flag: str = "--metric") -> None:
+    parser.add_argument(flag, choices=METRIC_KEYS + LOSS_KEYS, default=defaults()["select_metric"],
+                        help="validation metric (losses are minimised, everything else maximised; "
+                             f"default {defaults()['select_metric']})")
 
-    ``search.py`` writes this format; ``fusion``/``labels`` in it are ignored (the grid sets them).
+
+def load_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """A YAML of run-config values: top-level values for every arm, ``arms:`` per ``fusion-labels``.
+
+    ``search.py`` writes this format; ``fusion``/``labels``/``fold`` in it are ignored (the grid sets them).
     """
     data = yaml.safe_load(Path(path).read_text()) or {}
     if not isinstance(data, dict):
         raise TypeError(f"{path}: expected a mapping of hyper-parameters, got {type(data).__name__}")
-    from erc.train import resolve_config
 
     def hyperparameters(values: dict) -> dict:  # the grid sets the arm and the fold
         return {k: v for k, v in values.items() if k not in ("fusion", "labels", "fold")}
@@ -143,18 +208,21 @@ def load_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
     data = hyperparameters(data)
     for where, values in [("top level", data), *arms.items()]:
         try:
-            resolve_config(values)
-        except (KeyError, ValueError) as err:
-            raise ValueError(f"{path} ({where}): {err}") from None
+            RunConfig.from_flat({**data, **values})
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path} ({where}): {err.args[0] if err.args else err}") from None
     return data, arms
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> SweepSettings:
-    kwargs = {k: getattr(args, k) for k in ("data", "audio_encoder", "text_encoder", "cpus_per_trial",
-                                            "gpus_per_trial", "max_concurrent", "address", "storage",
-                                            "tracking_uri", "experiment", "name", "seed", "epochs",
-                                            "max_failures", "fail_once")}
+    """Settings from the common flags (``--smoke-test`` overrides folds, epochs and preset)."""
+    kwargs = {k: getattr(args, k) for k in ("data", "audio_encoder", "text_encoder", "folds", "fusions", "labels",
+                                            "preset", "epochs", "cpus_per_trial", "gpus_per_trial",
+                                            "max_concurrent", "address", "storage", "tracking_uri", "experiment",
+                                            "name", "seed", "max_failures")}
+    if args.smoke_test:
+        kwargs.update(SMOKE)
     if args.cache_dir is not None:
         kwargs["cache_dir"] = args.cache_dir
     kwargs["verbose"] = 0 if args.quiet else 1
-    return SweepSettings(**kwargs, **extra)
+    return SweepSettings(**{**kwargs, **extra})

@@ -14,6 +14,8 @@ from typing import Any
 import yaml
 from ray import tune
 
+from erc.config import FLAT_KEYS
+
 ROLES = ("scientific", "nuisance", "fixed")
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
@@ -100,8 +102,6 @@ def _entry(path: Path, name: str, spec: Any, known: set[str]) -> Param:
 
 def load_space(path: str | Path) -> SearchSpace:
     """Read and check a search-space YAML (a file path, or a head name such as ``outer``)."""
-    from erc.train import DEFAULT_CONFIG
-
     path = Path(path)
     if not path.suffix and not path.exists():
         path = SPACES_DIR / f"{path}.yaml"
@@ -113,5 +113,5 @@ def load_space(path: str | Path) -> SearchSpace:
         raise SpaceError(f"{path}: not valid YAML: {err}") from None
     if not isinstance(data, dict) or not data:
         raise SpaceError(f"{path}: expected a mapping of parameter name → spec")
-    known = set(DEFAULT_CONFIG)
+    known = set(FLAT_KEYS)
     return SearchSpace(path, {name: _entry(path, name, spec, known) for name, spec in data.items()})

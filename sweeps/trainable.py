@@ -1,16 +1,18 @@
-"""The Tune trainable: one trial = one ``erc.train.fit`` on one fold (DESIGN §6).
+"""The Tune trainable: one trial = one run configuration trained on one or more splits (DESIGN §6).
 
-The feature arrays arrive once through Ray's object store (``tune.with_parameters``); the trial
-only slices them by fold. Every epoch's metrics go to Tune (which forwards them to MLflow on the
-driver); the final report carries the selected epoch's metrics and a checkpoint directory with
-the head, the validation predictions and the confusion matrix.
+Grid and search trials share it. The feature table arrives once through Ray's object store
+(``tune.with_parameters``); the trial splits it by fold. A grid trial trains one split (its fold)
+and ends with the selected epoch's metrics and a checkpoint directory (head, predictions,
+history, confusion matrix). A search trial trains several splits in lockstep on this thread and
+reports each epoch's mean over them, plus ``score``, the running best of the mean tuned metric
+(what OptunaSearch and ASHA read).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,50 +21,63 @@ import ray
 import torch
 from ray import tune
 
-from erc.train import StopTraining, fit, split_fold
+from analysis import contract as C
+from erc.config import RunConfig
+from erc.metrics import is_better, metric_mode
+from erc.table import FeatureTable
+from erc.trainer import FitResult, Trainer
+from sweeps.naming import TrialLabels, run_config_keys
 
-# Keys of a trial's config that describe the trial rather than the fit.
-TRIAL_KEYS = ("fold",)
+# (validation fold, folds kept out of training too)
+Split = tuple[int, tuple[int, ...]]
 
 
 class InjectedFailure(RuntimeError):
-    """Raised by the fault-injection switch (``--fail-once``) so tests can exercise retries."""
+    """Raised by the fault-injection switch (``ERC_FAIL_ONCE``) so tests can exercise retries."""
 
 
 def _inject_failure(settings: Mapping[str, Any], config: Mapping[str, Any]) -> None:
-    """Fail the first attempt of trials whose run name contains ``settings['fail_once']``.
+    """Fail the first attempt of grid trials whose run name contains ``settings['fail_once']``.
 
     The "already failed" marker is a file per trial id in a directory the driver chose (on one
     machine or a shared filesystem: the switch is for tests).
     """
     pattern = settings.get("fail_once")
-    if not pattern or pattern not in trial_name(config, with_seed=True):
+    if not pattern or C.FOLD not in config:
+        return
+    name = TrialLabels(with_seed=True).name(config)
+    if pattern not in name:
         return
     marker = Path(settings["fail_once_dir"]) / tune.get_context().get_trial_id()
     if not marker.exists():
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.write_text("1")
-        raise InjectedFailure(f"injected failure (--fail-once {pattern!r}) in {trial_name(config)}")
-
-
-def trial_name(config: Mapping[str, Any], with_seed: bool = False) -> str:
-    name = f"fold{config['fold']}-{config['fusion']}-{config['labels']}"
-    return name + f"-seed{config['seed']}" if with_seed else name
-
-
-def fit_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in config.items() if k not in TRIAL_KEYS}
+        raise InjectedFailure(f"injected failure (ERC_FAIL_ONCE={pattern!r}) in {name}")
 
 
 def full_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """What a trial's MLflow params record: its fold and the fully resolved fit config."""
-    from erc.train import resolve_config
-
-    trial = {k: config[k] for k in TRIAL_KEYS if k in config}
-    return {**trial, **resolve_config(fit_config(config))}
+    """What a trial's MLflow params record: its fold and the fully resolved run config."""
+    trial = {k: config[k] for k in (C.FOLD,) if k in config}
+    return {**trial, **RunConfig.from_flat(run_config_keys(config)).to_flat()}
 
 
-def _confusion_png(predictions, path: Path) -> None:
+def epoch_report(metrics: Mapping[str, float]) -> dict[str, float]:
+    """An epoch's metrics under the contract's prefixes."""
+    return {(C.TRAIN_PREFIX + "loss" if k == "train_loss" else C.VALID_PREFIX + k): float(v)
+            for k, v in metrics.items() if k != "epoch"}
+
+
+def best_values(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Each metric's own best over the epochs (max; min for losses) — the paper's way of reporting."""
+    best: dict[str, float] = {}
+    for metrics in history:
+        for key, value in metrics.items():
+            if key != "epoch" and is_better(value, best.get(key), key):
+                best[key] = float(value)
+    return best
+
+
+def _confusion_png(result: FitResult, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,20 +86,41 @@ def _confusion_png(predictions, path: Path) -> None:
 
     from erc.labels import EMOTIONS
 
-    rated = predictions[predictions.target >= 0]
-    pred = np.stack(rated.logits.to_numpy()).argmax(1)
+    p = result.predictions
+    rated = p.majority >= 0
     fig, ax = plt.subplots(figsize=(6, 5))
-    ConfusionMatrixDisplay.from_predictions(rated.target, pred, labels=list(range(len(EMOTIONS))),
-                                            display_labels=EMOTIONS, normalize="true", values_format=".2f",
-                                            ax=ax, colorbar=False, xticks_rotation=45)
+    ConfusionMatrixDisplay.from_predictions(p.majority[rated], p.logits[rated].argmax(1),
+                                            labels=list(range(len(EMOTIONS))), display_labels=EMOTIONS,
+                                            normalize="true", values_format=".2f", ax=ax, colorbar=False,
+                                            xticks_rotation=45)
     ax.set_title("validation confusion (rows: majority class)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
-def train_trial(config: dict[str, Any], data: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> None:
-    """Function trainable; ``data`` and ``settings`` are bound by ``tune.with_parameters``."""
+def _final_report(result: FitResult, base: Mapping[str, Any]) -> tuple[dict[str, Any], tune.Checkpoint, Any]:
+    final = {**base, "epoch": result.selected_epoch, C.SELECTED_PREFIX + "epoch": result.selected_epoch,
+             **{C.SELECTED_PREFIX + k: float(v) for k, v in result.metrics.items() if k != "epoch"},
+             **{C.BEST_PREFIX + k: v for k, v in best_values(result.history).items()}}
+    if torch.cuda.is_available():
+        final[C.GPU_PREFIX + "peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+    tmp = tempfile.TemporaryDirectory()
+    out = Path(tmp.name)
+    torch.save({"config": result.config.to_flat(), "state_dict": result.state_dict}, out / "head.pt")
+    result.predictions.to_frame().to_json(out / "predictions.jsonl", orient="records", lines=True)
+    (out / "history.json").write_text(json.dumps(result.history, indent=1))
+    (out / "final.json").write_text(json.dumps(final))
+    _confusion_png(result, out / "confusion_matrix.png")
+    return final, tune.Checkpoint.from_directory(tmp.name), tmp
+
+
+def train_trial(config: dict[str, Any], data: FeatureTable, settings: Mapping[str, Any]) -> None:
+    """Function trainable; ``data`` and ``settings`` are bound by ``tune.with_parameters``.
+
+    ``settings['splits']``, when given, lists the ``(valid_fold, excluded_folds)`` splits of a search
+    trial; otherwise the trial validates on ``config['fold']``.
+    """
     torch.set_num_threads(max(1, int(settings.get("cpus_per_trial", 1))))  # no oversubscription
     done = tune.get_checkpoint()
     if done is not None:  # finished before the driver was interrupted: report it again, don't retrain
@@ -92,99 +128,30 @@ def train_trial(config: dict[str, Any], data: Mapping[str, np.ndarray], settings
             final = json.loads((Path(path) / "final.json").read_text())
         tune.report(final, checkpoint=done)
         return
+    run_config = RunConfig.from_flat(run_config_keys(config))
+    search = "splits" in settings
+    splits: list[Split] = settings["splits"] if search else [(int(config[C.FOLD]), ())]
+    trainers = [Trainer(run_config, *data.split(valid, exclude=exclude)) for valid, exclude in splits]
     node = {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
-    train, valid = split_fold(data, int(config["fold"]))
-    sizes = {"n_train": len(train["segment_id"]), "n_valid": len(valid["segment_id"])}
+    # what was actually trained and evaluated on (the hard arm has already dropped its ties)
+    base = {**node, C.N_TRAIN: sum(len(t.train_rows) for t in trainers),
+            C.N_VALID: sum(len(t.valid_rows) for t in trainers)}
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
-
-    def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
+    metric = settings.get("metric", run_config.select_metric)
+    mode = metric_mode(metric)
+    score: float | None = None
+    while not trainers[0].done:
+        per_split = [t.run_epoch() for t in trainers]  # lockstep: one epoch of every split, then report
         _inject_failure(settings, config)
-        report = {"epoch": epoch, **node, **sizes}
-        for key, value in metrics.items():
-            if key == "epoch":
-                continue
-            report["train/loss" if key == "train_loss" else f"valid/{key}"] = float(value)
+        mean = {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0] if k != "epoch"}
+        report = {**base, "epoch": trainers[0].epoch, **epoch_report(mean)}
+        if search:
+            value = mean[metric]
+            score = value if score is None else (max(score, value) if mode == "max" else min(score, value))
+            report["score"] = score
         tune.report(report)
-
-    result = fit(fit_config(config), train, valid, on_epoch=on_epoch)
-    if result.stopped_early:
-        return
-    final = {"epoch": result.selected_epoch, **node, **sizes, "selected/epoch": result.selected_epoch,
-             **{f"selected/{k}": float(v) for k, v in result.metrics.items() if k != "epoch"}}
-    if torch.cuda.is_available():
-        final["gpu/peak_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp)
-        torch.save({"config": result.config, "state_dict": result.state_dict}, out / "head.pt")
-        result.predictions.to_json(out / "predictions.jsonl", orient="records", lines=True)
-        (out / "history.json").write_text(json.dumps(result.history, indent=1))
-        (out / "final.json").write_text(json.dumps(final))
-        _confusion_png(result.predictions, out / "confusion_matrix.png")
-        tune.report(final, checkpoint=tune.Checkpoint.from_directory(tmp))
-
-
-__all__ = ["InjectedFailure", "StopTraining", "train_trial", "trial_name"]
-
-
-def search_trial(config: dict[str, Any], data: Mapping[str, np.ndarray], settings: Mapping[str, Any]) -> None:
-    """A hyper-parameter search trial: one config fitted on one or more splits, in lockstep.
-
-    ``settings['splits']`` holds ``(name, train_index, valid_index)`` triples made on the driver.
-    Each epoch reports the mean validation metrics over the splits and ``score``, the running best
-    of the mean ``settings['metric']`` — what OptunaSearch and ASHA read.
-    """
-    import queue
-    import threading
-
-    torch.set_num_threads(max(1, int(settings.get("cpus_per_trial", 1))))
-    metric, mode = settings["metric"], settings["mode"]
-    splits = settings["splits"]
-    cfg = fit_config(config)
-    node = {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
-    sizes = {"n_train": sum(len(t) for _, t, _ in splits), "n_valid": sum(len(v) for _, _, v in splits)}
-    epochs: dict[int, dict[str, Mapping[str, float]]] = {}
-    lock = threading.Lock()
-    ready: queue.Queue = queue.Queue()
-
-    def on_epoch_of(name: str):
-        def on_epoch(epoch: int, metrics: Mapping[str, float]) -> None:
-            with lock:
-                epochs.setdefault(epoch, {})[name] = dict(metrics)
-                if len(epochs[epoch]) == len(splits):
-                    ready.put(epoch)
-
-        return on_epoch
-
-    def run(name: str, train_idx: np.ndarray, valid_idx: np.ndarray) -> None:
-        try:
-            fit(cfg, {k: v[train_idx] for k, v in data.items()}, {k: v[valid_idx] for k, v in data.items()},
-                on_epoch=on_epoch_of(name))
-        except Exception as err:  # noqa: BLE001 -- re-raised on the trial thread by the loop below
-            ready.put(err)
-
-    # Folds train in threads (torch releases the GIL) so each epoch's mean can be reported to
-    # the scheduler as one result; the reporting itself stays on the trial's own thread.
-    threads = [threading.Thread(target=run, args=split, daemon=True) for split in splits]
-    for thread in threads:
-        thread.start()
-    best: float | None = None
-    for _ in range(int(resolve_epochs(cfg))):
-        item = ready.get()
-        if isinstance(item, BaseException):
-            raise item
-        per_split = epochs.pop(item)
-        mean = {k: float(np.mean([m[k] for m in per_split.values()])) for k in next(iter(per_split.values()))
-                if k != "epoch"}
-        value = mean[metric]
-        best = value if best is None else (max(best, value) if mode == "max" else min(best, value))
-        tune.report({"epoch": item, **node, **sizes, "score": best,
-                     **{("train/loss" if k == "train_loss" else f"valid/{k}"): v for k, v in mean.items()}})
-    for thread in threads:
-        thread.join()
-
-
-def resolve_epochs(cfg: Mapping[str, Any]) -> int:
-    from erc.train import resolve_config
-
-    return resolve_config(cfg)["epochs"]
+    if not search:
+        final, checkpoint, tmp = _final_report(trainers[0].result(), base)
+        with tmp:
+            tune.report(final, checkpoint=checkpoint)

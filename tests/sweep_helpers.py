@@ -21,8 +21,9 @@ def sweep_command(script: str, data: Path, encoders: tuple[Path, Path], cache: P
             *(["--preset", "demo"] if script == "ablation.py" else []), *args]
 
 
-def run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+def run(cmd: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None
+        ) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env, check=False)
     print(proc.stdout[-5000:], proc.stderr[-5000:])

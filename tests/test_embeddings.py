@@ -23,9 +23,12 @@ from analysis.embeddings import (
     find_trial_run,
     validation_rows,
 )
+from erc.config import RunConfig
 from erc.model import build_head
-from erc.train import fit, load_head, resolve_config, split_fold, synthetic_features
+from erc.predict import load_head
+from erc.trainer import fit
 from tests.sweep_helpers import children, parents, run, sweep_command
+from tests.synthetic import synthetic_features
 
 pytestmark = pytest.mark.slow
 
@@ -126,9 +129,10 @@ def plt_imread(path: Path) -> np.ndarray:
 
 def _untrained(config, state_dict, seed: int):
     """The same architecture with fresh weights (keeping the trained input/target normalisation)."""
-    torch.manual_seed(seed)
-    fresh = build_head(resolve_config(config), state_dict["norm.audio_mean"].shape[0],
-                       state_dict["norm.text_mean"].shape[0]).state_dict()
+    config = config if isinstance(config, RunConfig) else RunConfig.from_flat(config)
+    head = build_head(config.head, state_dict["norm.audio_mean"].shape[0], state_dict["norm.text_mean"].shape[0])
+    head.reset_parameters(torch.Generator().manual_seed(seed))
+    fresh = head.state_dict()
     fresh.update({k: v for k, v in state_dict.items() if k.startswith("norm.")})
     return load_head(config, fresh)
 
@@ -159,17 +163,16 @@ def test_trained_and_untrained_heads_give_different_alignment(sweep_store, tmp_p
 
 def test_training_clusters_the_embeddings_by_emotion(tmp_path):
     """On features with known structure, a trained head's embeddings cluster by emotion; fresh ones do not."""
-    cols = synthetic_features(n=600, seed=0)
-    train, valid = split_fold(cols, 0)
-    result = fit({"fusion": "outer", "labels": "peakl", "epochs": 8, "select_metric": "loss", "device": "cpu"},
-                 train, valid, return_embeddings=True)
+    train, valid = synthetic_features(n=600, seed=0).split(0)
+    result = fit(RunConfig.from_flat({"fusion": "outer", "labels": "peakl", "epochs": 8, "select_metric": "loss",
+                                      "device": "cpu"}), train, valid, return_embeddings=True)
     assert result.metrics["macro_f1"] > 0.5  # it learned
     head = load_head(result.config, result.state_dict)
-    a = embedding_figure(head, valid, tmp_path / "trained.png", config=result.config)
+    a = embedding_figure(head, valid, tmp_path / "trained.png", config=result.config.to_flat())
     # the saved head reproduces the selected epoch's validation embeddings
     np.testing.assert_allclose(a.embeddings, result.embeddings, rtol=1e-4, atol=1e-5)
     fresh = [embedding_figure(_untrained(result.config, result.state_dict, seed), valid,
-                              tmp_path / f"untrained{seed}.png", config=result.config).metrics for seed in range(3)]
+                              tmp_path / f"untrained{seed}.png", config=result.config.to_flat()).metrics for seed in range(3)]
     print("trained:", {k: round(a.metrics[k], 3) for k in HEAD_DEPENDENT},
           "untrained:", [{k: round(m[k], 3) for k in HEAD_DEPENDENT} for m in fresh])
     for key in ("silhouette_umap", "silhouette_embedding"):
@@ -208,8 +211,8 @@ def test_missing_checkpoint_and_missing_features_are_clear_errors(sweep_store, t
 
 def test_too_few_utterances_for_umap_is_a_clear_error(tmp_path):
     cols = synthetic_features(n=200, seed=1)
-    head = build_head(resolve_config({"fusion": "outer"}), cols["audio_vec"].shape[1], cols["text_vec"].shape[1])
-    few = {k: v[:12] for k, v in cols.items()}
+    head = build_head(RunConfig.from_flat({"fusion": "outer"}).head, cols.audio.shape[1], cols.text.shape[1])
+    few = cols.subset(range(12))
     with pytest.raises(TooFewUtterancesError, match=r"12 validation utterances .*UMAP .*n_neighbors=15.*at least 16"):
         embedding_figure(head, few, tmp_path / "few.png")
     assert not (tmp_path / "few.png").exists()

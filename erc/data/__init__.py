@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from erc.data.folds import session_folds
+from erc.data.folds import N_FOLDS, session_folds
 from erc.data.kemdy import LAYOUTS, read_layout
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ class Corpus:
         return path
 
 
-def load_corpus(root: str | Path, n_folds: int = 5, verbose: bool = True) -> Corpus:
+def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True) -> Corpus:
     """Read ``root/KEMDy19`` and/or ``root/KEMDy20_v1_1`` into one table with session folds.
 
     Bad utterances are excluded with a reason, never dropped silently and never fatal; a root
@@ -96,4 +96,4 @@ def load_corpus(root: str | Path, n_folds: int = 5, verbose: bool = True) -> Cor
     return corpus
 
 
-__all__ = ["Corpus", "load_corpus", "session_folds"]
+__all__ = ["N_FOLDS", "Corpus", "load_corpus", "session_folds"]

@@ -6,8 +6,10 @@ from collections.abc import Iterable
 
 import numpy as np
 
+N_FOLDS = 5  # the paper's 5 session folds
 
-def session_folds(sessions: Iterable[int], n_folds: int = 5) -> dict[int, int]:
+
+def session_folds(sessions: Iterable[int], n_folds: int = N_FOLDS) -> dict[int, int]:
     """Map each session to its fold: sessions in order, cut into ``n_folds`` contiguous groups.
 
     When the count does not divide evenly the first groups get one session more

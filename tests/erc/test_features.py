@@ -21,7 +21,8 @@ from transformers import AutoTokenizer, RobertaModel, Wav2Vec2Model
 
 from erc.audio import load_audio
 from erc.encoders import build_demo_encoders, load_audio_encoder
-from erc.features import build_features, feature_meta, length_buckets, main, to_arrays
+from erc.features import build_features, feature_meta, length_buckets, main
+from erc.table import FeatureTable
 
 # (seconds, rate, channels): short and long (cropped at 7 s), 16 kHz mono and 44.1 kHz stereo.
 CLIPS = [(0.4, 16000, 1), (2.5, 44100, 2), (3.0, 16000, 1), (7.6, 16000, 1), (1.7, 44100, 2),
@@ -92,17 +93,17 @@ def test_rows_columns_and_vectors_equal_one_utterance_computation(setup, tmp_pat
     # Small batches so that several length buckets (with padding) are exercised.
     ds = build(corpus, audio_dir, text_dir, tmp_path, batch_seconds=8.0)
     assert isinstance(ds, datasets.Dataset) and ds.num_rows == len(corpus)
-    arrays = to_arrays(ds)
-    assert list(arrays["segment_id"]) == corpus["segment_id"].tolist()  # corpus order kept
-    assert arrays["audio_vec"].shape == (10, 64) and arrays["audio_vec"].dtype == np.float32
-    assert arrays["text_vec"].shape == (10, 128) and arrays["text_vec"].dtype == np.float32
-    assert arrays["votes"].shape == (10, 7)
-    np.testing.assert_array_equal(arrays["votes"], np.array(corpus["votes"].tolist()))
+    table = FeatureTable.from_dataset(ds)
+    assert list(table.segment_id) == corpus["segment_id"].tolist()  # corpus order kept
+    assert table.audio.shape == (10, 64) and table.audio.dtype == np.float32
+    assert table.text.shape == (10, 128) and table.text.dtype == np.float32
+    assert table.votes.shape == (10, 7)
+    np.testing.assert_array_equal(table.votes, np.array(corpus["votes"].tolist()))
     for col in ("majority", "fold", "session"):
-        np.testing.assert_array_equal(arrays[col], corpus[col].to_numpy())
-    np.testing.assert_allclose(arrays["valence"], corpus["valence"], rtol=1e-6)
-    np.testing.assert_allclose(arrays["arousal"], corpus["arousal"], rtol=1e-6)
-    assert list(arrays["corpus"]) == corpus["corpus"].tolist()
+        np.testing.assert_array_equal(getattr(table, col), corpus[col].to_numpy())
+    np.testing.assert_allclose(table.valence, corpus["valence"], rtol=1e-6)
+    np.testing.assert_allclose(table.arousal, corpus["arousal"], rtol=1e-6)
+    assert list(table.corpus) == corpus["corpus"].tolist()
 
     # Independent reference: each utterance alone through the HF models, no padding, no batching.
     w2v = Wav2Vec2Model.from_pretrained(audio_dir).eval()
@@ -114,8 +115,8 @@ def test_rows_columns_and_vectors_equal_one_utterance_computation(setup, tmp_pat
         with torch.no_grad():
             audio_ref = w2v(torch.from_numpy(x)[None]).last_hidden_state[0].mean(0).numpy()
             text_ref = rob(**tok(row["text"], return_tensors="pt")).last_hidden_state[0, 0].numpy()
-        np.testing.assert_allclose(arrays["audio_vec"][i], audio_ref, atol=1e-5)
-        np.testing.assert_allclose(arrays["text_vec"][i], text_ref, atol=1e-5)
+        np.testing.assert_allclose(table.audio[i], audio_ref, atol=1e-5)
+        np.testing.assert_allclose(table.text[i], text_ref, atol=1e-5)
     assert len(wave) <= 7 * 16000
     meta = feature_meta(ds)
     assert meta["n_utterances"] == 10 and meta["max_seconds"] == 7.0
@@ -123,12 +124,13 @@ def test_rows_columns_and_vectors_equal_one_utterance_computation(setup, tmp_pat
 
 def test_cache_is_reused_without_running_an_encoder(setup, tmp_path, monkeypatch):
     corpus, audio_dir, text_dir = setup
-    first = to_arrays(build(corpus, audio_dir, text_dir, tmp_path))
+    first = FeatureTable.from_dataset(build(corpus, audio_dir, text_dir, tmp_path))
     calls = Calls(monkeypatch)
     again = build(corpus, str(audio_dir), str(text_dir), tmp_path)
     assert calls.n == 0
-    for key, value in first.items():
-        np.testing.assert_array_equal(to_arrays(again)[key], value)
+    again = FeatureTable.from_dataset(again)
+    for key in ("segment_id", "audio", "text", "votes", "fold", "session"):
+        np.testing.assert_array_equal(getattr(again, key), getattr(first, key))
     # Loaded encoder objects with the same identity hit the same cache; batch size is not in the key.
     build(corpus, load_audio_encoder(audio_dir), text_dir, tmp_path, batch_seconds=3.0)
     assert calls.n == 0 and len(caches(tmp_path)) == 1
@@ -143,7 +145,7 @@ def test_cache_is_reused_without_running_an_encoder(setup, tmp_path, monkeypatch
 
 def test_cache_is_invalidated_by_corpus_encoder_or_audio_settings(setup, tmp_path, monkeypatch):
     corpus, audio_dir, text_dir = setup
-    original = to_arrays(build(corpus, audio_dir, text_dir, tmp_path / "cache"))
+    original = FeatureTable.from_dataset(build(corpus, audio_dir, text_dir, tmp_path / "cache"))
     calls = Calls(monkeypatch)
     seen = set(caches(tmp_path / "cache"))
 
@@ -160,7 +162,7 @@ def test_cache_is_invalidated_by_corpus_encoder_or_audio_settings(setup, tmp_pat
     rebuilt(changed)
     relabelled = corpus.copy()
     relabelled.loc[0, "valence"] = 4.9
-    assert to_arrays(rebuilt(relabelled))["valence"][0] == pytest.approx(4.9)
+    assert FeatureTable.from_dataset(rebuilt(relabelled)).valence[0] == pytest.approx(4.9)
     refolded = corpus.copy()
     refolded["fold"] = (refolded["fold"] + 1) % 5
     rebuilt(refolded)
@@ -176,9 +178,9 @@ def test_cache_is_invalidated_by_corpus_encoder_or_audio_settings(setup, tmp_pat
     build(rewritten, audio_dir, text_dir, tmp_path / "cache")
     assert calls.n == before
     sf.write(rewritten["wav_path"][2], 0.1 * np.random.default_rng(5).standard_normal(16000), 16000)
-    audio = to_arrays(rebuilt(rewritten))["audio_vec"]
-    assert np.abs(audio[2] - original["audio_vec"][2]).max() > 1e-3  # the new sound, not the old vector
-    np.testing.assert_allclose(np.delete(audio, 2, 0), np.delete(original["audio_vec"], 2, 0), atol=1e-5)
+    audio = FeatureTable.from_dataset(rebuilt(rewritten)).audio
+    assert np.abs(audio[2] - original.audio[2]).max() > 1e-3  # the new sound, not the old vector
+    np.testing.assert_allclose(np.delete(audio, 2, 0), np.delete(original.audio, 2, 0), atol=1e-5)
 
     other_audio, other_text = build_demo_encoders(tmp_path / "enc1", corpus, seed=1)
     rebuilt(corpus, audio=other_audio)
@@ -260,7 +262,7 @@ def test_cli_builds_the_cache_from_a_data_root(tmp_path, capsys):
 
     root = write_demo_corpus(tmp_path / "data", seed=0, kemdy19_sessions=5, kemdy20_sessions=5,
                              utterances_per_speaker=2)
-    assert main(["--data", str(root), "--demo", "--cache", str(tmp_path / "cache"), "--quiet"]) == 0
+    assert main(["--data", str(root), "--demo", "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "utterances: audio_vec 64-d, text_vec 128-d" in out
     [fp] = caches(tmp_path / "cache")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from erc.model import PRESETS, ConcatHead, TensorMixerHead, build_head, head_sizes, patchify
+from erc.model import ConcatHead, HeadConfig, TensorMixerHead, build_head, patchify
 
 D_A, D_T = 10, 14
 
@@ -14,6 +14,12 @@ D_A, D_T = 10, 14
 def _inputs(b: int = 5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, D_A, generator=g), torch.randn(b, D_T, generator=g)
+
+
+def _mixer(**sizes) -> dict:
+    """TensorMixerHead keywords: the literal a' ⊗ t' unless asked, the paper's MLP ratios."""
+    return {"d_audio": D_A, "d_text": D_T, "token_mult": 4.0, "channel_mult": 0.5, "dropout": 0.0,
+            "append_one": False, **sizes}
 
 
 def _with_stats(head):
@@ -30,11 +36,11 @@ def _with_stats(head):
 @pytest.mark.parametrize(
     "config, embed_dim",
     [
-        ({"fusion": "concat", "preset": "demo"}, PRESETS["demo"]["proj_dim"]),
-        ({"fusion": "outer", "preset": "demo"}, PRESETS["demo"]["dim"]),
-        ({"fusion": "concat", "proj_dim": 6}, 6),
-        ({"fusion": "outer", "proj_dim": 12, "patch": 3, "dim": 8, "depth": 1}, 8),
-        ({"fusion": "outer", "proj_dim": 12, "patch": 4, "dim": 8, "depth": 3, "append_one": True}, 8),
+        (HeadConfig.demo(fusion="concat"), HeadConfig.demo().proj_dim),
+        (HeadConfig.demo(fusion="outer"), HeadConfig.demo().dim),
+        (HeadConfig(fusion="concat", proj_dim=6), 6),
+        (HeadConfig(fusion="outer", proj_dim=12, patch=3, dim=8, depth=1), 8),
+        (HeadConfig(fusion="outer", proj_dim=12, patch=4, dim=8, depth=3, append_one=False), 8),
     ],
 )
 def test_output_and_embedding_shapes(config, embed_dim):
@@ -47,9 +53,9 @@ def test_output_and_embedding_shapes(config, embed_dim):
 
 
 def test_paper_preset_sizes_and_shape():
-    cfg = {"fusion": "outer", "preset": "paper"}
-    assert head_sizes(cfg) == {"proj_dim": 256, "patch": 16, "dim": 512, "depth": 12, "token_mult": 4.0,
-                               "channel_mult": 0.5}
+    cfg = HeadConfig.paper()
+    assert (cfg.proj_dim, cfg.patch, cfg.dim, cfg.depth, cfg.token_mult, cfg.channel_mult) == (256, 16, 512, 12,
+                                                                                                4.0, 0.5)
     head = build_head(cfg, 64, 48).eval()
     assert head.n_tokens == 256 and len(head.blocks) == 12
     block = head.blocks[0]
@@ -60,16 +66,43 @@ def test_paper_preset_sizes_and_shape():
 
 
 def test_size_override_beats_preset_and_bad_sizes_fail():
-    assert head_sizes({"preset": "paper", "depth": 2})["depth"] == 2
-    assert build_head({"fusion": "outer"}, D_A, D_T).append_one  # default: unimodal terms kept
-    literal = build_head({"fusion": "outer", "append_one": False}, D_A, D_T)
-    assert not literal.append_one and literal.proj_audio.out_features == PRESETS["demo"]["proj_dim"]
+    assert HeadConfig.paper(depth=2).depth == 2 and HeadConfig.from_preset("paper", depth=2).dim == 512
+    assert build_head(HeadConfig(fusion="outer"), D_A, D_T).append_one  # default: unimodal terms kept
+    literal = build_head(HeadConfig(fusion="outer", append_one=False), D_A, D_T)
+    assert not literal.append_one and literal.proj_audio.out_features == HeadConfig.demo().proj_dim
     with pytest.raises(ValueError, match="multiple of patch"):
-        build_head({"fusion": "outer", "proj_dim": 10, "patch": 4}, D_A, D_T)
-    with pytest.raises(ValueError, match="fusion"):
-        build_head({"fusion": "sum"}, D_A, D_T)
+        HeadConfig(fusion="outer", proj_dim=10, patch=4)
     with pytest.raises(ValueError, match="preset"):
-        build_head({"preset": "huge"}, D_A, D_T)
+        HeadConfig.from_preset("huge")
+
+
+def test_reset_parameters_draws_from_the_given_generator_only():
+    config = HeadConfig(fusion="outer", dropout=0.2)
+    heads = []
+    for global_seed in (1, 2):
+        torch.manual_seed(global_seed)  # constructors draw from the global RNG; reset must overwrite all of it
+        head = build_head(config, D_A, D_T)
+        head.reset_parameters(torch.Generator().manual_seed(7))
+        heads.append(head)
+    for (name, p), q in zip(heads[0].named_parameters(), heads[1].parameters(), strict=True):
+        assert torch.equal(p, q), name
+    other = build_head(config, D_A, D_T)
+    other.reset_parameters(torch.Generator().manual_seed(8))
+    assert not torch.equal(other.proj_audio.weight, heads[0].proj_audio.weight)
+    # the default initialisation's scale: U(±1/√fan_in)
+    assert heads[0].proj_audio.weight.abs().max() <= 1 / D_A**0.5
+
+
+def test_dropout_masks_follow_the_heads_generator():
+    head = build_head(HeadConfig(fusion="outer", dropout=0.5), D_A, D_T).train()
+    a, t = _inputs(4)
+    outs = []
+    for _ in range(2):
+        head.use_generator(torch.Generator().manual_seed(3))
+        torch.manual_seed(len(outs))  # a different global state each time
+        outs.append(head(a, t))
+    torch.testing.assert_close(outs[0], outs[1])
+    assert not torch.equal(head.eval()(a, t), outs[0])  # eval: no dropout
 
 
 def test_patchify_row_major_blocks():
@@ -84,7 +117,7 @@ def test_patchify_row_major_blocks():
 
 
 def test_outer_product_image_equals_hand_computation():
-    head = _with_stats(TensorMixerHead(D_A, D_T, proj_dim=6, patch=3, dim=4, depth=1)).eval()
+    head = _with_stats(TensorMixerHead(**_mixer(proj_dim=6, patch=3, dim=4, depth=1))).eval()
     a, t = _inputs(3)
     n = head.norm
     seen = {}
@@ -105,7 +138,7 @@ def test_outer_product_image_equals_hand_computation():
 
 
 def test_append_one_keeps_unimodal_terms():
-    head = TensorMixerHead(D_A, D_T, proj_dim=6, patch=3, dim=4, depth=1, append_one=True).eval()
+    head = TensorMixerHead(**_mixer(proj_dim=6, patch=3, dim=4, depth=1, append_one=True)).eval()
     a, t = _inputs(2)
     img = head.fuse(a, t)
     assert img.shape == (2, 6, 6)  # projected to P-1 = 5, then the 1: image stays P×P
@@ -118,7 +151,7 @@ def test_append_one_keeps_unimodal_terms():
 
 def test_mixer_embedding_equals_equations():
     """embed() = mean_tokens(LN(blocks(Linear(patches)))) with token mixing along the token axis."""
-    head = _with_stats(TensorMixerHead(D_A, D_T, proj_dim=8, patch=4, dim=6, depth=2)).eval()
+    head = _with_stats(TensorMixerHead(**_mixer(proj_dim=8, patch=4, dim=6, depth=2))).eval()
     a, t = _inputs(4)
     x = patchify(head.fuse(a, t), 4) @ head.patch_embed.weight.T + head.patch_embed.bias  # (B, 4, 6)
     for blk in head.blocks:
@@ -135,7 +168,7 @@ def test_mixer_embedding_equals_equations():
 
 
 def test_concat_head_equals_equations_and_destandardises():
-    head = _with_stats(ConcatHead(D_A, D_T, proj_dim=5)).eval()
+    head = _with_stats(ConcatHead(d_audio=D_A, d_text=D_T, proj_dim=5, dropout=0.0)).eval()
     a, t = _inputs(3)
     n = head.norm
     z = torch.cat([head.proj_audio((a - n.audio_mean) / n.audio_std), head.proj_text((t - n.text_mean) / n.text_std)], 1)
@@ -148,7 +181,7 @@ def test_concat_head_equals_equations_and_destandardises():
 
 
 def test_normalisation_is_saved_and_constant_features_are_safe():
-    head = build_head({"fusion": "outer", "proj_dim": 4, "patch": 2, "dim": 4, "depth": 1}, D_A, D_T)
+    head = build_head(HeadConfig(fusion="outer", proj_dim=4, patch=2, dim=4, depth=1), D_A, D_T)
     head.set_normalisation(torch.ones(D_A), torch.zeros(D_A), torch.zeros(D_T), torch.ones(D_T),
                            torch.zeros(2), torch.ones(2))
     assert torch.equal(head.norm.audio_std, torch.ones(D_A))  # std 0 → 1, no division by zero

@@ -5,33 +5,46 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
 from analysis.runs import find_sweep, load_trials, pair_arms
-from sweeps.per_arm import default_point, inner_split
+from erc.config import RunConfig
+from sweeps.per_arm import default_point, gain, inner_split, running_best
 from sweeps.spaces import load_space
 from tests.sweep_helpers import children, parents, run, sweep_command
+from tests.synthetic import synthetic_features
 
 
 def test_inner_split_never_touches_the_outer_fold():
-    folds = np.repeat(np.arange(5), 7)
+    table = synthetic_features(n=250, seed=0)
     for outer in range(5):
-        _, train, valid = inner_split(folds, outer)
-        assert outer not in set(folds[train]) | set(folds[valid])
-        assert set(folds[valid]) == {(outer + 1) % 5} and len(set(folds[train])) == 3
+        valid_fold, excluded = inner_split(outer)
+        train, valid = table.split(valid_fold, exclude=excluded)
+        assert outer not in set(train.fold.tolist()) | set(valid.fold.tolist())
+        assert set(valid.fold.tolist()) == {(outer + 1) % 5} and len(set(train.fold.tolist())) == 3
 
 
 @pytest.mark.parametrize("fusion", ["concat", "outer"])
-def test_default_point_lies_in_the_space(fusion):
+def test_default_point_is_the_untuned_config_inside_the_space(fusion):
     space = load_space(fusion)
-    point = default_point(space, fusion, "demo")
+    point = default_point(space, {"fusion": fusion, "preset": "demo"})
     assert set(point) == set(space.by_role("nuisance"))
+    defaults = RunConfig.from_flat({"fusion": fusion}).to_flat()
     for name, value in point.items():
         p = space.params[name]
         assert value in p.values if p.distribution == "choice" else p.low <= value <= p.high
+        if p.distribution != "choice" or defaults[name] in p.values:
+            assert value == pytest.approx(defaults[name]), name  # the defaults themselves where the space allows
+    # the sweep's own values (e.g. from --config) are the untuned point, not the library defaults
+    assert default_point(space, {"fusion": fusion, "lr": 5e-4})["lr"] == pytest.approx(5e-4)
+
+
+def test_gain_and_running_best_follow_the_metric_direction():
+    assert gain(0.5, 0.4, "max") == pytest.approx(0.1) and gain(0.9, 1.2, "min") == pytest.approx(0.3)
+    assert running_best([0.3, 0.5, 0.4], "max") == [0.3, 0.5, 0.5]
+    assert running_best([1.3, 1.1, 1.2], "min") == [1.3, 1.1, 1.1]
 
 
 @pytest.mark.slow
@@ -66,6 +79,12 @@ def test_tune_per_arm_and_repeats(demo_root, demo_encoders, tmp_path):
         assert not (set(split["train"]) | set(split["valid"])) & fold_ids[fold]
         trials = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{search.info.run_id}'")
         assert len(trials) == 2 and all(t.data.tags["stage"] == "search" for t in trials)  # same budget
+        # the search's first trial (Tune numbers trials in creation order) is the untuned default
+        first = min(trials, key=lambda t: t.data.tags["ray.trial_id"])
+        untuned = default_point(load_space(search.data.tags["arm"].split("-")[0]),
+                                {"fusion": search.data.tags["arm"].split("-")[0], "epochs": 2})
+        for key, value in untuned.items():
+            assert float(first.data.params[key]) == pytest.approx(float(value)), key
         best = yaml.safe_load(Path(client.download_artifacts(search.info.run_id, "best_config.yaml",
                                                              str(tmp_path / search.info.run_id))).read_text())
         for seed in ("0", "1"):  # the grid ran this arm and fold with its own tuned values

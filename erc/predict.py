@@ -1,0 +1,99 @@
+"""A head's outputs for feature rows, and reloading a trained head from its checkpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor, nn
+
+from erc.config import RunConfig
+from erc.model import N_CLASSES, build_head
+from erc.table import FeatureTable
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A head's outputs for N utterances, beside what they are compared with."""
+
+    segment_id: np.ndarray  # (N,) str
+    logits: np.ndarray  # (N, 7) float32
+    va_pred: np.ndarray  # (N, 2) predicted valence, arousal on the 1–5 scale
+    majority: np.ndarray  # (N,) unique majority class, -1 for a tie
+    va: np.ndarray  # (N, 2) rated valence, arousal
+
+    @classmethod
+    def of(cls, rows: FeatureTable, output: Tensor | np.ndarray) -> Predictions:
+        out = output.detach().cpu().numpy() if isinstance(output, Tensor) else np.asarray(output)
+        return cls(rows.segment_id, out[:, :N_CLASSES], out[:, N_CLASSES:], rows.majority, rows.va)
+
+    @property
+    def output(self) -> np.ndarray:  # (N, 9): the head's raw output layout
+        return np.concatenate([self.logits, self.va_pred], axis=1)
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per utterance (logits as a list per row), e.g. for a JSON-lines artifact."""
+        return pd.DataFrame({
+            "segment_id": self.segment_id,
+            "logits": list(self.logits),
+            "target": self.majority,
+            "valence_pred": self.va_pred[:, 0],
+            "arousal_pred": self.va_pred[:, 1],
+            "valence": self.va[:, 0],
+            "arousal": self.va[:, 1],
+        })
+
+
+def device_of(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@torch.no_grad()
+def forward(head: nn.Module, audio: Tensor, text: Tensor, *, embed: bool = False,
+            chunk: int = 1024) -> tuple[Tensor, Tensor | None]:
+    """Eval-mode outputs (N, 9) and, with ``embed``, embeddings (N, E), in chunks to bound memory."""
+    was_training = head.training
+    head.eval()
+    outs, embs = [], []
+    for i in range(0, audio.shape[0], chunk):
+        a, t = audio[i : i + chunk], text[i : i + chunk]
+        if embed:
+            e = head.embed(a, t)
+            embs.append(e)
+            outs.append(head.norm.outputs(head.out(e)))  # = head(a, t) in eval mode, in one pass
+        else:
+            outs.append(head(a, t))
+    head.train(was_training)
+    out = torch.cat(outs) if outs else audio.new_zeros(0, N_CLASSES + 2)
+    return out, (torch.cat(embs) if embs else None) if embed else None
+
+
+def load_head(config: RunConfig | Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> nn.Module:
+    """Rebuild a trained head (eval mode, CPU) from its config and ``FitResult.state_dict``.
+
+    Input sizes come from the saved normalisation buffers, so nothing else needs storing.
+    """
+    if not isinstance(config, RunConfig):
+        config = RunConfig.from_flat(config)
+    head = build_head(config.head, int(state_dict["norm.audio_mean"].shape[0]),
+                      int(state_dict["norm.text_mean"].shape[0]))
+    head.load_state_dict(dict(state_dict))
+    return head.eval()
+
+
+def predict(head: nn.Module, rows: FeatureTable, *, device: str = "auto",
+            return_embeddings: bool = False) -> tuple[Predictions, np.ndarray | None]:
+    """The head's predictions for ``rows`` and, with ``return_embeddings``, the (N, E) inputs of its
+    final Linear (the "last hidden layer" the embedding figure reduces)."""
+    dev = device_of(device)
+    head = head.to(dev)
+    audio = torch.as_tensor(rows.audio, device=dev)
+    text = torch.as_tensor(rows.text, device=dev)
+    out, emb = forward(head, audio, text, embed=return_embeddings)
+    return Predictions.of(rows, out), (emb.cpu().numpy() if emb is not None else None)

@@ -1,0 +1,106 @@
+"""The feature table: one row per utterance, the one object that travels from the cache to a trial.
+
+The feature cache (a ``datasets`` Arrow dataset, :mod:`erc.features`) is read into a
+``FeatureTable`` once; the sweep layer puts that table into Ray's object store (numpy arrays
+travel zero-copy) and every trial slices it with :meth:`FeatureTable.split`. Nothing downstream
+converts rows again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from erc.labels import hard
+
+# the cache's column name for each field (the Arrow dataset keeps its own names)
+_CACHE_COLUMNS = {"audio": "audio_vec", "text": "text_vec"}
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureTable:
+    """Pooled encoder vectors with everything a run needs about each utterance."""
+
+    segment_id: np.ndarray  # (N,) str
+    corpus: np.ndarray  # (N,) str
+    session: np.ndarray  # (N,) int
+    fold: np.ndarray  # (N,) int: the session fold (DESIGN §2)
+    audio: np.ndarray  # (N, D_a) float32
+    text: np.ndarray  # (N, D_t) float32
+    votes: np.ndarray  # (N, 7) int: the 10 raters' emotions
+    majority: np.ndarray  # (N,) int: unique majority class, -1 for a tie
+    valence: np.ndarray  # (N,) float32: mean rating, 1–5
+    arousal: np.ndarray  # (N,) float32
+
+    def __post_init__(self) -> None:
+        n = len(self.segment_id)
+        lengths = {f.name: len(getattr(self, f.name)) for f in fields(self)}
+        if any(length != n for length in lengths.values()):
+            raise ValueError(f"feature columns differ in length: {lengths}")
+        if self.audio.ndim != 2 or self.text.ndim != 2 or self.votes.ndim != 2:
+            raise ValueError(f"audio, text and votes must be 2-D, got {self.audio.shape}, {self.text.shape}, "
+                             f"{self.votes.shape}")
+
+    def __len__(self) -> int:
+        return len(self.segment_id)
+
+    @property
+    def va(self) -> np.ndarray:  # (N, 2) valence, arousal
+        return np.stack([self.valence, self.arousal], axis=1)
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(set(self.fold.tolist()))
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> FeatureTable:
+        """The rows ``index`` selects (a boolean mask or positions), in that order."""
+        index = np.asarray(index)
+        return FeatureTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+
+    def split(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[FeatureTable, FeatureTable]:
+        """(train, valid): validate on fold ``valid``, train on every other fold except ``exclude``.
+
+        ``exclude`` keeps a fold out of both sides — nested tuning leaves the outer validation fold
+        unseen this way (``split(inner, exclude=[outer])``).
+        """
+        if valid not in self.folds:
+            raise ValueError(f"fold {valid} has no rows (folds present: {self.folds})")
+        if valid in exclude:
+            raise ValueError(f"fold {valid} cannot be both validated on and excluded")
+        train = (self.fold != valid) & ~np.isin(self.fold, list(exclude))
+        return self.subset(train), self.subset(self.fold == valid)
+
+    @classmethod
+    def from_columns(cls, columns: Mapping[str, Any]) -> FeatureTable:
+        """From a mapping of columns named as in the feature cache (``audio_vec``, ``text_vec``, …).
+
+        ``majority`` is derived from ``votes`` when absent; other missing columns are an error.
+        """
+        out: dict[str, np.ndarray] = {}
+        for f in fields(cls):
+            name = _CACHE_COLUMNS.get(f.name, f.name)
+            if name in columns:
+                out[f.name] = np.asarray(columns[name])
+            elif f.name in columns:
+                out[f.name] = np.asarray(columns[f.name])
+        if "majority" not in out and "votes" in out:
+            out["majority"] = hard(out["votes"])
+        missing = [f.name for f in fields(cls) if f.name not in out]
+        if missing:
+            raise KeyError(f"feature rows lack column(s) {missing}")
+        for key in ("audio", "text", "votes"):
+            if out[key].dtype == object:  # an array of row arrays (older datasets versions)
+                out[key] = np.stack(out[key])
+        out["audio"], out["text"] = out["audio"].astype(np.float32), out["text"].astype(np.float32)
+        out["votes"], out["majority"] = out["votes"].astype(np.int64), out["majority"].astype(np.int64)
+        out["segment_id"], out["corpus"] = out["segment_id"].astype(str), out["corpus"].astype(str)
+        out["valence"], out["arousal"] = out["valence"].astype(np.float32), out["arousal"].astype(np.float32)
+        return cls(**out)
+
+    @classmethod
+    def from_dataset(cls, ds: Any) -> FeatureTable:
+        """From a cached ``datasets.Dataset`` (:func:`erc.features.build_features`)."""
+        return cls.from_columns(ds.with_format("numpy")[:])

@@ -1,0 +1,209 @@
+"""Training a fusion head on cached features (DESIGN §3, §5): one step, one evaluation, one epoch.
+
+``Trainer(config, train, valid)`` owns a run: the head, its optimiser and one random generator
+seeded from ``config.seed`` (weights, batch order and dropout all draw from it, so a seed gives the
+same numbers in one thread, in threads side by side, or in another process). ``run_epoch()``
+trains one epoch, validates, and returns that epoch's metrics; ``fit`` is a loop over it. Nothing
+here knows of Ray or MLflow: the sweep layer steps a ``Trainer`` itself or passes ``on_epoch``.
+
+Label arms (DESIGN §3): ``hard`` trains on the majority class and leaves out tied utterances;
+``soft`` trains on vote shares; ``peakl`` on PeakL-sharpened vote shares. Validation is the same for
+every arm: classification metrics and ``cls_loss`` on the utterances with a unique majority,
+against that class; regression metrics and ``reg_loss`` on all of them.
+
+Selection: the epoch with the best ``select_metric`` (max, or min for losses; the first such epoch
+on ties). Every metric of the result comes from that one epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from erc.config import RunConfig
+from erc.labels import peakl, soft
+from erc.losses import multitask_loss
+from erc.metrics import evaluate_outputs, is_better
+from erc.model import build_head
+from erc.optim import make_optimizer
+from erc.predict import Predictions, device_of, forward
+from erc.table import FeatureTable
+
+EpochCallback = Callable[[int, dict[str, float]], None]
+
+
+class StopTraining(Exception):
+    """Raise from ``on_epoch`` to end training early but still get a ``FitResult`` back."""
+
+
+@dataclass
+class FitResult:
+    history: list[dict[str, float]]  # one dict per epoch, each with 'epoch' (1-based)
+    selected_epoch: int  # epoch with the best select_metric
+    metrics: dict[str, float]  # history entry of the selected epoch
+    state_dict: dict[str, Tensor]  # head weights + normalisation buffers at the selected epoch (CPU)
+    predictions: Predictions  # validation predictions at the selected epoch
+    config: RunConfig
+    n_train: int  # training utterances used (hard arm: ties left out)
+    n_valid: int  # validation utterances (all; classification metrics use n_valid_cls of them)
+    n_valid_cls: int  # validation utterances with a unique majority class
+    embeddings: np.ndarray | None = None  # (n_valid, E) at the selected epoch, if asked for
+    stopped_early: bool = False  # on_epoch raised StopTraining
+
+
+def training_rows(rows: FeatureTable, labels: str) -> FeatureTable:
+    """The rows an arm trains on: the paper removes tied ("deuce") utterances from hard training."""
+    return rows.subset(rows.majority >= 0) if labels == "hard" else rows
+
+
+def class_targets(rows: FeatureTable, labels: str) -> np.ndarray:
+    """(N,) classes for ``hard``, (N, 7) distributions for ``soft`` and ``peakl``."""
+    if labels == "hard":
+        return rows.majority
+    shares = soft(rows.votes.astype(np.float64))
+    return (peakl(shares) if labels == "peakl" else shares).astype(np.float32)
+
+
+class Trainer:
+    """One run of a head: ``run_epoch()`` until done, then ``result()``."""
+
+    def __init__(self, config: RunConfig, train: FeatureTable, valid: FeatureTable, *,
+                 keep_embeddings: bool = False) -> None:
+        self.config = config
+        self.device = device_of(config.device)
+        self.keep_embeddings = keep_embeddings
+        train = training_rows(train, config.loss.labels)
+        if len(train) == 0:
+            raise ValueError("no training utterances" + (" (hard labels drop ties)" if config.loss.labels == "hard"
+                                                          else ""))
+        if len(valid) == 0:
+            raise ValueError("no validation utterances")
+        self.train_rows, self.valid_rows = train, valid
+        dev = self.device
+        self.audio, self.text = torch.as_tensor(train.audio, device=dev), torch.as_tensor(train.text, device=dev)
+        self.va = torch.as_tensor(train.va, device=dev)
+        self.target = torch.as_tensor(class_targets(train, config.loss.labels), device=dev)
+        self.valid_audio = torch.as_tensor(valid.audio, device=dev)
+        self.valid_text = torch.as_tensor(valid.text, device=dev)
+        self.valid_va = torch.as_tensor(valid.va, device=dev)
+        self.valid_majority = torch.as_tensor(valid.majority, device=dev)
+
+        self.generator = torch.Generator().manual_seed(config.seed)  # weights and batch order
+        head = build_head(config.head, train.audio.shape[1], train.text.shape[1])
+        head.reset_parameters(self.generator)
+        # standardisation fitted on the training rows only; part of the saved state (buffers)
+        head.set_normalisation(self.audio.mean(0), self.audio.std(0), self.text.mean(0), self.text.std(0),
+                               self.va.mean(0), self.va.std(0))
+        self.head = head.to(dev)
+        self.dropout_generator = torch.Generator(device=dev).manual_seed(config.seed + 1)
+        self.head.use_generator(self.dropout_generator)
+        self.optimizer = make_optimizer(self.head.parameters(), config.optim)
+        self.history: list[dict[str, float]] = []
+        self._best: dict[str, Any] | None = None
+
+    @property
+    def epoch(self) -> int:
+        return len(self.history)
+
+    @property
+    def done(self) -> bool:
+        return self.epoch >= self.config.optim.epochs
+
+    def train_step(self, index: Tensor) -> float:
+        """One optimisation step on the training rows ``index``; returns the batch loss."""
+        cfg = self.config
+        out = self.head(self.audio[index], self.text[index])  # (B, 9)
+        loss = multitask_loss(out, self.target[index], self.va[index], cfg.loss.cls_coef, cfg.loss.focal_gamma).loss
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.optim.grad_clip > 0:
+            nn.utils.clip_grad_norm_(self.head.parameters(), cfg.optim.grad_clip)
+        self.optimizer.step()
+        return float(loss.detach())
+
+    def train_epoch(self) -> float:
+        """One pass over the training rows in a seeded random order; the mean training loss."""
+        self.head.train()
+        n, bs = len(self.train_rows), self.config.optim.batch_size
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        total = 0.0
+        for start in range(0, n, bs):
+            index = order[start : start + bs]
+            total += self.train_step(index) * index.numel()
+        return total / n
+
+    def evaluate(self) -> tuple[dict[str, float], Tensor, Tensor | None]:
+        """Validation metrics, the (N, 9) outputs and (optionally) the embeddings of the current head."""
+        cfg = self.config
+        out, emb = forward(self.head, self.valid_audio, self.valid_text, embed=self.keep_embeddings)
+        has_class = self.valid_majority >= 0
+        with torch.no_grad():
+            parts = multitask_loss(out, self.valid_majority.clamp_min(0), self.valid_va, cfg.loss.cls_coef,
+                                   cfg.loss.focal_gamma, has_class)
+        metrics = {
+            **evaluate_outputs(out.cpu(), self.valid_majority.cpu(), self.valid_va.cpu()),
+            "loss": float(parts.loss),
+            "cls_loss": float(parts.cls_loss) if bool(has_class.any()) else math.nan,
+            "reg_loss": float(parts.reg_loss),
+        }
+        return metrics, out, emb
+
+    def run_epoch(self) -> dict[str, float]:
+        """Train one epoch, validate, keep the state if it is the best so far; that epoch's metrics."""
+        train_loss = self.train_epoch()
+        metrics, out, emb = self.evaluate()
+        metrics = {"epoch": self.epoch + 1, **metrics, "train_loss": train_loss}
+        self.history.append(metrics)
+        metric = self.config.select_metric
+        # the first epoch is kept even if its metric is NaN, so a result always exists
+        if self._best is None or is_better(metrics[metric], self._best["value"], metric):
+            self._best = {
+                "epoch": metrics["epoch"],
+                "value": metrics[metric],
+                "state_dict": {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()},
+                "out": out.cpu(),
+                "emb": None if emb is None else emb.cpu().numpy(),
+            }
+        return dict(metrics)
+
+    def result(self, stopped_early: bool = False) -> FitResult:
+        if self._best is None:
+            raise RuntimeError("no epoch has run yet")
+        best = self._best
+        return FitResult(
+            history=list(self.history),
+            selected_epoch=best["epoch"],
+            metrics=dict(self.history[best["epoch"] - 1]),
+            state_dict=best["state_dict"],
+            predictions=Predictions.of(self.valid_rows, best["out"]),
+            config=self.config,
+            n_train=len(self.train_rows),
+            n_valid=len(self.valid_rows),
+            n_valid_cls=int((self.valid_rows.majority >= 0).sum()),
+            embeddings=best["emb"],
+            stopped_early=stopped_early,
+        )
+
+
+def fit(config: RunConfig, train: FeatureTable, valid: FeatureTable, *, on_epoch: EpochCallback | None = None,
+        return_embeddings: bool = False) -> FitResult:
+    """Train on ``train``, validate on ``valid`` after every epoch, return the selected epoch.
+
+    ``on_epoch(epoch, metrics)`` sees each epoch's validation metrics and ``train_loss``; raising
+    ``StopTraining`` there ends training early (other exceptions propagate).
+    """
+    trainer = Trainer(config, train, valid, keep_embeddings=return_embeddings)
+    while not trainer.done:
+        metrics = trainer.run_epoch()
+        if on_epoch is not None:
+            try:
+                on_epoch(trainer.epoch, metrics)
+            except StopTraining:
+                return trainer.result(stopped_early=True)
+    return trainer.result()
