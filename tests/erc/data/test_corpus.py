@@ -3,6 +3,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from erc.data import load_corpus
@@ -140,3 +141,45 @@ def test_single_corpus_root(corpus_copy):
     shutil.rmtree(corpus_copy / "KEMDy19")
     u = load_corpus(corpus_copy).utterances
     assert set(u.corpus) == {"KEMDy20"} and len(u) == 6 * 2 * 4
+
+
+def test_folds_do_not_depend_on_which_utterances_survive(corpus_copy):
+    # A session whose every utterance is excluded (a bad download, a corrupt folder) keeps its place:
+    # the other sessions keep the folds of the intact corpus (DESIGN §2).
+    intact = load_corpus(corpus_copy, verbose=False)
+    before = intact.utterances.set_index("segment_id").fold
+    for pattern in ["KEMDy19/wav/Session03/*/*.wav", "KEMDy20_v1_1/wav/Session04/*.wav"]:
+        for i, wav in enumerate(sorted(corpus_copy.glob(pattern))):
+            wav.unlink() if i % 2 else wav.write_bytes(b"not a wav")  # missing and corrupt alike
+
+    damaged = load_corpus(corpus_copy, verbose=False)
+    u = damaged.utterances
+    assert not ((u.corpus == "KEMDy19") & (u.session == 3)).any()
+    assert not ((u.corpus == "KEMDy20") & (u.session == 4)).any()
+    assert len(u) == len(before) - 2 * 2 * 4
+    assert (u.fold.to_numpy() == before[u.segment_id].to_numpy()).all()
+    # The session → fold map still lists the emptied sessions, with what became of their utterances.
+    sessions = damaged.sessions.set_index(["corpus", "session"])
+    pd.testing.assert_series_equal(sessions.fold, intact.sessions.set_index(["corpus", "session"]).fold)
+    for emptied in [("KEMDy19", 3), ("KEMDy20", 4)]:
+        assert sessions.loc[emptied].tolist() == [2, 0, 8]  # fold, n_utterances, n_excluded
+    assert "sessions with no usable utterance: KEMDy19 3 (fold 2), KEMDy20 4 (fold 2)" in damaged.summary()
+
+
+def test_sessions_table_is_the_session_fold_map(demo_root):
+    corpus = load_corpus(demo_root, verbose=False)
+    s = corpus.sessions
+    assert list(s.columns) == ["corpus", "session", "fold", "n_utterances", "n_excluded"]
+    assert s[s.corpus == "KEMDy19"].session.tolist() == [1, 2, 3, 4, 5]
+    assert s[s.corpus == "KEMDy20"].fold.tolist() == [0, 0, 1, 2, 3, 4]
+    assert (s.n_utterances == 8).all() and (s.n_excluded == 0).all()
+    folds = dict(zip(zip(s.corpus, s.session), s.fold))
+    u = corpus.utterances
+    assert [folds[k] for k in zip(u.corpus, u.session)] == u.fold.tolist()
+
+
+def test_annotation_file_naming_no_session_is_a_clear_error(corpus_copy):
+    ann = corpus_copy / "KEMDy19" / "annotation"
+    (ann / "Session01_F_res.csv").rename(ann / "Session_old_F_res.csv")
+    with pytest.raises(ValueError, match=r"name no session .*Session_old_F_res\.csv"):
+        load_corpus(corpus_copy)
