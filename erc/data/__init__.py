@@ -6,10 +6,11 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from erc.data.folds import N_FOLDS, session_folds
-from erc.data.kemdy import LAYOUTS, read_layout
+from erc.data.kemdy import LAYOUTS, Exclusion, read_layout
 
 log = logging.getLogger(__name__)
 
@@ -17,15 +18,22 @@ COLUMNS = [
     "corpus", "session", "segment_id", "wav_path", "text", "text_raw", "votes", "valence", "arousal",
     "majority", "total_emotion", "duration", "fold",
 ]
+EXCLUDED_COLUMNS = ["corpus", "session", "segment_id", "reason"]
+SESSION_COLUMNS = ["corpus", "session", "fold", "n_utterances", "n_excluded"]
 
 
 @dataclass
 class Corpus:
-    """Usable utterances (one row each) and every excluded segment with its reason."""
+    """Usable utterances (one row each), every excluded segment with its reason, and the sessions.
+
+    ``sessions`` has one row per session the annotation files name, with its fold and how many of
+    its utterances were kept and excluded: the session → fold map, including sessions left empty.
+    """
 
     root: Path
     utterances: pd.DataFrame
     excluded: pd.DataFrame
+    sessions: pd.DataFrame
 
     def summary(self) -> str:
         counts = self.utterances.groupby("corpus").size()
@@ -40,6 +48,11 @@ class Corpus:
                 lines.append(f"  {n:6d}  {kind}")
         else:
             lines.append("0 excluded")
+        empty = self.sessions[self.sessions.n_utterances == 0]
+        if len(empty):
+            # Their folds lose these sessions' validation data; the other sessions keep their folds.
+            lines.append("sessions with no usable utterance: " + ", ".join(
+                f"{c} {s} (fold {f})" for c, s, f in zip(empty.corpus, empty.session, empty.fold)))
         return "\n".join(lines)
 
     def save_exclusions(self, path: str | Path) -> Path:
@@ -69,13 +82,19 @@ def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True) 
 
     rows: list[dict] = []
     excluded: list[dict] = []
+    folds: list[dict] = []
     seen: set[str] = set()
     for layout in present:
-        for record in read_layout(root, layout):
-            if isinstance(record, tuple):
-                excluded.append({"corpus": layout.name, "segment_id": record[0], "reason": record[1]})
+        read = read_layout(root, layout)
+        # Folds come from the sessions the annotation files name, never from the surviving rows.
+        folds += [{"corpus": layout.name, "session": session, "fold": fold}
+                  for session, fold in session_folds(read.sessions, n_folds).items()]
+        for record in read.records:
+            if isinstance(record, Exclusion):
+                excluded.append({"corpus": layout.name, **record._asdict()})
             elif record["segment_id"] in seen:
-                excluded.append({"corpus": layout.name, "segment_id": record["segment_id"],
+                excluded.append({"corpus": layout.name, "session": record["session"],
+                                 "segment_id": record["segment_id"],
                                  "reason": "duplicate segment id: first occurrence kept"})
             else:
                 seen.add(record["segment_id"])
@@ -83,17 +102,24 @@ def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True) 
     if not rows:
         raise ValueError(f"no usable utterance under {root} ({len(excluded)} excluded); {expected}")
 
-    utterances = pd.DataFrame(rows)
-    utterances["fold"] = -1
-    for name, group in utterances.groupby("corpus"):
-        folds = session_folds(group["session"], n_folds)
-        utterances.loc[group.index, "fold"] = group["session"].map(folds)
+    sessions = pd.DataFrame(folds)
+    utterances = pd.DataFrame(rows).merge(sessions, on=["corpus", "session"], how="left", validate="m:1")
     utterances = utterances[COLUMNS].sort_values(["corpus", "session", "segment_id"], ignore_index=True)
-    corpus = Corpus(root, utterances, pd.DataFrame(excluded, columns=["corpus", "segment_id", "reason"]))
+    excluded_table = pd.DataFrame(excluded, columns=EXCLUDED_COLUMNS)
+    key = ["corpus", "session"]
+    sessions["n_utterances"] = _count_by(sessions, utterances, key)
+    sessions["n_excluded"] = _count_by(sessions, excluded_table, key)
+    corpus = Corpus(root, utterances, excluded_table, sessions[SESSION_COLUMNS])
     if verbose:
         # Exclusions are shown without any logging set-up (WARNING reaches the last-resort handler).
         (log.warning if len(corpus.excluded) else log.info)(corpus.summary())
     return corpus
+
+
+def _count_by(table: pd.DataFrame, rows: pd.DataFrame, key: list[str]) -> np.ndarray:
+    """How many of ``rows`` fall on each row of ``table`` (matched on ``key``), 0 where none."""
+    counts = rows.groupby(key).size().rename("n")
+    return table.join(counts, on=key)["n"].fillna(0).astype("int64").to_numpy()
 
 
 __all__ = ["N_FOLDS", "Corpus", "load_corpus", "session_folds"]

@@ -4,8 +4,10 @@ Columns are located by header name (``Segment ID``; the three ``Total Evaluation
 it; the 10 evaluators are the last 30 columns) and data rows are recognised by a well-formed
 segment id, never by fixed row offsets: releases differ in their header rows.
 
-Each reader yields one record per segment: either a usable utterance (a dict of the columns of
-``Corpus.utterances``) or an exclusion ``(segment_id, reason)``.
+A reader returns every session its annotation files name (in their file names and in their
+segment ids) and one record per segment: either a usable utterance (a dict of the columns of
+``Corpus.utterances``) or an :class:`Exclusion`. Folds are cut from those sessions, so a session
+whose every utterance is excluded keeps its place (DESIGN §2).
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import io
 import math
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import soundfile as sf
@@ -33,6 +36,7 @@ class Layout:
     name: str  # the `corpus` column value
     directory: str  # folder under the data root
     annotation_glob: str
+    annotation_re: re.Pattern[str]  # a file name the glob matches must match this, naming its session
     segment_re: re.Pattern[str]
     transcript_encoding: str
 
@@ -48,6 +52,7 @@ KEMDY19 = Layout(
     name="KEMDy19",
     directory="KEMDy19",
     annotation_glob="Session*_[FM]_res.csv",
+    annotation_re=re.compile(r"^Session(?P<session>\d+)_(?P<speaker>[FM])_res\.csv$"),
     segment_re=re.compile(r"^Sess(?P<session>\d+)_[A-Za-z]+\d+_(?P<speaker>[FM])\d+$"),
     transcript_encoding="utf-8",
 )
@@ -55,6 +60,7 @@ KEMDY20 = Layout(
     name="KEMDy20",
     directory="KEMDy20_v1_1",
     annotation_glob="Sess*_eval.csv",
+    annotation_re=re.compile(r"^Sess(?P<session>\d+)_eval\.csv$"),
     segment_re=re.compile(r"^Sess(?P<session>\d+)_[A-Za-z]+\d+_User\d+(?P<speaker>[FM])_\d+$"),
     transcript_encoding="cp949",
 )
@@ -133,67 +139,110 @@ def parse_ratings(cells: list[str], seg_col: int) -> dict:
     }
 
 
-def read_layout(root: Path, layout: Layout) -> Iterator[dict | tuple[str, str]]:
-    """Every segment of one corpus: utterance dicts, or (segment_id, reason) exclusions."""
+class Exclusion(NamedTuple):
+    """A segment (or an unrecognised row, named ``file:line``) left out, and why."""
+
+    segment_id: str
+    session: int
+    reason: str
+
+
+@dataclass
+class LayoutRead:
+    """One corpus as its annotation files describe it."""
+
+    sessions: list[int]  # every session the annotation files name, whatever survives exclusion
+    records: list[dict | Exclusion] = field(default_factory=list)
+
+
+def annotation_files(root: Path, layout: Layout) -> list[tuple[Path, re.Match[str]]]:
+    """The corpus's annotation files with their parsed names, in order; an error names what was expected."""
     corpus_dir = root / layout.directory
     files = sorted((corpus_dir / "annotation").glob(layout.annotation_glob))
     if not files:
         raise FileNotFoundError(
             f"{corpus_dir}: no annotation files matching annotation/{layout.annotation_glob}"
         )
-    for path in files:
-        rows = read_rows(path)
-        seg_col, width = find_segment_column(rows, path)
-        speaker = path.stem.split("_")[1] if layout is KEMDY19 else None
-        seen_data = False
-        for line_no, row in enumerate(rows, start=1):
-            cells = [c.strip() for c in row]
-            ids = [c for c in cells if layout.segment_re.match(c)]
-            if not ids:
-                if seen_data and any(cells):
-                    yield (f"{path.name}:{line_no}", f"unrecognised row: {path.name}:{line_no} has no segment id")
-                continue
-            seen_data = True
-            segment_id = ids[0]
-            match = layout.segment_re.match(segment_id)
-            if speaker is not None and match.group("speaker") != speaker:  # type: ignore[union-attr]
-                continue  # the other speaker's rows are rated in their own file
-            if len(cells) != width or cells[seg_col] != segment_id:
-                yield (segment_id, f"malformed row: {len(cells)} cells, expected {width} ({path.name}:{line_no})")
-                continue
-            try:
-                record = parse_ratings(cells, seg_col)
-            except RatingError as err:
-                yield (segment_id, str(err))
-                continue
-            wav = layout.wav_path(root, segment_id)
-            if not wav.is_file():
-                yield (segment_id, f"missing wav: {wav}")
-                continue
-            try:
-                info = sf.info(str(wav))
-            except (sf.LibsndfileError, RuntimeError, ValueError) as err:  # a corrupt or non-audio file
-                yield (segment_id, f"unreadable wav: {wav.name}: {err}")
-                continue
-            if info.frames == 0:
-                yield (segment_id, f"empty wav: {wav.name}")
-                continue
-            try:
-                text_raw = read_transcript(wav.with_suffix(".txt"), layout.transcript_encoding)
-            except TranscriptError as err:
-                yield (segment_id, str(err))
-                continue
-            text = clean_transcript(text_raw)
-            if not text:
-                yield (segment_id, f"empty transcript after cleaning: {wav.with_suffix('.txt').name}")
-                continue
-            yield {
-                "corpus": layout.name,
-                "session": int(match.group("session")),  # type: ignore[union-attr]
-                "segment_id": segment_id,
-                "wav_path": str(wav.resolve()),
-                "text": text,
-                "text_raw": text_raw,
-                "duration": info.frames / info.samplerate,
-                **record,
-            }
+    named = [(path, layout.annotation_re.match(path.name)) for path in files]
+    odd = [path.name for path, match in named if match is None]
+    if odd:
+        # A stray file would otherwise be read as (or instead of) a session and shift the folds.
+        raise ValueError(f"{corpus_dir / 'annotation'}: file names that name no session "
+                         f"(expected {layout.annotation_re.pattern}): {odd}")
+    return named  # type: ignore[return-value]
+
+
+def read_layout(root: Path, layout: Layout) -> LayoutRead:
+    """Every segment of one corpus (utterance dicts or exclusions) and every session it names."""
+    read = LayoutRead(sessions=[])
+    sessions: set[int] = set()
+    for path, name in annotation_files(root, layout):
+        file_session = int(name.group("session"))
+        sessions.add(file_session)
+        read.records.extend(_read_file(root, layout, path, file_session,
+                                       name.groupdict().get("speaker"), sessions))
+    read.sessions = sorted(sessions)
+    return read
+
+
+def _read_file(root: Path, layout: Layout, path: Path, file_session: int, speaker: str | None,
+               sessions: set[int]) -> Iterator[dict | Exclusion]:
+    """One annotation file's records; adds every session its segment ids name to ``sessions``."""
+    rows = read_rows(path)
+    seg_col, width = find_segment_column(rows, path)
+    seen_data = False
+    for line_no, row in enumerate(rows, start=1):
+        cells = [c.strip() for c in row]
+        ids = [c for c in cells if layout.segment_re.match(c)]
+        if not ids:
+            if seen_data and any(cells):
+                where = f"{path.name}:{line_no}"
+                yield Exclusion(where, file_session, f"unrecognised row: {where} has no segment id")
+            continue
+        seen_data = True
+        segment_id = ids[0]
+        match = layout.segment_re.match(segment_id)
+        session = int(match.group("session"))  # type: ignore[union-attr]
+        sessions.add(session)
+        if speaker is not None and match.group("speaker") != speaker:  # type: ignore[union-attr]
+            continue  # the other speaker's rows are rated in their own file
+        if len(cells) != width or cells[seg_col] != segment_id:
+            yield Exclusion(segment_id, session,
+                            f"malformed row: {len(cells)} cells, expected {width} ({path.name}:{line_no})")
+            continue
+        try:
+            record = parse_ratings(cells, seg_col)
+        except RatingError as err:
+            yield Exclusion(segment_id, session, str(err))
+            continue
+        wav = layout.wav_path(root, segment_id)
+        if not wav.is_file():
+            yield Exclusion(segment_id, session, f"missing wav: {wav}")
+            continue
+        try:
+            info = sf.info(str(wav))
+        except (sf.LibsndfileError, RuntimeError, ValueError) as err:  # a corrupt or non-audio file
+            yield Exclusion(segment_id, session, f"unreadable wav: {wav.name}: {err}")
+            continue
+        if info.frames == 0:
+            yield Exclusion(segment_id, session, f"empty wav: {wav.name}")
+            continue
+        try:
+            text_raw = read_transcript(wav.with_suffix(".txt"), layout.transcript_encoding)
+        except TranscriptError as err:
+            yield Exclusion(segment_id, session, str(err))
+            continue
+        text = clean_transcript(text_raw)
+        if not text:
+            yield Exclusion(segment_id, session, f"empty transcript after cleaning: {wav.with_suffix('.txt').name}")
+            continue
+        yield {
+            "corpus": layout.name,
+            "session": session,
+            "segment_id": segment_id,
+            "wav_path": str(wav.resolve()),
+            "text": text,
+            "text_raw": text_raw,
+            "duration": info.frames / info.samplerate,
+            **record,
+        }

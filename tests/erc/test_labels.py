@@ -54,4 +54,13 @@ def test_torch_in_torch_out(dtype):
     out = peakl(torch.tensor(y, dtype=dtype))
     assert isinstance(out, torch.Tensor)
     np.testing.assert_allclose(out.double().numpy(), peakl(y), atol=1e-5 if dtype == torch.float32 else 1e-12)
-    assert isinstance(soft(torch.tensor(random_votes(3))), torch.Tensor)
+    votes = random_votes(20, seed=2)
+    for fn, arg in [(soft, votes), (hard, votes), (entropy, soft(votes))]:
+        result = fn(torch.tensor(arg))
+        assert isinstance(result, torch.Tensor), fn.__name__
+        np.testing.assert_allclose(result.numpy(), fn(arg), err_msg=fn.__name__)
+
+
+def test_entropy_by_hand():
+    y = np.array([[0.5, 0.5, 0, 0, 0, 0, 0], [1, 0, 0, 0, 0, 0, 0], [1 / 7] * 7])
+    np.testing.assert_allclose(entropy(y), [np.log(2), 0.0, np.log(7)])

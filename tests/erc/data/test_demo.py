@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,11 +29,22 @@ def test_reuses_a_complete_corpus(tmp_path):
 
 
 def test_realistic_files(demo_root):
+    # The reader must cope with what real corpora hold: mixed rates and channel counts, transcriber
+    # marks, cp949 transcripts, KEMDy19 files that list both speakers' rows.
     u = load_corpus(demo_root).utterances
     infos = [sf.info(p) for p in u.wav_path]
-    assert {i.samplerate for i in infos} >= {16000} and all(i.channels in (1, 2) for i in infos)
+    formats = {(i.samplerate, i.channels) for i in infos}
+    assert (44100, 2) in formats and (16000, 1) in formats
+    assert sum(i.samplerate == 44100 for i in infos) < len(infos) / 3  # "about 10 %", not all of them
     assert 2.0 < np.median([i.duration for i in infos]) < 4.5
-    assert any("/" in t for t in u.text_raw)  # transcriber marks present in the raw text
+    assert any(mark in t for t in u.text_raw for mark in ("b/", "l/", "n/", "c/"))
+    assert (u.text_raw != u.text).any()
+    k20 = u[u.corpus == "KEMDy20"].wav_path.map(lambda p: Path(p).with_suffix(".txt").read_bytes())
+    assert all(b.decode("cp949") for b in k20) and not all(b.isascii() for b in k20)
+    with pytest.raises(UnicodeDecodeError):
+        b"".join(k20).decode("utf-8")
+    f_file = (demo_root / "KEMDy19" / "annotation" / "Session01_F_res.csv").read_text(encoding="utf-8")
+    assert "Sess01_script01_F001" in f_file and "Sess01_script01_M001" in f_file
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 import csv
+import re
 import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from erc.data import load_corpus
@@ -38,12 +40,24 @@ def test_both_layouts_load(demo_root):
     assert all(Path(p).is_file() for p in u.wav_path)
 
 
-def test_kemdy19_keeps_only_the_files_speaker(demo_root):
-    u = load_corpus(demo_root).utterances
-    k19 = u[u.corpus == "KEMDy19"]
-    # each speaker file lists both speakers' rows; each segment must still appear once
-    assert k19.segment_id.is_unique and len(k19) == 5 * 2 * 4
-    assert set(k19.segment_id.str.extract(r"_([FM])\d+$")[0]) == {"F", "M"}
+def test_kemdy19_keeps_only_the_files_speaker(corpus_copy):
+    # Each file lists the whole session but rates only its own speaker: make the other speaker's rows
+    # unusable in every file; the reader must not see them (no exclusion, no duplicate, same votes).
+    intact = load_corpus(corpus_copy, verbose=False).utterances.set_index("segment_id")
+    for path in (corpus_copy / "KEMDy19" / "annotation").glob("*.csv"):
+        other = "M" if path.stem.split("_")[1] == "F" else "F"
+        rows = list(csv.reader(path.open(encoding="utf-8", newline="")))
+        for row in rows:
+            if re.search(rf"_{other}\d+$", row[9]):
+                row[-30::3] = ["bored"] * 10
+        with path.open("w", encoding="utf-8", newline="") as f:
+            csv.writer(f).writerows(rows)
+    corpus = load_corpus(corpus_copy)
+    assert corpus.excluded.empty
+    k19 = corpus.utterances[corpus.utterances.corpus == "KEMDy19"].set_index("segment_id")
+    assert k19.index.is_unique and len(k19) == 5 * 2 * 4
+    assert set(k19.index.str.extract(r"_([FM])\d+$")[0]) == {"F", "M"}
+    assert all(k19.votes[seg] == intact.votes[seg] for seg in k19.index)
 
 
 def test_cp949_transcripts_decoded(demo_root):
@@ -65,11 +79,26 @@ def test_folds_by_session(demo_root):
         assert per_fold == ([1] * 5 if n_sessions == 5 else [2, 1, 1, 1, 1])
 
 
+def annotation_rows(root: Path) -> dict[str, list[str]]:
+    """Every data row of the raw annotation files by segment id (KEMDy19 lists a row in two files)."""
+    rows = {}
+    for path in root.glob("*/annotation/*.csv"):
+        for row in csv.reader(path.open(encoding="utf-8", newline="")):
+            ids = [cell for cell in row if cell.startswith("Sess")]
+            if ids:
+                rows[ids[0]] = row
+    return rows
+
+
 def test_disqust_spelling_read_as_disgust(demo_root):
-    text = "".join(p.read_text(encoding="utf-8") for p in demo_root.glob("*/annotation/*.csv"))
-    assert "disqust" in text
-    u = load_corpus(demo_root).utterances
-    assert np.stack(u.votes)[:, 6].sum() > 0
+    # The raters' cells spelled "disqust" must count as disgust votes, not exclude the utterance.
+    misspelled = {seg: row for seg, row in annotation_rows(demo_root).items() if "disqust" in row[-30::3]}
+    assert len(misspelled) >= 10
+    u = load_corpus(demo_root).utterances.set_index("segment_id")
+    assert set(misspelled) <= set(u.index)
+    for seg, row in misspelled.items():
+        raters = row[-30::3]
+        assert u.votes[seg][6] == raters.count("disqust") + raters.count("disgust") > 0, seg
 
 
 def test_every_bad_input_is_excluded_with_a_reason(corpus_copy):
@@ -116,11 +145,21 @@ def test_exclusions_summarised_on_screen_and_saved(corpus_copy, caplog, tmp_path
 
 
 def test_header_rows_are_found_by_name_not_offset(corpus_copy):
-    # a release with an extra title row above the headers must lose nothing
-    before = len(load_corpus(corpus_copy).utterances)
+    # A release with an extra title row above the headers, or without the sub-header row, loses
+    # nothing: the same segments with the same ratings.
+    def loaded():
+        u = load_corpus(corpus_copy).utterances
+        return dict(zip(u.segment_id, u.votes.map(tuple)))
+
+    before = loaded()
     for path in (corpus_copy / "KEMDy20_v1_1" / "annotation").glob("*.csv"):
         path.write_text("KEMDy20 annotation export\n" + path.read_text(encoding="utf-8"), encoding="utf-8")
-    assert len(load_corpus(corpus_copy).utterances) == before
+    assert loaded() == before
+    for path in (corpus_copy / "KEMDy19" / "annotation").glob("*.csv"):
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+        assert "Emotion" in lines[1]  # the sub-header row
+        path.write_text(lines[0] + "".join(lines[2:]), encoding="utf-8")
+    assert loaded() == before
 
 
 def test_wrong_root_is_a_clear_error(tmp_path):
@@ -140,3 +179,45 @@ def test_single_corpus_root(corpus_copy):
     shutil.rmtree(corpus_copy / "KEMDy19")
     u = load_corpus(corpus_copy).utterances
     assert set(u.corpus) == {"KEMDy20"} and len(u) == 6 * 2 * 4
+
+
+def test_folds_do_not_depend_on_which_utterances_survive(corpus_copy):
+    # A session whose every utterance is excluded (a bad download, a corrupt folder) keeps its place:
+    # the other sessions keep the folds of the intact corpus (DESIGN §2).
+    intact = load_corpus(corpus_copy, verbose=False)
+    before = intact.utterances.set_index("segment_id").fold
+    for pattern in ["KEMDy19/wav/Session03/*/*.wav", "KEMDy20_v1_1/wav/Session04/*.wav"]:
+        for i, wav in enumerate(sorted(corpus_copy.glob(pattern))):
+            wav.unlink() if i % 2 else wav.write_bytes(b"not a wav")  # missing and corrupt alike
+
+    damaged = load_corpus(corpus_copy, verbose=False)
+    u = damaged.utterances
+    assert not ((u.corpus == "KEMDy19") & (u.session == 3)).any()
+    assert not ((u.corpus == "KEMDy20") & (u.session == 4)).any()
+    assert len(u) == len(before) - 2 * 2 * 4
+    assert (u.fold.to_numpy() == before[u.segment_id].to_numpy()).all()
+    # The session → fold map still lists the emptied sessions, with what became of their utterances.
+    sessions = damaged.sessions.set_index(["corpus", "session"])
+    pd.testing.assert_series_equal(sessions.fold, intact.sessions.set_index(["corpus", "session"]).fold)
+    for emptied in [("KEMDy19", 3), ("KEMDy20", 4)]:
+        assert sessions.loc[emptied].tolist() == [2, 0, 8]  # fold, n_utterances, n_excluded
+    assert "sessions with no usable utterance: KEMDy19 3 (fold 2), KEMDy20 4 (fold 2)" in damaged.summary()
+
+
+def test_sessions_table_is_the_session_fold_map(demo_root):
+    corpus = load_corpus(demo_root, verbose=False)
+    s = corpus.sessions
+    assert list(s.columns) == ["corpus", "session", "fold", "n_utterances", "n_excluded"]
+    assert s[s.corpus == "KEMDy19"].session.tolist() == [1, 2, 3, 4, 5]
+    assert s[s.corpus == "KEMDy20"].fold.tolist() == [0, 0, 1, 2, 3, 4]
+    assert (s.n_utterances == 8).all() and (s.n_excluded == 0).all()
+    folds = dict(zip(zip(s.corpus, s.session), s.fold))
+    u = corpus.utterances
+    assert [folds[k] for k in zip(u.corpus, u.session)] == u.fold.tolist()
+
+
+def test_annotation_file_naming_no_session_is_a_clear_error(corpus_copy):
+    ann = corpus_copy / "KEMDy19" / "annotation"
+    (ann / "Session01_F_res.csv").rename(ann / "Session_old_F_res.csv")
+    with pytest.raises(ValueError, match=r"name no session .*Session_old_F_res\.csv"):
+        load_corpus(corpus_copy)
