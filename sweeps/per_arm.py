@@ -111,12 +111,13 @@ def tune_each_arm(settings: SweepSettings, prepared: Prepared, track: Tracking) 
                 sweep_suffix=f"-search-{arm}-fold{fold}",
                 points_to_evaluate=[default_point(space, {**base, **fixed})])
             curves.setdefault(arm, []).append(running_best(result.scores, mode))
-            gains.append({"arm": arm, "fold": fold, "default": result.scores[0], "tuned": result.score,
-                          "gain": gain(result.score, result.scores[0], mode)})
+            default = result.default_score if result.default_score is not None else result.scores[0]
+            gains.append({"arm": arm, "fold": fold, "default": default, "tuned": result.score,
+                          "gain": gain(result.score, default, mode)})
             chosen[f"fold{fold}-{arm}"] = result.best
             track.client.log_dict(run_id, result.best, "best_config.yaml")
             track.client.log_metric(run_id, f"{C.SEARCH_PREFIX}best_{metric}", result.score)
-            track.client.log_metric(run_id, f"{C.SEARCH_PREFIX}default_{metric}", result.scores[0])
+            track.client.log_metric(run_id, f"{C.SEARCH_PREFIX}default_{metric}", default)
             track.client.set_terminated(run_id, status="FAILED" if result.outcome.failed else "FINISHED")
     _log_summary(track, chosen, gains, curves, metric, mode, settings.tune_per_arm)
     return chosen

@@ -28,10 +28,11 @@ from sweeps.trainable import Split, train_trial
 
 @dataclass(frozen=True)
 class SearchResult:
-    best: dict[str, Any]  # the tuned (nuisance) values of the best trial
+    best: dict[str, Any]  # the nuisance values of the best trial (what a config file for the grid holds)
     score: float  # its score: the best epoch's mean validation metric over the splits
     scores: list[float]  # every trial's final score, in the order the trials were created
     outcome: Outcome
+    default_score: float | None = None  # the score of the first point evaluated (the untuned defaults)
 
 
 def plain_value(value: Any) -> Any:
@@ -64,12 +65,19 @@ def run_search(settings: SweepSettings, prepared: Prepared, track: Tracking, spa
     outcome = run_tuner(settings, prepared, sub, train_trial, param_space, labels=labels, tune_config=config,
                         bound={"splits": splits, "metric": metric})
     best = outcome.results.get_best_result(metric="score", mode=mode)
-    tuned = {k: plain_value(v) for k, v in best.config.items()
-             if k in space.params and space.params[k].role != "scientific"}
-    frame = outcome.results.get_dataframe().sort_values("trial_id")
+    tuned = {k: plain_value(v) for k, v in best.config.items() if k in nuisance}
     worst = float("inf") if mode == "min" else float("-inf")
-    scores = [float(s) for s in frame["score"].fillna(worst)]
-    return SearchResult(tuned, float(best.metrics["score"]), scores, outcome)
+    # A searcher's trial ids are random (uuid4), so creation order is the result grid's order, not
+    # the ids' sort order; the evaluated defaults are found by their config.
+    results = list(outcome.results)
+    scores = [float(r.metrics.get("score", worst)) if r.metrics else worst for r in results]
+    default_score = None
+    if points_to_evaluate:
+        point = points_to_evaluate[0]
+        matches = [s for r, s in zip(results, scores, strict=True)
+                   if all(r.config.get(k) == v for k, v in point.items())]
+        default_score = matches[0] if matches else None
+    return SearchResult(tuned, float(best.metrics["score"]), scores, outcome, default_score)
 
 
 def write_best_config(path: Path, result: SearchResult, *, arm: str, metric: str, sweep: str,
