@@ -20,9 +20,9 @@ from analysis.embeddings import (
     alignment_metrics,
     download_checkpoint,
     embedding_figure,
-    find_trial_run,
     validation_rows,
 )
+from analysis.runs import find_trial_run
 from erc.config import RunConfig
 from erc.model import build_head
 from erc.predict import load_head
