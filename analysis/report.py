@@ -202,7 +202,8 @@ def table_intro(res: TableResult) -> str:
     return text
 
 
-def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = C.DEFAULT_VALUES) -> list[str]:
+def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = C.DEFAULT_VALUES,
+              sizes_logged: bool = True) -> list[str]:
     notes = [BEST_VALUES_NOTE] if values == "best" else []
     notes += [
         (
@@ -222,7 +223,8 @@ def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = 
             "CV folds share most of their training data, so the naive paired t-test overstates "
             "significance. T (NB), p-val (NB) and CI95% (NB) are the Nadeau & Bengio (2003) corrected "
             "resampled t-test: variance factor 1/n + n_test/n_train instead of 1/n, n − 1 dof, with "
-            "n_test/n_train from the fold sizes logged with the runs (mean n_valid / mean n_train)"
+            + ("n_test/n_train from the fold sizes logged with the runs (mean n_valid / mean n_train)"
+               if sizes_logged else "n_test/n_train = 1/(k − 1), equal folds (the runs log no fold sizes)")
             + (
                 "; with several seeds this is Bouckaert & Frank's (2004) corrected repeated k-fold test."
                 if repeated
@@ -447,6 +449,7 @@ def sweep_report(
     sections = [_header(trials)]
     notes: list[str] = []
     built = 0
+    sizes_logged = True
     caught: list[str] = []
     for factor, treatment, baseline, where in PAPER_TABLES:
         try:
@@ -471,6 +474,7 @@ def sweep_report(
         sections.append(section)
         notes += res.notes
         built += 1
+        sizes_logged = sizes_logged and res.comparison.sizes_logged
     # Both tables usually raise the same caveat (e.g. the Wilcoxon floor): warn once per text.
     for message in dict.fromkeys(caught):
         warnings.warn(message, stacklevel=2)
@@ -493,8 +497,8 @@ def sweep_report(
                if figures else "")
         )
     if built:
-        notes = [*footnotes(extended, rope, repeated=len(set(trials.runs["seed"])) > 1, values=trials.values),
-                 *notes]
+        repeated = len(set(trials.runs["seed"])) > 1
+        notes = [*footnotes(extended, rope, repeated, values=trials.values, sizes_logged=sizes_logged), *notes]
     elif trials.values != C.DEFAULT_VALUES:
         notes = [BEST_VALUES_NOTE, *notes]
     if notes:
@@ -540,7 +544,8 @@ def compare_report(
     out = Path(out_dir) if out_dir is not None else _default_out(trials, COMPARE_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files, section = write_table(res, out)
-    notes = [*footnotes(extended, rope, repeated=res.comparison.runs > 1, values=trials.values),
+    notes = [*footnotes(extended, rope, repeated=res.comparison.runs > 1, values=trials.values,
+                        sizes_logged=res.comparison.sizes_logged),
              *trials.notes, *res.notes]
     text = section + "\n\n" + _notes_section(notes) + "\n"
     # The .md file holds the full printed text, footnotes included.

@@ -128,6 +128,7 @@ class Comparison:
     treatment_arm: str = ""
     baseline_arm: str = ""
     notes: list[str] = field(default_factory=list)
+    sizes_logged: bool = True  # n_train/n_test from the runs' params, not assumed equal folds
 
     @property
     def label(self) -> str:
@@ -525,4 +526,5 @@ def pair_arms(
         treatment_arm=arm_label(sides["treatment"], str(treatment)),
         baseline_arm=arm_label(sides["baseline"], str(baseline)),
         notes=notes,
+        sizes_logged=not notes,
     )
