@@ -402,7 +402,7 @@ def run_embeddings(
         "metrics": {k: (v if np.isfinite(v) else None) for k, v in result.metrics.items()},
     }, indent=1))
     if verbose:
-        print(format_metrics(result.metrics, header=f"{name} ({run_id}), {len(valid['votes'])} validation utterances"))
+        print(format_metrics(result.metrics, header=f"{name} ({run_id}), {len(valid)} validation utterances"))
         for note in result.notes:
             print(f"note: {note}")
         print(f"figure: {result.path}")
