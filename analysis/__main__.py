@@ -6,11 +6,17 @@ import argparse
 import sys
 import warnings
 
-EPILOG = """examples:
+from analysis import contract as C
+
+EPILOG = f"""examples:
   python -m analysis report --experiment erc-sweeps
   python -m analysis compare --experiment erc-sweeps --factor fusion --treatment outer \\
       --baseline concat --where labels=peakl --metrics acc macro_f1 --rope 0.01
+  python -m analysis compare --experiment my-runs --factor optimizer --treatment adam --baseline sgd \\
+      --filter "params.lr = '0.001'"
   python -m analysis embeddings --experiment erc-sweeps --arm outer-peakl --fold 0
+Runs: a sweep's trials (--sweep; default the latest sweep), or every run of an experiment that has no
+sweep (or with --all-runs / --filter). A run needs {C.MINIMAL_RUN}.
 The tracking URI comes from --tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default."""
 
 
@@ -35,7 +41,10 @@ def _metrics(items: list[str] | None) -> list[str] | None:
     if not items:
         return None
     # Accept both "--metrics acc macro_f1" and "--metrics acc,macro_f1".
-    return [m.strip().removeprefix("selected/") for item in items for m in item.split(",") if m.strip()]
+    names = [m.strip() for item in items for m in item.split(",") if m.strip()]
+    for prefix in C.VALUE_PREFIXES.values():
+        names = [m.removeprefix(prefix) for m in names]
+    return names
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -43,10 +52,31 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--experiment", default="erc-sweeps", help="MLflow experiment name (default: %(default)s)"
     )
-    common.add_argument(
+    runs = common.add_mutually_exclusive_group()
+    runs.add_argument(
         "--sweep",
         default=None,
-        help="sweep name (parent run tag 'sweep') or parent run id; default: the latest parent run",
+        help="sweep name (parent run tag 'sweep') or parent run id (any run holding nested runs); "
+        "default: the latest sweep, or every run when the experiment has no sweep",
+    )
+    runs.add_argument(
+        "--all-runs", action="store_true", help="every run of the experiment, ignoring sweeps"
+    )
+    common.add_argument(
+        "--filter",
+        dest="filter_string",
+        default=None,
+        metavar="MLFLOW_FILTER",
+        help="only the runs matching this MLflow search filter, e.g. \"params.lr = '0.001'\" "
+        "(without --sweep: across the whole experiment)",
+    )
+    common.add_argument(
+        "--values",
+        choices=list(C.VALUE_PREFIXES),
+        default=C.DEFAULT_VALUES,
+        help="which logged values: selected/<metric> (every metric at one chosen epoch; plain <metric> "
+        "when a run has no selected/ keys) or best/<metric> (each metric's own best epoch, the paper's "
+        "per-metric maxima: optimistic) (default: %(default)s)",
     )
     common.add_argument(
         "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)"
@@ -58,7 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--metrics",
         nargs="+",
         default=None,
-        help=f"metrics without the selected/ prefix (default: {' '.join(DEFAULT_METRICS)})",
+        help=f"metrics without the selected/ prefix (default: {' '.join(DEFAULT_METRICS)} where logged, "
+        "else every metric the runs carry)",
     )
     common.add_argument(
         "--extended",
@@ -74,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     common.add_argument("--alternative", choices=["two-sided", "greater", "less"], default="two-sided")
     common.add_argument(
-        "--no-log", dest="log", action="store_false", help="do not log the files to the sweep's parent run"
+        "--no-log", dest="log", action="store_false",
+        help="do not log the files to MLflow (the sweep's parent run; without one, a run tagged role=analysis)"
     )
 
     parser = argparse.ArgumentParser(
@@ -91,7 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pair two arms fold by fold and print the t-test table; write and log CSV, LaTeX, "
         "Markdown and a PNG of the fold-paired values.",
     )
-    cmp_.add_argument("--factor", required=True, help="the compared tag: fusion, labels or arm")
+    cmp_.add_argument("--factor", required=True,
+                      help="the compared tag or param: fusion, labels, arm, or any name the runs carry")
     cmp_.add_argument("--treatment", required=True, help="treatment value of the factor, e.g. outer")
     cmp_.add_argument("--baseline", required=True, help="baseline value of the factor, e.g. concat")
     cmp_.add_argument(
@@ -99,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=None,
         metavar="KEY=VALUE",
-        help="fix another factor, e.g. labels=peakl (repeatable)",
+        help="fix another factor (tag or param), e.g. labels=peakl (repeatable)",
     )
     sub.add_parser(
         "report",
@@ -184,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
                 extended=args.extended,
                 rope=args.rope,
                 alternative=args.alternative,
+                filter_string=args.filter_string,
+                all_runs=args.all_runs,
+                values=args.values,
             )
         else:
             sweep_report(
@@ -196,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                 rope=args.rope,
                 metrics=_metrics(args.metrics),
                 alternative=args.alternative,
+                filter_string=args.filter_string,
+                all_runs=args.all_runs,
+                values=args.values,
             )
     except (ValueError, argparse.ArgumentTypeError, MlflowException) as err:
         print(f"error: {err}", file=sys.stderr)

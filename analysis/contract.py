@@ -48,6 +48,8 @@ PARENT_RUN_ID = "mlflow.parentRunId"
 PARENT_ROLE = "parent"  # one per sweep
 TRIAL_ROLE = "trial"  # one per Tune trial
 SEARCH_ROLE = "search"  # one per (arm, fold) nuisance search under a grid parent (--tune-per-arm)
+ANALYSIS_ROLE = "analysis"  # holds the report of runs that have no parent run to log it to
+ANALYSIS_SCOPE = "analysis_scope"  # tag of an analysis run: the selection it reports on
 
 # stages: which experiment a trial belongs to; only grid trials enter the paper's tables
 GRID_STAGE = "grid"
@@ -68,8 +70,12 @@ SELECTED_PREFIX = "selected/"  # every metric at the one epoch chosen by select_
 BEST_PREFIX = "best/"  # each metric's own best epoch (the paper's way; optimistic)
 GPU_PREFIX = "gpu/"
 SEARCH_PREFIX = "search/"
+EMBED_PREFIX = "embed/"  # alignment numbers of the embedding figure (analysis.embeddings)
 LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX)
+# Keys under these are never a run's plain "<metric>" (the reader's fallback for runs logged elsewhere).
+KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
 VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "best": BEST_PREFIX}
+DEFAULT_VALUES = "selected"
 
 # --------------------------------------------------------------------------- artifacts
 CHECKPOINT_DIR = "checkpoint"
@@ -81,10 +87,18 @@ REPORT_DIR = "report"
 COMPARE_DIR = "compare"
 BEST_CONFIG_DIR = "best"
 PER_ARM_DIR = "per_arm_tuning"
+EMBEDDINGS_DIR = "embeddings"  # a trial's embedding coordinates and settings
 
 MINIMAL_RUN = (
     "a FINISHED run with the fold (tag or param 'fold', an integer), each compared factor (tag or param, "
-    "e.g. 'fusion', 'labels') and the metric (as 'selected/<metric>' or plain '<metric>')"
+    "e.g. 'fusion', 'labels' or any name of yours) and the metric (as 'selected/<metric>' or plain "
+    "'<metric>'; 'best/<metric>' for --values best)"
+)
+# What the reader uses when a run has it, and what it assumes otherwise.
+OPTIONAL_RUN = (
+    "'seed' (repeats are paired on (fold, seed)); 'n_train'/'n_valid' (fold sizes for the Nadeau-Bengio "
+    "correction; equal folds are assumed without them); a parent run (--sweep); 'role'/'stage' tags (runs "
+    "whose role is not 'trial' or whose stage is not 'grid' are left out)"
 )
 
 
@@ -95,6 +109,11 @@ def arm_name(fusion: str, labels: str) -> str:
 
 def error_artifact(attempt: int) -> str:
     return f"{ERRORS_DIR}/attempt_{attempt}.txt"
+
+
+def node_attempt_tag(attempt: int) -> str:
+    """Where attempt ``n`` (> 1) of a retried trial ran: ``ray.node_id.attempt_2``."""
+    return f"{NODE_ID}.attempt_{attempt}"
 
 
 def quote(value: object) -> str:

@@ -46,14 +46,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from analysis import contract as C
 from erc.labels import EMOTIONS
 from erc.table import FeatureTable
 
-CHECKPOINT = "checkpoint/head.pt"
-FIGURE_ARTIFACT_DIR = "plots"
+CHECKPOINT = C.HEAD_CHECKPOINT
+FIGURE_ARTIFACT_DIR = C.PLOTS_DIR
 FIGURE_NAME = "embeddings.png"
-DATA_ARTIFACT_DIR = "embeddings"
-METRIC_PREFIX = "embed/"
+DATA_ARTIFACT_DIR = C.EMBEDDINGS_DIR
+METRIC_PREFIX = C.EMBED_PREFIX
 # One fixed colour per class index (tab10 without its grey, which marks tied utterances).
 CLASS_COLOURS = ("#17becf", "#9467bd", "#d62728", "#8c564b", "#ff7f0e", "#1f77b4", "#2ca02c")
 TIE_COLOUR = "#c7c7c7"
@@ -307,46 +308,18 @@ def _load_features(path: str | Path):
         raise ValueError(f"{path} is not a saved feature dataset (datasets.save_to_disk): {err}") from None
 
 
-def find_trial_run(client, experiment: str, arm: str, fold: int, sweep: str | None = None,
-                   seed: int | str | None = None):
-    """The sweep's grid trial run for (arm, fold[, seed]); anything ambiguous or absent is a clear error."""
-    from analysis.runs import _search_all, find_sweep
-
-    sw = find_sweep(client, experiment, sweep)
-    runs = _search_all(client, sw.experiment_id, f"tags.mlflow.parentRunId = '{sw.parent_run_id}'")
-    trials = [r for r in runs if r.data.tags.get("role", "trial") == "trial"
-              and r.data.tags.get("stage", "grid") == "grid"]
-    match = [r for r in trials if r.data.tags.get("arm") == arm and str(r.data.tags.get("fold")) == str(fold)]
-    if seed is not None:
-        match = [r for r in match if str(r.data.tags.get("seed", "")).strip() == str(seed)]
-    if not match:
-        have = sorted({(r.data.tags.get("arm", "?"), r.data.tags.get("fold", "?")) for r in trials})
-        listing = ", ".join(f"{a} fold {f}" for a, f in have) or "none"
-        what = f"arm {arm!r}, fold {fold}" + (f", seed {seed}" if seed is not None else "")
-        raise ValueError(f"no grid trial with {what} in sweep {sw.name!r} (parent run {sw.parent_run_id}); "
-                         f"trials there: {listing}")
-    finished = [r for r in match if r.info.status == "FINISHED"]
-    if not finished:
-        states = ", ".join(f"{r.info.run_id} ({r.info.status})" for r in match)
-        raise ValueError(f"the {arm} fold {fold} trial of sweep {sw.name!r} has not FINISHED: {states}")
-    if len(finished) > 1:
-        seeds = ", ".join(f"{r.info.run_id} (seed {r.data.tags.get('seed', '?')})" for r in finished)
-        raise ValueError(f"{len(finished)} finished {arm} fold {fold} trials in sweep {sw.name!r}: {seeds}; "
-                         "choose one with --seed")
-    return sw, finished[0]
-
-
 def download_checkpoint(client, run, dest: str | Path) -> dict[str, Any]:
     """``{'config', 'state_dict'}`` from the run's ``checkpoint/head.pt``; absent = MissingCheckpointError."""
     import torch
 
     run_id = run.info.run_id
     name = run.info.run_name or run_id
-    listed = {a.path for a in client.list_artifacts(run_id, "checkpoint")}
+    listed = {a.path for a in client.list_artifacts(run_id, C.CHECKPOINT_DIR)}
     if CHECKPOINT not in listed:
         raise MissingCheckpointError(
             f"run {run_id} ({name}) has no artifact {CHECKPOINT}"
-            + (f" (its checkpoint/ holds: {', '.join(sorted(listed))})" if listed else " (no checkpoint/ artifacts)")
+            + (f" (its {C.CHECKPOINT_DIR}/ holds: {', '.join(sorted(listed))})" if listed
+               else f" (no {C.CHECKPOINT_DIR}/ artifacts)")
             + "; the trial's checkpoint is logged when it finishes — rerun the sweep command to complete it"
         )
     local = client.download_artifacts(run_id, CHECKPOINT, str(dest))
@@ -388,7 +361,7 @@ def run_embeddings(
     """
     from mlflow.entities import Metric
 
-    from analysis.runs import get_client
+    from analysis.runs import find_trial_run, get_client, run_value
     from erc.predict import load_head
 
     umap = umap or UmapSettings()
@@ -397,13 +370,15 @@ def run_embeddings(
     run_id, name = run.info.run_id, run.info.run_name or run.info.run_id
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = download_checkpoint(client, run, tmp)
-    feature_dir = features or run.data.tags.get("features") or client.get_run(sw.parent_run_id).data.tags.get("features")
+    feature_dir = features or run.data.tags.get(C.FEATURES)
+    if not feature_dir and sw.parent_run_id is not None:
+        feature_dir = client.get_run(sw.parent_run_id).data.tags.get(C.FEATURES)
     if not feature_dir:
-        raise ValueError(f"run {run_id} ({name}) has no 'features' tag; pass the feature cache with --features")
+        raise ValueError(f"run {run_id} ({name}) has no '{C.FEATURES}' tag; pass the feature cache with --features")
     valid = validation_rows(_load_features(feature_dir), fold)
     _check_dims(ckpt["state_dict"], valid, str(feature_dir))
     notes = []
-    n_valid = run.data.params.get("n_valid")
+    n_valid = run_value(run, C.N_VALID)
     if n_valid is not None and str(n_valid).isdigit() and int(n_valid) != len(valid):
         notes.append(f"fold {fold} of {feature_dir} has {len(valid)} validation utterances but the run "
                      f"validated on {n_valid}: these features are not the ones it trained on")
@@ -412,7 +387,8 @@ def run_embeddings(
     head = load_head(config, ckpt["state_dict"])
     out = Path(out_dir) if out_dir else Path("analysis_out") / _slug(sw.name) / "embeddings" / _slug(name)
     out.mkdir(parents=True, exist_ok=True)
-    title = (f"{name}: {arm}, fold {fold}" + (f", seed {run.data.tags['seed']}" if run.data.tags.get("seed") else "")
+    seed_tag = run_value(run, C.SEED)
+    title = (f"{name}: {arm}, fold {fold}" + (f", seed {seed_tag}" if seed_tag else "")
              + f" — sweep {sw.name}, run {run_id[:8]}")
     result = embedding_figure(head, valid, out / FIGURE_NAME, config=config, umap=umap, title=title)
     result.run_id = run_id
@@ -422,7 +398,7 @@ def run_embeddings(
     summary = out / "alignment.json"
     summary.write_text(json.dumps({
         "run_id": run_id, "run_name": name, "sweep": sw.name, "arm": arm, "fold": fold,
-        "seed": run.data.tags.get("seed"), "features": str(feature_dir), "umap": result.umap,
+        "seed": seed_tag, "features": str(feature_dir), "umap": result.umap,
         "metrics": {k: (v if np.isfinite(v) else None) for k, v in result.metrics.items()},
     }, indent=1))
     if verbose:

@@ -17,25 +17,38 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis import contract as C
 from analysis.plots import arm_plot, paired_plot
 from analysis.runs import (
     Comparison,
     MissingArmError,
+    Sweep,
     Trials,
     find_sweep,
     get_client,
     load_trials,
     pair_arms,
+    search_all,
 )
 from analysis.stats import key_label, nb_ratio, paired_table, sorted_keys
 
 # The paper's two tables: (factor, treatment, baseline, where).
 PAPER_TABLES = [
-    ("fusion", "outer", "concat", {"labels": "peakl"}),
-    ("labels", "peakl", "soft", {"fusion": "outer"}),
+    (C.FUSION, "outer", "concat", {C.LABELS: "peakl"}),
+    (C.LABELS, "peakl", "soft", {C.FUSION: "outer"}),
 ]
-REPORT_ARTIFACT_DIR = "report"
-COMPARE_ARTIFACT_DIR = "compare"
+REPORT_ARTIFACT_DIR = C.REPORT_DIR
+COMPARE_ARTIFACT_DIR = C.COMPARE_DIR
+# What the tables' numbers are, per contract.VALUE_PREFIXES key.
+VALUES_LABEL = {
+    "selected": "selected-epoch metrics (every metric at the one epoch chosen by select_metric)",
+    "best": "per-metric best epochs (best/<metric>, the paper's per-metric maxima: optimistic)",
+}
+BEST_VALUES_NOTE = (
+    "Values are best/<metric>: each metric at its own best validation epoch, the paper's per-metric maxima. "
+    "They are optimistic: the epoch is chosen on the validation fold itself, separately for each metric, so "
+    "no single model reaches all of them. The default (selected/<metric>) reports every metric at one epoch."
+)
 
 
 # --------------------------------------------------------------------------- formatting
@@ -143,6 +156,7 @@ class TableResult:
     n_pairs: int
     keys: list
     notes: list[str] = field(default_factory=list)
+    values: str = C.DEFAULT_VALUES
 
 
 def compare_table(
@@ -170,7 +184,8 @@ def compare_table(
     first = next(iter(comp.treatment_values.values()))
     keys = sorted_keys(first)
     ratio = nb_ratio(comp.n_train, comp.n_test, keys) if comp.n_train is not None else None
-    return TableResult(comp, table, ratio, len(keys), keys, [*comp.notes, *table.attrs.get("notes", [])])
+    return TableResult(comp, table, ratio, len(keys), keys, [*comp.notes, *table.attrs.get("notes", [])],
+                       values=trials.values)
 
 
 def table_intro(res: TableResult) -> str:
@@ -180,13 +195,17 @@ def table_intro(res: TableResult) -> str:
         f"Treatment {c.treatment_arm} vs baseline {c.baseline_arm}: differences are treatment − baseline "
         f"over {res.n_pairs} paired folds ({folds}); a positive T favours {c.treatment}."
     )
+    if res.values != C.DEFAULT_VALUES:
+        text += f" Values: {VALUES_LABEL.get(res.values, res.values)}."
     if res.ratio is not None and "T (NB)" in res.table.columns:
         text += f" NB correction with n_test/n_train = {res.ratio:.4g}."
     return text
 
 
-def footnotes(extended: bool, rope: float | None, repeated: bool) -> list[str]:
-    notes = [
+def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = C.DEFAULT_VALUES,
+              sizes_logged: bool = True) -> list[str]:
+    notes = [BEST_VALUES_NOTE] if values == "best" else []
+    notes += [
         (
             "T, dof, alternative, p-val, CI95% (of the mean difference), cohen-d, BF10 and power are "
             "pingouin.ttest(treatment, baseline, paired=True), the paper's test, shown under the paper's "
@@ -204,7 +223,8 @@ def footnotes(extended: bool, rope: float | None, repeated: bool) -> list[str]:
             "CV folds share most of their training data, so the naive paired t-test overstates "
             "significance. T (NB), p-val (NB) and CI95% (NB) are the Nadeau & Bengio (2003) corrected "
             "resampled t-test: variance factor 1/n + n_test/n_train instead of 1/n, n − 1 dof, with "
-            "n_test/n_train from the fold sizes logged with the runs (mean n_valid / mean n_train)"
+            + ("n_test/n_train from the fold sizes logged with the runs (mean n_valid / mean n_train)"
+               if sizes_logged else "n_test/n_train = 1/(k − 1), equal folds (the runs log no fold sizes)")
             + (
                 "; with several seeds this is Bouckaert & Frank's (2004) corrected repeated k-fold test."
                 if repeated
@@ -269,10 +289,10 @@ def arm_summary(trials: Trials, metrics: Sequence[str] | None = None) -> pd.Data
     metrics = list(metrics) if metrics else trials.metrics
     rows = {}
     for arm in trials.arms:
-        runs = trials.runs[trials.runs["arm"] == arm]
+        runs = trials.runs[trials.runs[C.ARM] == arm]
         row: dict[str, object] = {
-            "fusion": runs["fusion"].iloc[0],
-            "labels": runs["labels"].iloc[0],
+            C.FUSION: runs[C.FUSION].iloc[0],
+            C.LABELS: runs[C.LABELS].iloc[0],
             "runs": len(runs),
         }
         for m in metrics:
@@ -291,7 +311,7 @@ def arm_values(trials: Trials, metric: str) -> dict[str, dict]:
     repeated = runs["seed"].nunique() > 1
     out: dict[str, dict] = {}
     for arm in trials.arms:
-        rows = runs[(runs["arm"] == arm) & runs[metric].notna()]
+        rows = runs[(runs[C.ARM] == arm) & runs[metric].notna()]
         out[arm] = {
             ((int(r.fold), r.seed) if repeated else int(r.fold)): float(r[metric]) for _, r in rows.iterrows()
         }
@@ -308,7 +328,7 @@ def write_arm_plots(trials: Trials, out_dir: Path, metrics: Sequence[str] | None
         if not any(values.values()):
             continue
         name = "arms_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", metric) + ".png"
-        title = f"{metric}: fold values per arm\nsweep {trials.sweep.name}"
+        title = f"{metric}: fold values per arm\n{trials.sweep.description}"
         files.append(arm_plot(values, out_dir / name, metric, title=title))
     return files
 
@@ -327,20 +347,44 @@ def arm_summary_display(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.Dat
 # --------------------------------------------------------------------------- reports
 
 
-def _default_out(sweep_name: str, sub: str) -> Path:
-    return Path("analysis_out") / re.sub(r"[^A-Za-z0-9_.-]+", "-", sweep_name) / sub
+def _default_out(trials: Trials, sub: str) -> Path:
+    name = trials.sweep.name if not trials.sweep.filter_string else f"{trials.sweep.name}-filtered"
+    return Path("analysis_out") / re.sub(r"[^A-Za-z0-9_.-]+", "-", name) / _artifact_dir(sub, trials.values)
 
 
-def _log(client, run_id: str, files: Sequence[Path], artifact_dir: str) -> None:
+def _artifact_dir(sub: str, values: str) -> str:
+    # An optimistic (best/) report never overwrites the default one.
+    return sub if values == C.DEFAULT_VALUES else f"{sub}/{values}"
+
+
+def analysis_run(client, sweep: Sweep) -> str:
+    """Where the files of a selection without a parent run go: one run per scope, reused on reruns.
+
+    Tagged ``role=analysis``, so that no reader takes it for a trial.
+    """
+    found = [r for r in search_all(client, sweep.experiment_id, C.tag_filter({C.ROLE: C.ANALYSIS_ROLE}))
+             if r.data.tags.get(C.ANALYSIS_SCOPE) == sweep.scope]
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(sweep.experiment_id, run_name=f"analysis: {sweep.scope}"[:250],
+                            tags={C.ROLE: C.ANALYSIS_ROLE, C.ANALYSIS_SCOPE: sweep.scope})
+    client.set_terminated(run.info.run_id, status="FINISHED")
+    return run.info.run_id
+
+
+def _log(client, trials: Trials, files: Sequence[Path], artifact_dir: str) -> None:
+    run_id = trials.sweep.parent_run_id or analysis_run(client, trials.sweep)
     # File by file, not the whole directory: --out may point at a folder holding other things.
     for path in files:
         client.log_artifact(run_id, str(path), artifact_dir)
+    print(f"logged {len(files)} files to run {run_id} under {artifact_dir}/", file=sys.stderr)
 
 
-def _load(experiment: str, sweep: str | None, tracking_uri: str | None):
+def _load(experiment: str, sweep: str | None, tracking_uri: str | None, filter_string: str | None = None,
+          all_runs: bool = False, values: str = C.DEFAULT_VALUES):
     client = get_client(tracking_uri)
-    trials = load_trials(client, find_sweep(client, experiment, sweep))
-    return client, trials
+    selection = find_sweep(client, experiment, sweep, filter_string=filter_string, all_runs=all_runs)
+    return client, load_trials(client, selection, values)
 
 
 def _header(trials: Trials) -> str:
@@ -348,13 +392,21 @@ def _header(trials: Trials) -> str:
     runs = trials.runs
     folds = sorted(runs["fold"].unique()) if not runs.empty else []
     seeds = sorted(s for s in runs["seed"].unique() if s) if not runs.empty else []
+    if sw.parent_run_id is not None:
+        title = f"# Sweep {sw.name}"
+        where = f"Experiment `{sw.experiment_name}`, parent run `{sw.parent_run_id}`"
+    else:
+        title = f"# Runs of experiment {sw.experiment_name}"
+        where = f"Experiment `{sw.experiment_name}`, {f'runs matching `{sw.filter_string}`' if sw.filter_string else 'all runs'}"
+    if sw.parent_run_id is not None and sw.filter_string:
+        where += f", runs matching `{sw.filter_string}`"
     lines = [
-        f"# Sweep {sw.name}",
+        title,
         "",
-        f"Experiment `{sw.experiment_name}`, parent run `{sw.parent_run_id}`: {len(runs)} finished grid "
+        f"{where}: {len(runs)} finished grid "
         f"trials, arms {', '.join(trials.arms) or 'none'}, folds {', '.join(map(str, folds)) or 'none'}"
         + (f", seeds {', '.join(seeds)}" if len(seeds) > 1 else "")
-        + ".",
+        + f"; values: {VALUES_LABEL.get(trials.values, trials.values)}.",
     ]
     if trials.notes:
         lines += ["", *(f"> warning: {n}" for n in trials.notes)]
@@ -377,21 +429,27 @@ def sweep_report(
     metrics: Sequence[str] | None = None,
     alternative: str = "two-sided",
     echo: bool = True,
+    filter_string: str | None = None,
+    all_runs: bool = False,
+    values: str = C.DEFAULT_VALUES,
 ) -> str:
-    """The paper's two tables plus per-arm mean ± sd, printed, saved and logged to the parent run.
+    """The paper's two tables plus per-arm mean ± sd, printed, saved and logged to MLflow.
 
     Tables: fusion (outer vs concat at labels=peakl) and labels (peakl vs soft at fusion=outer); a
-    table whose arms or folds the sweep lacks is replaced by a message saying why. Files go to
-    ``out_dir`` (default ``analysis_out/<sweep>/report``) and, with ``log_to_mlflow``, to the
-    parent run's artifacts under ``report/``. Returns the Markdown text.
+    table whose arms or folds the runs lack is replaced by a message saying why. Runs: see
+    ``find_sweep`` (``sweep``, ``filter_string``, ``all_runs``). Files go to ``out_dir`` (default
+    ``analysis_out/<sweep>/report``) and, with ``log_to_mlflow``, to the parent run's artifacts under
+    ``report/`` (an analysis run's when the runs have no parent). ``values="best"`` reads ``best/<m>``
+    (optimistic, labelled so) and writes under ``report/best``. Returns the Markdown text.
     """
-    client, trials = _load(experiment, sweep, tracking_uri)
-    out = Path(out_dir) if out_dir is not None else _default_out(trials.sweep.name, REPORT_ARTIFACT_DIR)
+    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values)
+    out = Path(out_dir) if out_dir is not None else _default_out(trials, REPORT_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
     sections = [_header(trials)]
     notes: list[str] = []
     built = 0
+    sizes_logged = True
     caught: list[str] = []
     for factor, treatment, baseline, where in PAPER_TABLES:
         try:
@@ -416,6 +474,7 @@ def sweep_report(
         sections.append(section)
         notes += res.notes
         built += 1
+        sizes_logged = sizes_logged and res.comparison.sizes_logged
     # Both tables usually raise the same caveat (e.g. the Wilcoxon floor): warn once per text.
     for message in dict.fromkeys(caught):
         warnings.warn(message, stacklevel=2)
@@ -424,20 +483,24 @@ def sweep_report(
         shown = arm_summary_display(summary, trials.metrics)
         summary.to_csv(out / "arms.csv")
         (out / "arms.tex").write_text(
-            latex_table(shown, "arm", f"Sweep {trials.sweep.name}: mean ± sd over folds per arm", "arms"),
+            latex_table(shown, "arm", f"{trials.sweep.name}: mean ± sd over folds per arm", "arms"),
             encoding="utf-8",
         )
         files += [out / "arms.csv", out / "arms.tex"]
         figures = write_arm_plots(trials, out)
         files += figures
         sections.append(
-            "## Per-arm mean ± sd\n\nOver folds (and seeds), sd with ddof = 1, selected-epoch metrics.\n\n"
+            "## Per-arm mean ± sd\n\nOver folds (and seeds), sd with ddof = 1, "
+            f"{VALUES_LABEL.get(trials.values, trials.values)}.\n\n"
             + markdown_table(shown, "arm")
             + ("\n\nFold values per arm, one figure per metric: " + ", ".join(f"`{f.name}`" for f in figures)
                if figures else "")
         )
     if built:
-        notes = [*footnotes(extended, rope, repeated=len(set(trials.runs["seed"])) > 1), *notes]
+        repeated = len(set(trials.runs["seed"])) > 1
+        notes = [*footnotes(extended, rope, repeated, values=trials.values, sizes_logged=sizes_logged), *notes]
+    elif trials.values != C.DEFAULT_VALUES:
+        notes = [BEST_VALUES_NOTE, *notes]
     if notes:
         sections.append(_notes_section(notes))
     text = "\n\n".join(sections) + "\n"
@@ -446,11 +509,7 @@ def sweep_report(
     if echo:
         print(text)
     if log_to_mlflow:
-        _log(client, trials.sweep.parent_run_id, files, REPORT_ARTIFACT_DIR)
-        print(
-            f"logged {len(files)} files to run {trials.sweep.parent_run_id} under {REPORT_ARTIFACT_DIR}/",
-            file=sys.stderr,
-        )
+        _log(client, trials, files, _artifact_dir(REPORT_ARTIFACT_DIR, trials.values))
     print(f"wrote {len(files)} files to {out}", file=sys.stderr)
     return text
 
@@ -471,24 +530,29 @@ def compare_report(
     rope: float | None = None,
     alternative: str = "two-sided",
     echo: bool = True,
+    filter_string: str | None = None,
+    all_runs: bool = False,
+    values: str = C.DEFAULT_VALUES,
 ) -> str:
-    """One fold-paired table (``python -m analysis compare``): printed, saved, logged under ``compare/``."""
-    client, trials = _load(experiment, sweep, tracking_uri)
+    """One fold-paired table (``python -m analysis compare``): printed, saved, logged under ``compare/``.
+
+    ``factor`` and the keys of ``where`` are any tag or param of the runs; runs and values as in
+    :func:`sweep_report`.
+    """
+    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values)
     res = compare_table(trials, factor, treatment, baseline, where, metrics, alternative, extended, rope)
-    out = Path(out_dir) if out_dir is not None else _default_out(trials.sweep.name, COMPARE_ARTIFACT_DIR)
+    out = Path(out_dir) if out_dir is not None else _default_out(trials, COMPARE_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files, section = write_table(res, out)
-    notes = [*footnotes(extended, rope, repeated=res.comparison.runs > 1), *trials.notes, *res.notes]
+    notes = [*footnotes(extended, rope, repeated=res.comparison.runs > 1, values=trials.values,
+                        sizes_logged=res.comparison.sizes_logged),
+             *trials.notes, *res.notes]
     text = section + "\n\n" + _notes_section(notes) + "\n"
     # The .md file holds the full printed text, footnotes included.
     files[2].write_text(text, encoding="utf-8")
     if echo:
         print(text)
     if log_to_mlflow:
-        _log(client, trials.sweep.parent_run_id, files, COMPARE_ARTIFACT_DIR)
-        print(
-            f"logged {len(files)} files to run {trials.sweep.parent_run_id} under {COMPARE_ARTIFACT_DIR}/",
-            file=sys.stderr,
-        )
+        _log(client, trials, files, _artifact_dir(COMPARE_ARTIFACT_DIR, trials.values))
     print(f"wrote {len(files)} files to {out}", file=sys.stderr)
     return text

@@ -28,10 +28,10 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-log = logging.getLogger(__name__)
+from analysis import contract as C
+from analysis.runs import search_all
 
-PARENT_ROLE, TRIAL_ROLE = "parent", "trial"
-LOGGED_PREFIXES = ("valid/", "train/", "selected/", "gpu/")
+log = logging.getLogger(__name__)
 
 
 def default_tracking_uri(cache_dir: Path) -> str:
@@ -82,31 +82,30 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
 
 
 def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> list:
-    clauses = " and ".join(f"tags.`{key}` = '{value}'" for key, value in tags.items())
-    return client.search_runs([experiment_id], filter_string=clauses, max_results=10000)
+    """Runs carrying every given tag value (values quoted: a sweep name may hold a quote)."""
+    return search_all(client, experiment_id, C.tag_filter(tags))
 
 
 def start_parent(client: MlflowClient, experiment_id: str, sweep: str, params: Mapping[str, Any],
                  tags: Mapping[str, str]) -> str:
     """The sweep's parent run: found by its ``sweep`` tag (a rerun resumes it) or created."""
-    existing = find_runs(client, experiment_id, sweep=sweep, role=PARENT_ROLE)
+    existing = find_runs(client, experiment_id, **{C.SWEEP: sweep, C.ROLE: C.PARENT_ROLE})
     if existing:
         run_id = existing[0].info.run_id
         client.update_run(run_id, status="RUNNING")
-        client.set_tag(run_id, "resumed", str(int(existing[0].data.tags.get("resumed", "0")) + 1))
+        client.set_tag(run_id, C.RESUMED, str(int(existing[0].data.tags.get(C.RESUMED, "0")) + 1))
         return run_id
     run = client.create_run(experiment_id, run_name=sweep,
-                            tags={"sweep": sweep, "role": PARENT_ROLE, **tags})
+                            tags={C.SWEEP: sweep, C.ROLE: C.PARENT_ROLE, **tags})
     client.log_batch(run.info.run_id, params=[Param(k, _param(v)) for k, v in params.items()])
     return run.info.run_id
 
 
 def mark_orphans_killed(client: MlflowClient, experiment_id: str, parent_id: str) -> int:
     """Children left RUNNING by a driver that died: nothing runs them any more."""
-    runs = client.search_runs([experiment_id], filter_string=(
-        f"tags.`mlflow.parentRunId` = '{parent_id}' and attributes.status = 'RUNNING'"), max_results=10000)
+    runs = search_all(client, experiment_id, C.tag_filter(parent=parent_id, status="RUNNING"))
     for run in runs:
-        client.set_tag(run.info.run_id, "orphaned", "true")
+        client.set_tag(run.info.run_id, C.ORPHANED, "true")
         client.set_terminated(run.info.run_id, status="KILLED")
     return len(runs)
 
@@ -165,9 +164,8 @@ class MlflowTrialCallback(Callback):
     def _known_runs(self) -> dict[str, Any]:
         """This sweep's child runs by trial id: one query per driver session, not one per trial."""
         if self._by_trial is None:
-            runs = self.client.search_runs([self.experiment_id], filter_string=(
-                f"tags.`mlflow.parentRunId` = '{self.parent_run_id}'"), max_results=50000)
-            self._by_trial = {r.data.tags["ray.trial_id"]: r for r in runs if "ray.trial_id" in r.data.tags}
+            runs = search_all(self.client, self.experiment_id, C.tag_filter(parent=self.parent_run_id))
+            self._by_trial = {r.data.tags[C.TRIAL_ID]: r for r in runs if C.TRIAL_ID in r.data.tags}
         return self._by_trial
 
     def run_id(self, trial) -> str:
@@ -177,13 +175,13 @@ class MlflowTrialCallback(Callback):
         found = self._known_runs().get(trial.trial_id)
         if found is not None:
             run_id = found.info.run_id
-            self._attempt[trial.trial_id] = int(found.data.tags.get("attempts", "0"))
+            self._attempt[trial.trial_id] = int(found.data.tags.get(C.ATTEMPTS, "0"))
             if found.info.status == "FINISHED":  # completed before an interruption; keep it as it is
                 self._done_before.add(trial.trial_id)
         else:
             config = trial.config
-            tags = {**self.tags, "role": TRIAL_ROLE, "mlflow.parentRunId": self.parent_run_id,
-                    "ray.trial_id": trial.trial_id, "attempts": "1",
+            tags = {**self.tags, C.ROLE: C.TRIAL_ROLE, C.PARENT_RUN_ID: self.parent_run_id,
+                    C.TRIAL_ID: trial.trial_id, C.ATTEMPTS: "1",
                     **(self.trial_tags(config) if self.trial_tags else {})}
             name = self.run_name(config) if self.run_name else trial.trial_id
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
@@ -205,7 +203,7 @@ class MlflowTrialCallback(Callback):
             self._fresh.discard(trial.trial_id)
             return
         self.client.update_run(run_id, status="RUNNING")
-        self.client.set_tag(run_id, "attempts", str(attempt))
+        self.client.set_tag(run_id, C.ATTEMPTS, str(attempt))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         run_id = self.run_id(trial)
@@ -214,15 +212,16 @@ class MlflowTrialCallback(Callback):
         step = int(result.get("epoch", 0))
         now = int(time.time() * 1000)
         metrics = [Metric(metric_key(k), float(v), now, step) for k, v in result.items()
-                   if k.startswith(LOGGED_PREFIXES) and isinstance(v, int | float) and math.isfinite(v)]
+                   if k.startswith(C.LOGGED_PREFIXES) and isinstance(v, int | float) and math.isfinite(v)]
         params, tags = [], []
         if trial.trial_id not in self._node_tagged and "node_id" in result:
             self._node_tagged.add(trial.trial_id)
-            tags = [RunTag("ray.node_id", str(result["node_id"])), RunTag("ray.node_ip", str(result.get("node_ip")))]
+            tags = [RunTag(C.NODE_ID, str(result["node_id"])), RunTag(C.NODE_IP, str(result.get("node_ip")))]
             existing = self.client.get_run(run_id).data.params
-            params = [Param(k, str(result[k])) for k in ("n_train", "n_valid") if k in result and k not in existing]
+            # The result reports them under the contract's param names (what the head trained / was scored on).
+            params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID) if k in result and k not in existing]
             if self._attempt.get(trial.trial_id, 1) > 1:
-                tags.append(RunTag(f"ray.node_id.attempt_{self._attempt[trial.trial_id]}", str(result["node_id"])))
+                tags.append(RunTag(C.node_attempt_tag(self._attempt[trial.trial_id]), str(result["node_id"])))
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
     def _record_error(self, trial, final: bool) -> None:
@@ -236,9 +235,9 @@ class MlflowTrialCallback(Callback):
         else:
             error = trial.get_error()
             text = str(error) if error is not None else "(Tune recorded no error text)"
-        self.client.log_text(run_id, text, f"errors/attempt_{attempt}.txt")
-        self.client.set_tag(run_id, "last_error", text.strip().splitlines()[-1][:500] if text.strip() else "")
-        self.client.set_tag(run_id, "failed_attempts", str(trial.num_failures))
+        self.client.log_text(run_id, text, C.error_artifact(attempt))
+        self.client.set_tag(run_id, C.LAST_ERROR, text.strip().splitlines()[-1][:500] if text.strip() else "")
+        self.client.set_tag(run_id, C.FAILED_ATTEMPTS, str(trial.num_failures))
         if final:
             self.client.set_terminated(run_id, status="FAILED")
 
@@ -263,9 +262,9 @@ class MlflowTrialCallback(Callback):
 
 def _artifact_dir(path: Path) -> str | None:
     if path.suffix == ".png":
-        return "plots"
+        return C.PLOTS_DIR
     if path.suffix == ".pt":
-        return "checkpoint"
+        return C.CHECKPOINT_DIR
     return None
 
 

@@ -12,6 +12,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from analysis import contract as C
 from analysis.__main__ import main
 from analysis.embeddings import (
     CHECKPOINT,
@@ -20,9 +21,9 @@ from analysis.embeddings import (
     alignment_metrics,
     download_checkpoint,
     embedding_figure,
-    find_trial_run,
     validation_rows,
 )
+from analysis.runs import find_trial_run
 from erc.config import RunConfig
 from erc.model import build_head
 from erc.predict import load_head
@@ -88,14 +89,14 @@ def test_cli_draws_and_logs_the_figure_for_a_finished_trial(sweep_store, tmp_pat
     assert image.shape[1] > 1.8 * image.shape[0] > 500
 
     # one point per validation utterance of fold 0, at its human ratings
-    n_valid = int(trial.data.params["n_valid"])
+    n_valid = int(trial.data.params[C.N_VALID])
     points = pd.read_csv(out / "points.csv")
     assert len(points) == n_valid and points[["umap_x", "umap_y"]].notna().all().all()
-    valid = validation_rows(trial.data.tags["features"], 0)
-    assert list(points.segment_id) == [str(s) for s in valid["segment_id"]]
-    np.testing.assert_allclose(points.valence, valid["valence"], rtol=1e-6)
-    np.testing.assert_allclose(points.arousal, valid["arousal"], rtol=1e-6)
-    assert printed["n_utterances"] == (valid["majority"] >= 0).sum() == (points.majority >= 0).sum()
+    valid = validation_rows(trial.data.tags[C.FEATURES], 0)
+    assert list(points.segment_id) == [str(s) for s in valid.segment_id]
+    np.testing.assert_allclose(points.valence, valid.valence, rtol=1e-6)
+    np.testing.assert_allclose(points.arousal, valid.arousal, rtol=1e-6)
+    assert printed["n_utterances"] == (valid.majority >= 0).sum() == (points.majority >= 0).sum()
 
     # logged to the trial's own run: the figure, the coordinates and the numbers (as printed)
     logged = client.get_run(run_id)
@@ -145,7 +146,7 @@ def test_trained_and_untrained_heads_give_different_alignment(sweep_store, tmp_p
     sweep, found = find_trial_run(client, "erc-sweeps", "outer-peakl", 0)
     assert found.info.run_id == trial.info.run_id and sweep.parent_run_id == sweep_store["parent"].info.run_id
     ckpt = download_checkpoint(client, found, tmp_path)
-    valid = validation_rows(trial.data.tags["features"], 0)
+    valid = validation_rows(trial.data.tags[C.FEATURES], 0)
     a = embedding_figure(load_head(ckpt["config"], ckpt["state_dict"]), valid, tmp_path / "trained.png",
                          config=ckpt["config"])
     assert a.path.is_file()
