@@ -29,6 +29,7 @@ import numpy as np
 import yaml
 
 from analysis import contract as C
+from analysis.runs import search_all
 from erc.config import RunConfig
 from erc.data.folds import N_FOLDS
 from erc.metrics import metric_mode
@@ -63,8 +64,8 @@ def default_point(space: SearchSpace, base: dict[str, Any]) -> dict[str, Any]:
 
 def _search_run(track: Tracking, arm: str, fold: int) -> str:
     """The (arm, fold) search's MLflow run under the grid parent: found again on a rerun, or created."""
-    found = track.client.search_runs([track.experiment_id], filter_string=C.tag_filter(
-        {C.SWEEP: track.sweep, C.ROLE: C.SEARCH_ROLE, C.ARM: arm, C.FOLD: fold}))
+    found = search_all(track.client, track.experiment_id,
+                       C.tag_filter({C.SWEEP: track.sweep, C.ROLE: C.SEARCH_ROLE, C.ARM: arm, C.FOLD: fold}))
     if found:
         track.client.update_run(found[0].info.run_id, status="RUNNING")
         return found[0].info.run_id
