@@ -29,6 +29,7 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
+from sweeps import head_mlflow
 from tests.sweep_helpers import REPO, MlflowServer, children, parents, run, sweep_command
 
 CONFIGS = ("cluster.yaml", "cluster-onprem.yaml")
@@ -57,10 +58,15 @@ def test_cluster_configs_pass_rays_validation(name):
     assert any("pip install -r requirements.txt" in c for c in config["setup_commands"])
     assert "pip install -r requirements.txt" in (REPO / "README.md").read_text()
     assert any(remote.rstrip("/").endswith("erc-sweeps") for remote in config["file_mounts"])
-    # the head also runs the MLflow server, on the head's private address, not 0.0.0.0
+    # the head also runs the MLflow server, on the head's cluster address (as Ray does), not 0.0.0.0
+    assert any(c.rstrip().endswith("> ~/erc-head-ip") for c in config["head_setup_commands"])
     head = " ".join(config["head_start_ray_commands"])
-    assert "mlflow server" in head and "hostname -I" in head and "0.0.0.0" not in head
-    assert "--backend-store-uri sqlite:///" in head
+    assert "ray start --head --node-ip-address=$(cat ~/erc-head-ip)" in head and "0.0.0.0" not in head
+    [mlflow] = [c for c in config["head_start_ray_commands"] if "sweeps.head_mlflow" in c]
+    args = head_mlflow.parse_args(shlex.split(mlflow.replace("$(cat ~/erc-head-ip)", "10.0.0.10"))[3:])
+    assert args.host == "10.0.0.10" and args.ray_address == "10.0.0.10:6379" and args.port == 5000
+    assert "--backend-store-uri" in args.mlflow_args and args.mlflow_args[
+        args.mlflow_args.index("--backend-store-uri") + 1].startswith("sqlite:///")
     # token authentication everywhere: the token goes to every node
     assert "~/.ray/auth_token" in config["file_mounts"]
     for key in ("head_start_ray_commands", "worker_start_ray_commands"):
@@ -108,7 +114,8 @@ def test_readme_cluster_commands_use_real_flags():
         if args[:3] == ["python", "-m", "sweeps.ablation"]:
             args = args[3:]
         parsed = parse_args(args)
-        assert parsed.address == "auto" and parsed.storage.startswith("s3://") and parsed.gpus_per_trial
+        shared = "/mnt/shared/erc-sweeps/" if "cluster-onprem.yaml" in line else "s3://"
+        assert parsed.address == "auto" and parsed.storage.startswith(shared) and parsed.gpus_per_trial
     assert parse_args(shlex.split(submit[0].split(" -- ", 1)[1])).tracking_uri.endswith(":5000")
 
 

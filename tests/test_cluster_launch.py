@@ -452,3 +452,15 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
         assert sweep in Path(report).read_text()
     finally:
         server.stop()
+
+
+def test_head_mlflow_fails_loudly_when_the_server_cannot_start(tmp_path):
+    """A broken MLflow start command fails `ray up` with the server's own error, not a silent head."""
+    start = time.time()
+    proc = subprocess.run([sys.executable, "-m", "sweeps.head_mlflow", "--host", "127.0.0.1", "--port",
+                           str(free_port()), "--log", str(tmp_path / "server.log"), "--", "--no-such-flag"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "did not come up" in proc.stderr and "--no-such-flag" in proc.stderr  # mlflow's usage error
+    assert "mlflow server exited with code 2" in (tmp_path / "server.log").read_text()
+    print(f"failed in {time.time() - start:.1f} s")
