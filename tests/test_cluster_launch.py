@@ -49,6 +49,7 @@ import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
+from sweeps.head_mlflow import reachable
 from tests.sweep_helpers import REPO, MlflowServer, children, free_port, parents, run, sweep_command
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -59,16 +60,6 @@ SHARED = "/mnt/shared/erc-sweeps"
 # Seconds Ray may be down before the head's MLflow server stops (sweeps/head_mlflow.py): above the
 # gap between `ray stop` and `ray start` in a repeated `ray up` on a busy 2-core machine.
 GRACE_S = 30
-
-
-def port_open(host: str, port: int) -> bool:
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=2):
-            return True
-    except OSError:
-        return False
 
 
 def _namespaces_work() -> bool:
@@ -269,7 +260,7 @@ def test_ray_up_submit_down_over_ssh(ssh_host, demo_root, demo_encoders):
     from ray.autoscaler._private.util import prepare_config
 
     for port in (MLFLOW_PORT, GCS_PORT):
-        assert not port_open("127.0.0.1", port), f"port {port} (cluster-onprem.yaml's) is taken on this machine"
+        assert not reachable(f"127.0.0.1:{port}"), f"port {port} (cluster-onprem.yaml's) is taken on this machine"
     cfg = ssh_host.cluster_config("cluster-onprem.yaml")
     prepared = prepare_config(yaml.safe_load(cfg.read_text()))
     assert ssh_host.ray("get-auth-token", "--generate").returncode == 0
@@ -287,7 +278,11 @@ def test_ray_up_submit_down_over_ssh(ssh_host, demo_root, demo_encoders):
     assert "MLflow serves http://127.0.0.1:5000" in log
     assert requests.get(f"http://127.0.0.1:{MLFLOW_PORT}/health", timeout=5).ok
     others = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout.split()
-    assert not [ip for ip in others if port_open(ip, MLFLOW_PORT)], "MLflow listens beyond 127.0.0.1"
+    assert not [ip for ip in others if reachable(f"{ip}:{MLFLOW_PORT}")], "MLflow listens beyond 127.0.0.1"
+    if shutil.which("ss"):  # for the record: Ray's GCS listens on every interface, whatever the node IP
+        listening = subprocess.run(["ss", "-ltn"], capture_output=True, text=True, check=False).stdout
+        print("listening:", [line.split()[3] for line in listening.splitlines()[1:]
+                             if line.split()[3].endswith((f":{GCS_PORT}", f":{MLFLOW_PORT}"))])
 
     # --- the data as the README sends it, then the sweep on the head, joining the cluster
     assert ssh_host.ray("rsync-up", str(cfg), f"{demo_root}/", "~/data/").returncode == 0
@@ -336,7 +331,7 @@ def test_ray_up_submit_down_over_ssh(ssh_host, demo_root, demo_encoders):
         left = ssh_host.processes()
     left = [" ".join(p.cmdline)[:150] for p in left if p.name != "sshd"]
     assert not left, f"left running after ray down: {left}"
-    assert not port_open("127.0.0.1", MLFLOW_PORT) and not port_open("127.0.0.1", GCS_PORT)
+    assert not reachable(f"127.0.0.1:{MLFLOW_PORT}") and not reachable(f"127.0.0.1:{GCS_PORT}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,7 +349,7 @@ class S3Server:
         self.proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
                                      stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.time() + 60
-        while not port_open("127.0.0.1", self.port):
+        while not reachable(f"127.0.0.1:{self.port}"):
             if self.proc.poll() is not None or time.time() > deadline:
                 self.stop()
                 raise RuntimeError(f"moto server did not start: {(root / 'moto.log').read_text()[-2000:]}")
@@ -402,7 +397,7 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
     try:
         cache = tmp_path / "cache"
         cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0", "--fusions", "outer",
-                            "--labels", "peakl,soft", "--epochs", "40", "--max-concurrent", "1",
+                            "--labels", "peakl,soft", "--epochs", "20", "--max-concurrent", "1",
                             "--storage", f"s3://{s3.bucket}/ray_results", "--tracking-uri", server.uri)
         client = MlflowClient(server.uri)
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
