@@ -49,6 +49,7 @@ import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
+from analysis import contract
 from sweeps.head_mlflow import reachable
 from tests.sweep_helpers import REPO, MlflowServer, children, free_port, parents, run, sweep_command
 
@@ -300,13 +301,13 @@ def test_ray_up_submit_down_over_ssh(ssh_host, demo_root, demo_encoders):
     runs = children(client)
     assert Counter(r.info.run_name for r in runs) == Counter(["fold0-outer-peakl", "fold0-outer-soft"])
     assert {r.info.status for r in runs} == {"FINISHED"}
-    assert {r.data.tags["ray.node_ip"] for r in runs} == {"127.0.0.1"}
+    assert {r.data.tags[contract.NODE_IP] for r in runs} == {"127.0.0.1"}
     [parent] = parents(client)
     assert parent.info.status == "FINISHED"
-    sweep = parent.data.tags["sweep"]
+    sweep = parent.data.tags[contract.SWEEP]
     assert list((storage / sweep).glob("experiment_state-*.json"))  # Tune's state on the shared dir
     for r in runs:  # checkpoints, through the server, stored on the shared dir
-        assert "checkpoint/head.pt" in {a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")}
+        assert contract.HEAD_CHECKPOINT in {a.path for a in client.list_artifacts(r.info.run_id, contract.CHECKPOINT_DIR)}
     assert len(list((ssh_host.shared / "mlflow-artifacts").rglob("head.pt"))) == 2
 
     # --- a second ray up: nothing changes, MLflow keeps running (Ray itself restarts, as ray up does)
@@ -415,7 +416,7 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
                 break
         assert driver.poll() is None, "the sweep ended before it could be killed"
         [parent] = parents(client)
-        sweep = parent.data.tags["sweep"]
+        sweep = parent.data.tags[contract.SWEEP]
         state = s3.keys(f"ray_results/{sweep}/")
         assert any(re.search(r"/experiment_state-[^/]+\.json$", k) for k in state), state
         os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
@@ -429,7 +430,7 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
         assert {r.info.status for r in runs} == {"FINISHED"}
         by_name = {r.info.run_name: r for r in runs}
         for name, run_id in finished_before.items():  # finished before the kill: not rerun
-            assert by_name[name].info.run_id == run_id and by_name[name].data.tags["attempts"] == "1"
+            assert by_name[name].info.run_id == run_id and by_name[name].data.tags[contract.ATTEMPTS] == "1"
         assert not (cache / "ray_results").exists()  # nothing of Tune's went to the local default
 
         # Tune's state and every trial's final checkpoint are in the bucket
@@ -440,10 +441,10 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
             assert r.info.artifact_uri.startswith("mlflow-artifacts:/"), r.info.artifact_uri
             local = client.download_artifacts(r.info.run_id, "final.json", str(tmp_path / r.info.run_name))
             assert json.loads(Path(local).read_text())
-            assert s3.keys(f"mlflow-artifacts/{r.info.experiment_id}/{r.info.run_id}/artifacts/checkpoint/head.pt")
+            assert s3.keys(f"mlflow-artifacts/{r.info.experiment_id}/{r.info.run_id}/artifacts/{contract.HEAD_CHECKPOINT}")
         [parent] = parents(client)
         assert parent.info.status == "FINISHED"
-        report = client.download_artifacts(parent.info.run_id, "report/report.md", str(tmp_path / "parent"))
+        report = client.download_artifacts(parent.info.run_id, f"{contract.REPORT_DIR}/report.md", str(tmp_path / "parent"))
         assert sweep in Path(report).read_text()
     finally:
         server.stop()
