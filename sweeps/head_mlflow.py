@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", required=True, help="address to bind: the head's cluster-network IP")
     parser.add_argument("--port", type=int, default=5000)
     parser.add_argument("--ray-address", help="Ray's GCS on this head, HOST:PORT (default: HOST:6379)")
-    parser.add_argument("--grace", type=float, default=float(os.environ.get(GRACE_ENV, DEFAULT_GRACE_S)),
+    parser.add_argument("--grace", type=float, default=os.environ.get(GRACE_ENV, str(DEFAULT_GRACE_S)),
                         help=f"seconds Ray may be down before MLflow is stopped; 0: never stop it "
                              f"(default: ${GRACE_ENV}, else {DEFAULT_GRACE_S:g})")
     parser.add_argument("--log", type=Path, default=Path("~/mlflow/server.log"),
