@@ -34,6 +34,8 @@ TEXT_ENCODER = "text_encoder"
 FEATURES = "features"
 GIT_COMMIT = "git_commit"
 COMMAND = "command"
+MODE = "mode"  # cached | finetune (erc.protocol.MODES)
+PROTOCOL = "protocol"  # default | paper (erc.protocol.PROTOCOLS)
 TRIAL_ID = "ray.trial_id"
 NODE_ID = "ray.node_id"
 NODE_IP = "ray.node_ip"
@@ -79,7 +81,8 @@ DEFAULT_VALUES = "selected"
 
 # --------------------------------------------------------------------------- artifacts
 CHECKPOINT_DIR = "checkpoint"
-HEAD_CHECKPOINT = f"{CHECKPOINT_DIR}/head.pt"
+HEAD_CHECKPOINT = f"{CHECKPOINT_DIR}/head.pt"  # cached mode: {"config", "state_dict"} of the head
+MODEL_CHECKPOINT = f"{CHECKPOINT_DIR}/model.pt"  # finetune mode: encoders (audio_encoder./text_encoder.) + head
 PLOTS_DIR = "plots"
 ERRORS_DIR = "errors"
 DATA_DIR = "data"

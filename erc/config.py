@@ -2,7 +2,8 @@
 
 Each component owns a frozen, keyword-only dataclass beside its code — :class:`erc.model.HeadConfig`
 (sizes, with ``paper()``/``demo()`` presets), :class:`erc.losses.LossConfig` (label arm and loss),
-:class:`erc.optim.OptimConfig` — and :class:`RunConfig` composes them with the run-level keys.
+:class:`erc.optim.OptimConfig`, :class:`erc.protocol.ProtocolConfig` (data, inputs, evaluation) — and
+:class:`RunConfig` composes them with the run-level keys.
 
 Ray Tune's ``param_space``, MLflow params, YAML config files and the command line all hold the
 *flat* form: ``{"fusion": "outer", "lr": 0.001, …}``. :meth:`RunConfig.from_flat` and
@@ -24,6 +25,7 @@ from erc.losses import LossConfig
 from erc.metrics import check_metric, metric_mode
 from erc.model import HeadConfig
 from erc.optim import OptimConfig
+from erc.protocol import ProtocolConfig
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -31,6 +33,7 @@ class RunConfig:
     head: HeadConfig = field(default_factory=HeadConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     select_metric: str = "acc"  # the paper checkpoints on validation accuracy
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -82,7 +85,7 @@ class RunConfig:
         return RunConfig.from_flat({**self.to_flat(), **flat})
 
 
-_PARTS = {"head": HeadConfig, "loss": LossConfig, "optim": OptimConfig}
+_PARTS = {"head": HeadConfig, "loss": LossConfig, "optim": OptimConfig, "protocol": ProtocolConfig}
 
 
 def _flat_keys() -> dict[str, tuple[type, Any]]:

@@ -1,9 +1,15 @@
 """Multitask loss (DESIGN §5): ``cls_coef · L_cls + (1 - cls_coef) · L_reg``.
 
 - ``L_cls``: cross-entropy against class indices (hard arm) or probability vectors (soft, peakl),
-  optionally focal: each sample's CE is weighted by ``(1 - p_t)^gamma`` where ``p_t`` is the
-  probability the model gives to the target, ``p_t = Σ_i q_i p_i`` for a target distribution q
-  (for a one-hot q this is the usual focal loss of Lin et al.; gamma = 0 is plain CE).
+  optionally focal, in one of two variants (``focal``):
+
+  - ``sample``: each sample's CE is weighted by ``(1 - p_t)^gamma`` where ``p_t`` is the
+    probability the model gives to the target, ``p_t = Σ_i q_i p_i`` for a target distribution q
+    (for a one-hot q this is the usual focal loss of Lin et al.);
+  - ``batch`` (the paper's original code): the focal weight of the batch-mean CE,
+    ``(1 - exp(-CE_mean))^gamma · CE_mean`` — one weight for the whole batch.
+
+  gamma = 0 is plain CE in both.
 - ``L_reg``: mean squared error on valence and arousal (mean over both).
 """
 
@@ -20,6 +26,7 @@ from erc.model import N_CLASSES
 
 LabelArm = Literal["hard", "soft", "peakl"]
 LABEL_ARMS: tuple[str, ...] = get_args(LabelArm)
+Focal = Literal["sample", "batch"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -29,6 +36,7 @@ class LossConfig:
     labels: LabelArm = "peakl"  # hard drops tied utterances from training
     cls_coef: float = 0.7  # loss = cls_coef · L_cls + (1 - cls_coef) · L_reg (the paper's 0.7)
     focal_gamma: float = 0.0  # 0 = plain cross-entropy
+    focal: Focal = "sample"  # per-sample weights, or the paper's weight on the batch-mean CE
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.cls_coef <= 1.0:
@@ -37,12 +45,16 @@ class LossConfig:
             raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
 
 
-def classification_loss(logits: Tensor, target: Tensor, gamma: float = 0.0, reduction: str = "mean") -> Tensor:
+def classification_loss(logits: Tensor, target: Tensor, gamma: float = 0.0, reduction: str = "mean",
+                        focal: str = "sample") -> Tensor:
     """Cross-entropy of ``logits`` (B, 7) against ``target``: class indices (B,) or probabilities (B, 7).
 
-    ``gamma > 0`` adds the per-sample focal weight ``(1 - p_t)^gamma``.
+    ``gamma > 0`` adds the focal weight: per sample ``(1 - p_t)^gamma`` (``focal='sample'``), or
+    ``(1 - exp(-CE_mean))^gamma`` on the batch mean (``focal='batch'``, only with reduction 'mean').
     ``reduction``: 'mean' | 'sum' | 'none' (per-sample values, shape (B,)).
     """
+    if focal not in ("sample", "batch"):
+        raise ValueError(f"unknown focal variant {focal!r}; use 'sample' or 'batch'")
     log_p = F.log_softmax(logits, dim=-1)  # (B, 7)
     if target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
         # class targets: a one-hot distribution
@@ -50,6 +62,11 @@ def classification_loss(logits: Tensor, target: Tensor, gamma: float = 0.0, redu
     else:
         q = target.to(log_p.dtype)
     ce = -(q * log_p).sum(dim=-1)  # (B,)
+    if focal == "batch" and gamma:
+        if reduction != "mean":
+            raise ValueError("the batch focal loss is defined on the batch mean only (reduction='mean')")
+        mean = ce.mean()
+        return (1.0 - torch.exp(-mean)).pow(gamma) * mean
     if gamma:
         p_t = (q * log_p.exp()).sum(dim=-1).clamp(0.0, 1.0)
         ce = (1.0 - p_t).pow(gamma) * ce
@@ -88,6 +105,7 @@ def multitask_loss(
     cls_coef: float = 0.7,
     gamma: float = 0.0,
     cls_mask: Tensor | None = None,
+    focal: str = "sample",
 ) -> LossParts:
     """The combined loss of a head's (B, 9) output.
 
@@ -98,6 +116,6 @@ def multitask_loss(
     logits, va = output[:, :N_CLASSES], output[:, N_CLASSES:]
     if cls_mask is not None:
         logits, cls_target = logits[cls_mask], cls_target[cls_mask]
-    cls = classification_loss(logits, cls_target, gamma) if logits.shape[0] else output.new_zeros(())
+    cls = classification_loss(logits, cls_target, gamma, focal=focal) if logits.shape[0] else output.new_zeros(())
     reg = regression_loss(va, va_target)
     return LossParts(cls_coef * cls + (1.0 - cls_coef) * reg, cls, reg)

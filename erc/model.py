@@ -57,6 +57,9 @@ class HeadConfig:
     # because the inputs are standardised, which strips the constant component the paper's raw features
     # gave a'⊗t' (see TensorMixerHead); False = the literal a'⊗t'.
     append_one: bool = True
+    # Standardise the inputs with the training rows' mean/std (and predict valence/arousal in standard
+    # units, mapped back to 1–5 inside the head). False = raw pooled vectors, raw 1–5 targets (the paper).
+    standardise: bool = True
 
     def __post_init__(self) -> None:
         if min(self.proj_dim, self.patch, self.dim, self.depth) < 1:

@@ -12,7 +12,13 @@ every arm: classification metrics and ``cls_loss`` on the utterances with a uniq
 against that class; regression metrics and ``reg_loss`` on all of them.
 
 Selection: the epoch with the best ``select_metric`` (max, or min for losses; the first such epoch
-on ties). Every metric of the result comes from that one epoch.
+on ties). Every metric of the result comes from that one epoch. With ``patience`` > 0 training stops
+once that many epochs have passed without a better one (early stopping).
+
+Protocol items (:mod:`erc.protocol`): ``valid_ties='excluded'`` leaves tied utterances out of
+validation altogether (the paper's evaluation); ``standardise=False`` feeds raw vectors; the
+``cosine_restarts`` schedule steps after every optimisation step; ``precision='bf16'`` runs the
+forward passes under autocast (losses and metrics in fp32).
 """
 
 from __future__ import annotations
@@ -31,8 +37,9 @@ from erc.labels import peakl, soft
 from erc.losses import multitask_loss
 from erc.metrics import evaluate_outputs, is_better
 from erc.model import build_head
-from erc.optim import make_optimizer
+from erc.optim import EarlyStopping, autocast, make_optimizer, make_scheduler
 from erc.predict import Predictions, device_of, forward
+from erc.protocol import check_cached
 from erc.table import FeatureTable
 
 EpochCallback = Callable[[int, dict[str, float]], None]
@@ -54,7 +61,7 @@ class FitResult:
     n_valid: int  # validation utterances (all; classification metrics use n_valid_cls of them)
     n_valid_cls: int  # validation utterances with a unique majority class
     embeddings: np.ndarray | None = None  # (n_valid, E) at the selected epoch, if asked for
-    stopped_early: bool = False  # on_epoch raised StopTraining
+    stopped_early: bool = False  # on_epoch raised StopTraining, or early stopping ended the run
 
 
 def training_rows(rows: FeatureTable, labels: str) -> FeatureTable:
@@ -71,14 +78,23 @@ def class_targets(rows: FeatureTable, labels: str) -> np.ndarray:
 
 
 class Trainer:
-    """One run of a head: ``run_epoch()`` until done, then ``result()``."""
+    """One run of a head on cached features: ``run_epoch()`` until ``done``, then ``result()``.
+
+    The loop (batches, loss, clipping, schedule, validation, selection, early stopping, checkpoint
+    state) is shared with :class:`erc.finetune.FinetuneTrainer`, which overrides the hooks that
+    differ: ``_setup`` (inputs and model), ``_param_groups``, ``_batches``, ``_train_output``,
+    ``_valid_output``.
+    """
 
     def __init__(self, config: RunConfig, train: FeatureTable, valid: FeatureTable, *,
                  keep_embeddings: bool = False) -> None:
         self.config = config
         self.device = device_of(config.device)
         self.keep_embeddings = keep_embeddings
+        self._check_config()
         train = training_rows(train, config.loss.labels)
+        if config.protocol.valid_ties == "excluded":  # the paper: ties out of every validation metric
+            valid = valid.subset(valid.majority >= 0)
         if len(train) == 0:
             raise ValueError("no training utterances" + (" (hard labels drop ties)" if config.loss.labels == "hard"
                                                           else ""))
@@ -86,26 +102,57 @@ class Trainer:
             raise ValueError("no validation utterances")
         self.train_rows, self.valid_rows = train, valid
         dev = self.device
-        self.audio, self.text = torch.as_tensor(train.audio, device=dev), torch.as_tensor(train.text, device=dev)
         self.va = torch.as_tensor(train.va, device=dev)
         self.target = torch.as_tensor(class_targets(train, config.loss.labels), device=dev)
-        self.valid_audio = torch.as_tensor(valid.audio, device=dev)
-        self.valid_text = torch.as_tensor(valid.text, device=dev)
         self.valid_va = torch.as_tensor(valid.va, device=dev)
         self.valid_majority = torch.as_tensor(valid.majority, device=dev)
 
         self.generator = torch.Generator().manual_seed(config.seed)  # weights and batch order
-        head = build_head(config.head, train.audio.shape[1], train.text.shape[1])
-        head.reset_parameters(self.generator)
-        # standardisation fitted on the training rows only; part of the saved state (buffers)
-        head.set_normalisation(self.audio.mean(0), self.audio.std(0), self.text.mean(0), self.text.std(0),
-                               self.va.mean(0), self.va.std(0))
-        self.head = head.to(dev)
+        self.head: nn.Module
+        self.model: nn.Module  # what is trained and checkpointed (the head here)
+        self._setup(train, valid)
         self.dropout_generator = torch.Generator(device=dev).manual_seed(config.seed + 1)
         self.head.use_generator(self.dropout_generator)
-        self.optimizer = make_optimizer(self.head.parameters(), config.optim)
+        self.optimizer = make_optimizer(self._param_groups(), config.optim)
+        self.scheduler = make_scheduler(self.optimizer, config.optim)
+        self.stopping = EarlyStopping(config.optim.patience)
         self.history: list[dict[str, float]] = []
         self._best: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- hooks (cached features)
+
+    def _check_config(self) -> None:
+        check_cached(self.config.to_flat())
+
+    def _setup(self, train: FeatureTable, valid: FeatureTable) -> None:
+        dev, config = self.device, self.config
+        self.audio, self.text = torch.as_tensor(train.audio, device=dev), torch.as_tensor(train.text, device=dev)
+        self.valid_audio = torch.as_tensor(valid.audio, device=dev)
+        self.valid_text = torch.as_tensor(valid.text, device=dev)
+        head = build_head(config.head, train.audio.shape[1], train.text.shape[1])
+        head.reset_parameters(self.generator)
+        if config.head.standardise:
+            # fitted on the training rows only; part of the saved state (buffers)
+            head.set_normalisation(self.audio.mean(0), self.audio.std(0), self.text.mean(0), self.text.std(0),
+                                   self.va.mean(0), self.va.std(0))
+        self.head = self.model = head.to(dev)
+
+    def _param_groups(self) -> Any:
+        return self.model.parameters()
+
+    def _batches(self) -> list[Tensor]:
+        """One epoch's batches of training-row positions, in a seeded random order."""
+        n, bs = len(self.train_rows), self.config.optim.batch_size
+        order = torch.randperm(n, generator=self.generator).to(self.device)
+        return [order[start : start + bs] for start in range(0, n, bs)]
+
+    def _train_output(self, index: Tensor) -> Tensor:
+        return self.head(self.audio[index], self.text[index])  # (B, 9)
+
+    def _valid_output(self) -> tuple[Tensor, Tensor | None]:
+        return forward(self.head, self.valid_audio, self.valid_text, embed=self.keep_embeddings)
+
+    # ---------------------------------------------------------------- the loop
 
     @property
     def epoch(self) -> int:
@@ -113,39 +160,44 @@ class Trainer:
 
     @property
     def done(self) -> bool:
-        return self.epoch >= self.config.optim.epochs
+        return self.epoch >= self.config.optim.epochs or self.stopping.stop
 
     def train_step(self, index: Tensor) -> float:
         """One optimisation step on the training rows ``index``; returns the batch loss."""
         cfg = self.config
-        out = self.head(self.audio[index], self.text[index])  # (B, 9)
-        loss = multitask_loss(out, self.target[index], self.va[index], cfg.loss.cls_coef, cfg.loss.focal_gamma).loss
+        with autocast(self.device, cfg.optim.precision):
+            out = self._train_output(index)
+        loss = multitask_loss(out.float(), self.target[index], self.va[index], cfg.loss.cls_coef,
+                              cfg.loss.focal_gamma, focal=cfg.loss.focal).loss
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.optim.grad_clip > 0:
-            nn.utils.clip_grad_norm_(self.head.parameters(), cfg.optim.grad_clip)
+            nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],
+                                     cfg.optim.grad_clip)
         self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()  # per optimisation step, as the paper's Lightning module did
         return float(loss.detach())
 
     def train_epoch(self) -> float:
-        """One pass over the training rows in a seeded random order; the mean training loss."""
-        self.head.train()
-        n, bs = len(self.train_rows), self.config.optim.batch_size
-        order = torch.randperm(n, generator=self.generator).to(self.device)
+        """One pass over the training rows; the mean training loss."""
+        self.model.train()
         total = 0.0
-        for start in range(0, n, bs):
-            index = order[start : start + bs]
+        for index in self._batches():
             total += self.train_step(index) * index.numel()
-        return total / n
+        return total / len(self.train_rows)
 
     def evaluate(self) -> tuple[dict[str, float], Tensor, Tensor | None]:
-        """Validation metrics, the (N, 9) outputs and (optionally) the embeddings of the current head."""
+        """Validation metrics, the (N, 9) outputs and (optionally) the embeddings of the current model."""
         cfg = self.config
-        out, emb = forward(self.head, self.valid_audio, self.valid_text, embed=self.keep_embeddings)
+        with autocast(self.device, cfg.optim.precision):
+            out, emb = self._valid_output()
+        out = out.float()
+        emb = None if emb is None else emb.float()
         has_class = self.valid_majority >= 0
         with torch.no_grad():
             parts = multitask_loss(out, self.valid_majority.clamp_min(0), self.valid_va, cfg.loss.cls_coef,
-                                   cfg.loss.focal_gamma, has_class)
+                                   cfg.loss.focal_gamma, has_class, focal=cfg.loss.focal)
         metrics = {
             **evaluate_outputs(out.cpu(), self.valid_majority.cpu(), self.valid_va.cpu()),
             "loss": float(parts.loss),
@@ -162,17 +214,44 @@ class Trainer:
         self.history.append(metrics)
         metric = self.config.select_metric
         # the first epoch is kept even if its metric is NaN, so a result always exists
-        if self._best is None or is_better(metrics[metric], self._best["value"], metric):
+        improved = self._best is None or is_better(metrics[metric], self._best["value"], metric)
+        if improved:
             self._best = {
                 "epoch": metrics["epoch"],
                 "value": metrics[metric],
-                "state_dict": {k: v.detach().cpu().clone() for k, v in self.head.state_dict().items()},
+                "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
                 "out": out.cpu(),
                 "emb": None if emb is None else emb.cpu().numpy(),
             }
+        self.stopping.update(improved)
         return dict(metrics)
 
-    def result(self, stopped_early: bool = False) -> FitResult:
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resumed run needs to continue exactly: weights, optimiser, schedule, generators,
+        early-stopping counter, history and the best epoch so far."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "generator": self.generator.get_state(),
+            "dropout_generator": self.dropout_generator.get_state(),
+            "stopping": self.stopping.state_dict(),
+            "history": list(self.history),
+            "best": self._best,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        self.generator.set_state(state["generator"])
+        self.dropout_generator.set_state(state["dropout_generator"])
+        self.stopping.load_state_dict(state["stopping"])
+        self.history = list(state["history"])
+        self._best = state["best"]
+
+    def result(self, stopped_early: bool | None = None) -> FitResult:
         if self._best is None:
             raise RuntimeError("no epoch has run yet")
         best = self._best
@@ -187,7 +266,7 @@ class Trainer:
             n_valid=len(self.valid_rows),
             n_valid_cls=int((self.valid_rows.majority >= 0).sum()),
             embeddings=best["emb"],
-            stopped_early=stopped_early,
+            stopped_early=self.stopping.stop if stopped_early is None else stopped_early,
         )
 
 

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+import numpy as np
+import pandas as pd
 
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
 from erc.features import build_features, feature_meta
+from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
 from sweeps.settings import PAPER_AUDIO, PAPER_TEXT, SweepSettings
 
@@ -24,6 +29,8 @@ class Prepared:
     text_encoder: str
     feature_dir: Path
     excluded_csv: Path | None
+    # segment ids the paper protocol's data selection leaves out (trials with data_selection=paper)
+    paper_excluded: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
 
 
 def prepare(settings: SweepSettings) -> Prepared:
@@ -43,6 +50,9 @@ def prepare(settings: SweepSettings) -> Prepared:
     excluded = feature_dir / "excluded.csv"
     if not excluded.exists():  # a cache built elsewhere: keep this run's exclusions beside the sweep
         excluded = corpus.save_exclusions(cache / "excluded.csv")
+    paper = paper_exclusions(corpus)
+    if uses_paper_selection(settings):
+        excluded = _with_paper_exclusions(excluded, paper, cache)
     meta = feature_meta(feature_dir)
     return Prepared(
         table=FeatureTable.from_dataset(ds),
@@ -51,4 +61,25 @@ def prepare(settings: SweepSettings) -> Prepared:
         text_encoder=meta["text_encoder"]["name"],
         feature_dir=feature_dir,
         excluded_csv=excluded,
+        paper_excluded=paper["segment_id"].to_numpy(dtype=str),
     )
+
+
+def uses_paper_selection(settings: SweepSettings) -> bool:
+    """Whether any trial of the sweep trains with the paper protocol's data selection."""
+    values = [settings.base_config(), *settings.arm_hparams.values()]
+    return any(v.get("data_selection") == "paper" for v in values)
+
+
+def _with_paper_exclusions(reader_csv: Path, paper: pd.DataFrame, cache: Path) -> Path:
+    """The reader's exclusions plus the paper protocol's, in one table (logged to the parent run)."""
+    table = pd.concat([pd.read_csv(reader_csv), paper], ignore_index=True)
+    kinds = paper["reason"].str.split(": ", n=1).str[1].str.split(" in column").str[0]
+    print(f"paper protocol: {len(paper)} more utterances left out of its trials")
+    for kind, n in kinds.value_counts().items():
+        print(f"  {n:6d}  {kind}")
+    text = table.to_csv(index=False)
+    out = cache / "exclusions" / f"paper-protocol-{hashlib.sha1(text.encode()).hexdigest()[:10]}.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return out

@@ -74,7 +74,7 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
     experiment_id = tracking.get_or_create_experiment(client, settings.experiment, artifacts)
     tags = {C.SWEEP: sweep, C.STAGE: stage, C.CORPUS: prepared.corpus_name,
             C.AUDIO_ENCODER: prepared.audio_encoder, C.TEXT_ENCODER: prepared.text_encoder,
-            C.FEATURES: str(prepared.feature_dir),
+            C.FEATURES: str(prepared.feature_dir), C.MODE: settings.mode, C.PROTOCOL: settings.protocol,
             C.GIT_COMMIT: tracking.git_commit(), C.COMMAND: tracking.command_line()}
     parent = tracking.start_parent(client, experiment_id, sweep, parent_params or settings.as_params(), tags)
     orphans = tracking.mark_orphans_killed(client, experiment_id, parent)
@@ -112,7 +112,8 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
     init_ray(settings)
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     thread_settings = {"cpus_per_trial": settings.cpus_per_trial, "fail_once": settings.fail_once,
-                       "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep), **(bound or {})}
+                       "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep),
+                       "paper_excluded": prepared.paper_excluded, **(bound or {})}
     # Features travel once through the object store, not by every trial re-reading files.
     wrapped = tune.with_resources(
         tune.with_parameters(trainable, data=prepared.table, settings=thread_settings), resources)

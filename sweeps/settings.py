@@ -23,6 +23,7 @@ from erc.data.folds import N_FOLDS
 from erc.losses import LABEL_ARMS
 from erc.metrics import LOSS_KEYS, METRIC_KEYS
 from erc.model import FUSIONS, PRESETS
+from erc.protocol import MODES, PROTOCOLS, protocol_values
 
 FOLDS = tuple(range(N_FOLDS))
 PAPER_AUDIO, PAPER_TEXT = "kresnik/wav2vec2-large-xlsr-korean", "klue/roberta-large"
@@ -42,6 +43,8 @@ class SweepSettings:
     fusions: list[str] = field(default_factory=lambda: list(FUSIONS))
     labels: list[str] = field(default_factory=lambda: list(LABEL_ARMS))
     preset: str | None = None  # None: demo on the demo corpus, paper with --data
+    mode: str = "cached"  # cached: heads on cached vectors; finetune: encoders + head end to end
+    protocol: str = "default"  # a named bundle of run-config values (erc.protocol.PROTOCOLS)
     epochs: int | None = None  # None: the run config's default
     hparams: dict[str, Any] = field(default_factory=dict)  # flat run-config values for every arm
     arm_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # "outer-peakl" -> values
@@ -80,7 +83,9 @@ class SweepSettings:
 
     def base_config(self) -> dict[str, Any]:
         """The flat run-config values every trial of the sweep shares (before the grid's factors)."""
-        flat = {"preset": self.preset, "seed": self.seed, **self.hparams}
+        # the protocol's values first: --config values and explicit flags override single items of it
+        flat = {"preset": self.preset, "seed": self.seed, **protocol_values(self.protocol, self.mode),
+                **self.hparams}
         if self.epochs is not None:
             flat["epochs"] = self.epochs
         return flat
@@ -91,7 +96,7 @@ class SweepSettings:
     def fingerprint(self) -> str:
         """What defines the sweep's results: reruns with the same settings resume the same sweep."""
         keys = ("data", "audio_encoder", "text_encoder", "folds", "fusions", "labels", "preset", "epochs", "hparams",
-                "arm_hparams", "seed", "repeats", "tune_per_arm", "identity")
+                "arm_hparams", "seed", "repeats", "tune_per_arm", "identity", "mode", "protocol")
         blob = json.dumps({k: getattr(self, k) for k in keys}, sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
@@ -158,6 +163,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_folds: list
     grid.add_argument("--labels", type=choice_list(LABEL_ARMS), default=list(LABEL_ARMS), help=",".join(LABEL_ARMS))
     grid.add_argument("--preset", choices=sorted(PRESETS), default=None,
                       help="head sizes (default: demo on the demo corpus, paper with --data)")
+    grid.add_argument("--mode", choices=MODES, default="cached",
+                      help="cached: train heads on frozen encoders' cached vectors (default); finetune: train "
+                           "both encoders with the head end to end, as the paper did")
+    grid.add_argument("--protocol", choices=sorted(PROTOCOLS), default="default",
+                      help="default: DESIGN §3–§5; paper: the original code's recipe (each item an ordinary "
+                           "config key that --config can override; in cached mode only the items that apply)")
     grid.add_argument("--epochs", type=positive(int), default=None, help=f"epochs per trial (default {base['epochs']})")
     grid.add_argument("--seed", type=int, default=0)
     grid.add_argument("--smoke-test", action="store_true",
@@ -217,7 +228,8 @@ def load_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> SweepSettings:
     """Settings from the common flags (``--smoke-test`` overrides folds, epochs and preset)."""
     kwargs = {k: getattr(args, k) for k in ("data", "audio_encoder", "text_encoder", "folds", "fusions", "labels",
-                                            "preset", "epochs", "cpus_per_trial", "gpus_per_trial",
+                                            "preset", "mode", "protocol", "epochs", "cpus_per_trial",
+                                            "gpus_per_trial",
                                             "max_concurrent", "address", "storage", "tracking_uri", "experiment",
                                             "name", "seed", "max_failures")}
     if args.smoke_test:

@@ -24,6 +24,7 @@ from ray import tune
 from analysis import contract as C
 from erc.config import RunConfig
 from erc.metrics import is_better, metric_mode
+from erc.protocol import select_rows
 from erc.table import FeatureTable
 from erc.trainer import FitResult, Trainer
 from sweeps.naming import TrialLabels, run_config_keys
@@ -131,6 +132,7 @@ def train_trial(config: dict[str, Any], data: FeatureTable, settings: Mapping[st
     run_config = RunConfig.from_flat(run_config_keys(config))
     search = "splits" in settings
     splits: list[Split] = settings["splits"] if search else [(int(config[C.FOLD]), ())]
+    data = select_rows(data, run_config.protocol.data_selection, settings.get("paper_excluded"))
     trainers = [Trainer(run_config, *data.split(valid, exclude=exclude)) for valid, exclude in splits]
     node = {"node_id": ray.get_runtime_context().get_node_id(), "node_ip": ray.util.get_node_ip_address()}
     # what was actually trained and evaluated on (the hard arm has already dropped its ties)

@@ -96,3 +96,29 @@ def test_loss_is_differentiable(batch):
     out = torch.cat([logits, torch.zeros(16, 2)], 1)
     multitask_loss(out, classes, torch.ones(16, 2), gamma=2.0).loss.backward()
     assert logits.grad is not None and torch.isfinite(logits.grad).all()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_batch_focal_loss_is_the_focal_weight_of_the_batch_mean_ce(seed, gamma):
+    """The paper's focal loss: L = (1 − exp(−CE_mean))^γ · CE_mean, for class and probability targets."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(8, 7, generator=g) * 3
+    classes = torch.randint(0, 7, (8,), generator=g)
+    probs = torch.softmax(torch.randn(8, 7, generator=g), dim=1)
+    for target in (classes, probs):
+        ce = F.cross_entropy(logits, target).item()
+        expected = (1 - np.exp(-ce)) ** gamma * ce
+        got = classification_loss(logits, target, gamma, focal="batch")
+        assert got.item() == pytest.approx(expected, rel=1e-6)
+        # not the per-sample variant: that weights each sample before averaging
+        assert classification_loss(logits, target, gamma).item() != pytest.approx(expected, rel=1e-3)
+    assert classification_loss(logits, classes, 0.0, focal="batch").item() == pytest.approx(
+        F.cross_entropy(logits, classes).item(), rel=1e-6)
+    parts = multitask_loss(torch.cat([logits, torch.randn(8, 2, generator=g)], 1), probs,
+                           torch.randn(8, 2, generator=g), 0.7, gamma, focal="batch")
+    assert parts.cls_loss.item() == pytest.approx(
+        (1 - np.exp(-F.cross_entropy(logits, probs).item())) ** gamma * F.cross_entropy(logits, probs).item(),
+        rel=1e-6)
+    with pytest.raises(ValueError, match="batch mean"):
+        classification_loss(logits, classes, gamma, reduction="none", focal="batch")

@@ -137,10 +137,10 @@ def test_hard_arm_drops_ties_from_training_only(data, monkeypatch):
     seen = []  # classification targets of every training batch
     real = trainer_mod.multitask_loss
 
-    def spy(output, cls_target, va_target, cls_coef=0.7, gamma=0.0, cls_mask=None):
+    def spy(output, cls_target, va_target, cls_coef=0.7, gamma=0.0, cls_mask=None, **kwargs):
         if cls_mask is None:  # training batches (validation passes a mask)
             seen.append(cls_target.detach().clone())
-        return real(output, cls_target, va_target, cls_coef, gamma, cls_mask)
+        return real(output, cls_target, va_target, cls_coef, gamma, cls_mask, **kwargs)
 
     monkeypatch.setattr(trainer_mod, "multitask_loss", spy)
     hard = fit(cfg(fusion="concat", labels="hard", epochs=1), train, valid)
