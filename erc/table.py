@@ -20,6 +20,16 @@ from erc.labels import hard
 _CACHE_COLUMNS = {"audio": "audio_vec", "text": "text_vec"}
 
 
+def split_masks(fold: np.ndarray, valid: int, exclude: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
+    """(train, valid) row masks of a fold column: see :meth:`FeatureTable.split`."""
+    folds = sorted(set(fold.tolist()))
+    if valid not in folds:
+        raise ValueError(f"fold {valid} has no rows (folds present: {folds})")
+    if valid in exclude:
+        raise ValueError(f"fold {valid} cannot be both validated on and excluded")
+    return (fold != valid) & ~np.isin(fold, list(exclude)), fold == valid
+
+
 @dataclass(frozen=True, eq=False)
 class FeatureTable:
     """Pooled encoder vectors with everything a run needs about each utterance."""
@@ -66,12 +76,8 @@ class FeatureTable:
         ``exclude`` keeps a fold out of both sides — nested tuning leaves the outer validation fold
         unseen this way (``split(inner, exclude=[outer])``).
         """
-        if valid not in self.folds:
-            raise ValueError(f"fold {valid} has no rows (folds present: {self.folds})")
-        if valid in exclude:
-            raise ValueError(f"fold {valid} cannot be both validated on and excluded")
-        train = (self.fold != valid) & ~np.isin(self.fold, list(exclude))
-        return self.subset(train), self.subset(self.fold == valid)
+        train, valid_rows = split_masks(self.fold, valid, exclude)
+        return self.subset(train), self.subset(valid_rows)
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any]) -> FeatureTable:

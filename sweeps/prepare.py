@@ -6,6 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -14,43 +15,53 @@ from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
 from erc.features import build_features, feature_meta
+from erc.inputs import InputTable, build_inputs, input_meta
 from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
-from sweeps.settings import PAPER_AUDIO, PAPER_TEXT, SweepSettings
+from sweeps.settings import FINETUNE_DEMO_CORPUS, PAPER_AUDIO, PAPER_TEXT, SweepSettings
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class Prepared:
-    table: FeatureTable  # the features, as they go into Ray's object store
+    table: FeatureTable | InputTable  # features (cached mode) or inputs (finetune), as they enter the object store
     corpus_name: str  # e.g. "KEMDy19+KEMDy20"
     audio_encoder: str
     text_encoder: str
-    feature_dir: Path
+    feature_dir: Path  # the feature cache (cached mode) or the input cache (finetune mode)
     excluded_csv: Path | None
     # segment ids the paper protocol's data selection leaves out (trials with data_selection=paper)
     paper_excluded: np.ndarray = field(default_factory=lambda: np.array([], dtype=str))
+    # where finetune trials load the encoders from (a local directory or a hub id)
+    audio_source: str = ""
+    text_source: str = ""
 
 
 def prepare(settings: SweepSettings) -> Prepared:
-    """Demo corpus + demo encoders when no data is given (built once), then cached features."""
+    """Demo corpus + demo encoders when no data is given (built once), then cached features (or, in
+    finetune mode, the input cache)."""
     cache = settings.cache_dir
     if settings.data is None:
-        root = write_demo_corpus(cache / "demo" / "data", seed=0)
+        # finetune mode's demo is a smaller corpus (with its own demo tokenizer and encoders)
+        small = settings.finetune_demo
+        demo = cache / "demo" / "finetune" if small else cache / "demo"
+        root = write_demo_corpus(demo / "data", seed=0, **(FINETUNE_DEMO_CORPUS if small else {}))
         corpus = load_corpus(root)
-        audio_dir, text_dir = build_demo_encoders(cache / "demo" / "encoders", corpus, seed=0)
+        audio_dir, text_dir = build_demo_encoders(demo / "encoders", corpus, seed=0)
         audio, text = str(settings.audio_encoder or audio_dir), str(settings.text_encoder or text_dir)
     else:
         corpus = load_corpus(settings.data)
         audio, text = settings.audio_encoder or PAPER_AUDIO, settings.text_encoder or PAPER_TEXT
     print(corpus.summary())
+    paper = paper_exclusions(corpus)
+    if settings.mode == "finetune":
+        return _prepare_inputs(settings, corpus, audio, text, paper)
     ds = build_features(corpus, audio, text, cache / "features")
     feature_dir = Path(ds.cache_files[0]["filename"]).parent
     excluded = feature_dir / "excluded.csv"
     if not excluded.exists():  # a cache built elsewhere: keep this run's exclusions beside the sweep
         excluded = corpus.save_exclusions(cache / "excluded.csv")
-    paper = paper_exclusions(corpus)
     if uses_paper_selection(settings):
         excluded = _with_paper_exclusions(excluded, paper, cache)
     meta = feature_meta(feature_dir)
@@ -62,7 +73,25 @@ def prepare(settings: SweepSettings) -> Prepared:
         feature_dir=feature_dir,
         excluded_csv=excluded,
         paper_excluded=paper["segment_id"].to_numpy(dtype=str),
+        audio_source=audio,
+        text_source=text,
     )
+
+
+def _prepare_inputs(settings: SweepSettings, corpus: Any, audio: str, text: str, paper: pd.DataFrame) -> Prepared:
+    table, path = build_inputs(corpus, audio, text, settings.cache_dir / "inputs")
+    excluded = path / "excluded.csv"
+    if not excluded.exists():
+        excluded = corpus.save_exclusions(settings.cache_dir / "excluded.csv")
+    if uses_paper_selection(settings):
+        excluded = _with_paper_exclusions(excluded, paper, settings.cache_dir)
+    meta = input_meta(path)
+    print(f"inputs: {len(table)} utterances, {table.nbytes / 2**20:.1f} MiB ({meta['wave_dtype']} waveforms at "
+          f"{meta['sample_rate']} Hz, cut at {meta['max_seconds']} s) → {path}")
+    return Prepared(table=table, corpus_name="+".join(sorted(corpus.utterances["corpus"].unique())),
+                    audio_encoder=meta["audio_encoder"]["name"], text_encoder=meta["text_encoder"]["name"],
+                    feature_dir=path, excluded_csv=excluded, paper_excluded=paper["segment_id"].to_numpy(dtype=str),
+                    audio_source=audio, text_source=text)
 
 
 def uses_paper_selection(settings: SweepSettings) -> bool:

@@ -113,7 +113,9 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     thread_settings = {"cpus_per_trial": settings.cpus_per_trial, "fail_once": settings.fail_once,
                        "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep),
-                       "paper_excluded": prepared.paper_excluded, **(bound or {})}
+                       "paper_excluded": prepared.paper_excluded, "mode": settings.mode,
+                       "epoch_checkpoints": settings.epoch_checkpoints, "audio_encoder": prepared.audio_source,
+                       "text_encoder": prepared.text_source, **(bound or {})}
     # Features travel once through the object store, not by every trial re-reading files.
     wrapped = tune.with_resources(
         tune.with_parameters(trainable, data=prepared.table, settings=thread_settings), resources)

@@ -31,6 +31,10 @@ PAPER_AUDIO, PAPER_TEXT = "kresnik/wav2vec2-large-xlsr-korean", "klue/roberta-la
 FAIL_ONCE_ENV = "ERC_FAIL_ONCE"
 # --smoke-test: the smallest run that still goes through every stage
 SMOKE = {"folds": [0], "epochs": 1, "preset": "demo"}
+# --mode finetune on the built-in demo: a smaller corpus (80 utterances) and few epochs, so the 30-trial
+# grid of fine-tuned demo encoders runs in minutes on a CPU (an epoch of the full demo corpus: ~2 min)
+FINETUNE_DEMO = {"epochs": 2, "batch_size": 8}
+FINETUNE_DEMO_CORPUS = {"kemdy19_sessions": 5, "kemdy20_sessions": 5, "utterances_per_speaker": 4}
 
 
 @dataclass
@@ -65,6 +69,7 @@ class SweepSettings:
     verbose: int = 1
 
     def __post_init__(self) -> None:
+        fail_once_spec(self.fail_once)  # a malformed switch fails before any work
         self.cache_dir = Path(self.cache_dir).expanduser().resolve()
         if self.preset is None:
             self.preset = "demo" if self.data is None else "paper"
@@ -85,10 +90,19 @@ class SweepSettings:
         """The flat run-config values every trial of the sweep shares (before the grid's factors)."""
         # the protocol's values first: --config values and explicit flags override single items of it
         flat = {"preset": self.preset, "seed": self.seed, **protocol_values(self.protocol, self.mode),
-                **self.hparams}
+                **(FINETUNE_DEMO if self.finetune_demo else {}), **self.hparams}
         if self.epochs is not None:
             flat["epochs"] = self.epochs
         return flat
+
+    @property
+    def finetune_demo(self) -> bool:
+        return self.mode == "finetune" and self.data is None
+
+    @property
+    def epoch_checkpoints(self) -> bool:
+        """Grid trials checkpoint every epoch: long finetune trials, and trials told to fail after an epoch."""
+        return self.mode == "finetune" or (self.fail_once is not None and "@" in self.fail_once)
 
     def storage_path(self) -> str:
         return self.storage or str(self.cache_dir / "ray_results")
@@ -110,6 +124,18 @@ class SweepSettings:
         out = dataclasses.asdict(self)
         out["cache_dir"] = str(self.cache_dir)
         return out
+
+
+def fail_once_spec(value: str | None) -> tuple[str, int | None] | None:
+    """``pattern`` or ``pattern@epoch`` → (pattern, epoch or None); None when the switch is off."""
+    if not value:
+        return None
+    pattern, sep, epoch = value.rpartition("@")
+    if not sep:
+        return value, None
+    if not epoch.isdigit() or int(epoch) < 1 or not pattern:
+        raise ValueError(f"{value!r}: expected <run-name pattern> or <run-name pattern>@<epoch>, epoch >= 1")
+    return pattern, int(epoch)
 
 
 def choice_list(choices: tuple, kind: type = str) -> Callable[[str], list]:
