@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import shutil
 from pathlib import Path
 
@@ -14,7 +15,14 @@ import erc.trainer as trainer_mod
 from erc.config import RunConfig
 from erc.data import load_corpus
 from erc.metrics import ccc
-from erc.protocol import FINETUNE_ONLY, PROTOCOLS, check_cached, paper_exclusions, protocol_values, select_rows
+from erc.protocol import (
+    FINETUNE_ONLY,
+    PROTOCOLS,
+    check_cached,
+    paper_exclusions,
+    protocol_values,
+    select_rows,
+)
 from erc.trainer import Trainer, fit
 from tests.synthetic import synthetic_features
 
@@ -144,8 +152,8 @@ def test_a_restored_trainer_continues_exactly(data):
 
 def _copy_with_empty_ecg(root: Path, out: Path) -> str:
     shutil.copytree(root, out)
-    path = sorted((out / "KEMDy19" / "annotation").glob("Session02_F_res.csv"))[0]
-    rows = list(csv.reader(path.open(encoding="utf-8")))
+    path = out / "KEMDy19" / "annotation" / "Session02_F_res.csv"
+    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
     row = next(r for r in rows[2:] if "_F" in r[9])
     row[3] = ""  # the ECG start cell
     with path.open("w", newline="", encoding="utf-8") as f:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import ray
+import torch
 from ray import tune
 
 from analysis import contract as C
@@ -61,3 +65,55 @@ def test_search_trials_step_their_splits_in_lockstep_and_score_in_the_metrics_di
     assert result.metrics[C.N_VALID] == sum(len(table.split(k)[1]) for k, _ in splits)
     # score = the running best of the mean loss, minimised
     assert list(frame["score"]) == pytest.approx(list(frame[C.VALID_PREFIX + "loss"].cummin()))
+
+
+def _fit_with_retries(space, table, settings, path):
+    tuner = tune.Tuner(tune.with_parameters(train_trial, data=table, settings=settings), param_space=space,
+                       run_config=tune.RunConfig(storage_path=str(path), verbose=0,
+                                                 failure_config=tune.FailureConfig(max_failures=1),
+                                                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1)))
+    [result] = tuner.fit()
+    assert result.error is None, result.error
+    return result
+
+
+def _resumed_equals_uninterrupted(space, table, settings, tmp_path, k):
+    failing = _fit_with_retries(space, table, {**settings, "fail_once": f"fold0-{space['fusion']}-soft@{k}",
+                                               "fail_once_dir": str(tmp_path / "markers")}, tmp_path / "a")
+    whole = _fit_with_retries(space, table, settings, tmp_path / "b")
+    assert (tmp_path / "markers").is_dir()  # the first attempt did fail
+    epochs = failing.metrics_dataframe["epoch"].tolist()
+    # epochs 1..k from the first attempt, k+1.. from the retry: none twice (the last row is the final report)
+    assert epochs[:-1] == list(range(1, space["epochs"] + 1)), epochs
+    final = {k: v for k, v in whole.metrics.items() if k.startswith((C.SELECTED_PREFIX, C.BEST_PREFIX))}
+    assert final and {k: failing.metrics[k] for k in final} == final
+    history = whole.metrics_dataframe.dropna(subset=[C.VALID_PREFIX + "acc"])
+    assert failing.metrics_dataframe.dropna(subset=[C.VALID_PREFIX + "acc"])[C.VALID_PREFIX + "loss"].tolist() \
+        == history[C.VALID_PREFIX + "loss"].tolist()
+    return failing
+
+
+def test_a_cached_trial_failed_after_epoch_k_resumes_at_k_plus_1(local_ray, tmp_path):
+    table = synthetic_features(n=300, seed=0)
+    space = {"fold": 0, "fusion": "outer", "labels": "soft", "epochs": 4, "dropout": 0.1, "seed": 0}
+    _resumed_equals_uninterrupted(space, table, {"cpus_per_trial": 1, "epoch_checkpoints": True}, tmp_path, 2)
+
+
+@pytest.mark.slow
+def test_a_finetune_trial_failed_after_epoch_k_resumes_at_k_plus_1(local_ray, demo_root, demo_encoders, tmp_path):
+    from erc.data import load_corpus
+    from erc.inputs import build_inputs
+
+    table, _ = build_inputs(load_corpus(demo_root, verbose=False), *demo_encoders, tmp_path / "inputs",
+                            progress=False)
+    table = table.subset(np.argsort(table.wave_len, kind="stable")[:36])  # short clips: seconds per epoch
+    space = {"fold": 0, "fusion": "concat", "labels": "soft", "epochs": 3, "batch_size": 4, "encoder_lr": 1e-4,
+             "seed": 0}
+    settings = {"cpus_per_trial": 1, "epoch_checkpoints": True, "mode": "finetune",
+                "audio_encoder": str(demo_encoders[0]), "text_encoder": str(demo_encoders[1])}
+    failing = _resumed_equals_uninterrupted(space, table, settings, tmp_path, 1)
+    with failing.checkpoint.as_directory() as path:
+        saved = torch.load(Path(path) / "model.pt", weights_only=False)
+        assert not (Path(path) / "state.pt").exists()  # the final checkpoint holds the model, not the resume state
+    assert set(saved) == {"config", "state_dict"} and saved["config"]["fusion"] == "concat"
+    assert {k.split(".")[0] for k in saved["state_dict"]} == {"audio_encoder", "text_encoder", "head"}
