@@ -36,6 +36,7 @@ GIT_COMMIT = "git_commit"
 COMMAND = "command"
 MODE = "mode"  # cached | finetune (erc.protocol.MODES)
 PROTOCOL = "protocol"  # default | paper (erc.protocol.PROTOCOLS)
+GPUS_PER_TRIAL = "gpus_per_trial"  # parent run: the GPU share per trial a sweep used (auto: measured)
 TRIAL_ID = "ray.trial_id"
 NODE_ID = "ray.node_id"
 NODE_IP = "ray.node_ip"

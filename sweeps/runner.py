@@ -20,9 +20,10 @@ from ray import tune
 
 from analysis import contract as C
 from sweeps import tracking
+from sweeps.gpus import resolve_gpus_per_trial
 from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared
-from sweeps.settings import SweepSettings
+from sweeps.settings import AUTO, SweepSettings
 from sweeps.trainable import full_params
 
 log = logging.getLogger(__name__)
@@ -110,12 +111,14 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
               reuse_actors: bool = True) -> Outcome:
     """Fit a new Tuner, or restore the sweep's Tuner if an earlier run of it was interrupted."""
     init_ray(settings)
-    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     thread_settings = {"cpus_per_trial": settings.cpus_per_trial, "fail_once": settings.fail_once,
                        "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep),
                        "paper_excluded": prepared.paper_excluded, "mode": settings.mode,
                        "epoch_checkpoints": settings.epoch_checkpoints, "audio_encoder": prepared.audio_source,
                        "text_encoder": prepared.text_source, **(bound or {})}
+    if settings.gpus_per_trial == AUTO:  # once per sweep: later Tuners (search arms) reuse the choice
+        settings.gpus_per_trial = resolve_gpus_per_trial(settings, prepared, thread_settings, track)
+    resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     # Features travel once through the object store, not by every trial re-reading files.
     wrapped = tune.with_resources(
         tune.with_parameters(trainable, data=prepared.table, settings=thread_settings), resources)

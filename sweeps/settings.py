@@ -53,7 +53,7 @@ class SweepSettings:
     hparams: dict[str, Any] = field(default_factory=dict)  # flat run-config values for every arm
     arm_hparams: dict[str, dict[str, Any]] = field(default_factory=dict)  # "outer-peakl" -> values
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float | None = None  # None: 0.25 with CUDA, else 0
+    gpus_per_trial: float | str = "auto"  # auto: measured by a probe when the cluster has GPUs (sweeps/gpus.py)
     max_concurrent: int | None = None
     address: str | None = None
     storage: str | None = None
@@ -73,10 +73,9 @@ class SweepSettings:
         self.cache_dir = Path(self.cache_dir).expanduser().resolve()
         if self.preset is None:
             self.preset = "demo" if self.data is None else "paper"
-        if self.gpus_per_trial is None:
-            import torch
-
-            self.gpus_per_trial = 0.25 if torch.cuda.is_available() else 0.0
+        if self.gpus_per_trial != AUTO and not (isinstance(self.gpus_per_trial, int | float)
+                                                 and self.gpus_per_trial >= 0):
+            raise ValueError(f"gpus_per_trial = {self.gpus_per_trial!r}; use 'auto' or a fraction >= 0")
 
     @property
     def arms(self) -> list[tuple[str, str]]:
@@ -138,6 +137,22 @@ def fail_once_spec(value: str | None) -> tuple[str, int | None] | None:
     return pattern, int(epoch)
 
 
+AUTO = "auto"
+
+
+def gpus_argument(text: str) -> float | str:
+    """argparse type: ``auto`` or a fraction of a GPU (>= 0)."""
+    if text == AUTO:
+        return AUTO
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 'auto' or a number >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
 def choice_list(choices: tuple, kind: type = str) -> Callable[[str], list]:
     """argparse type for ``a,b,c`` with every item one of ``choices`` (a usage error otherwise)."""
 
@@ -169,16 +184,6 @@ def positive(kind: type) -> Callable[[str], Any]:
     return parse
 
 
-def non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def add_common_arguments(parser: argparse.ArgumentParser, *, default_folds: list[int]) -> None:
     """Flags shared by ablation.py and search.py: same names, same meaning, same parsing."""
     base = defaults()
@@ -208,8 +213,10 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_folds: list
                            "(default: $ERC_CACHE or ~/.cache/erc-sweeps)")
     run = parser.add_argument_group("resources and cluster")
     run.add_argument("--cpus-per-trial", type=positive(float), default=1.0, help="CPUs per trial (default 1)")
-    run.add_argument("--gpus-per-trial", type=non_negative_float, default=None,
-                     help="fraction of a GPU per trial (default: 0.25 when CUDA is visible, else 0)")
+    run.add_argument("--gpus-per-trial", type=gpus_argument, default=AUTO,
+                     help="fraction of a GPU per trial, or 'auto' (default): one probe step of the largest "
+                          "configuration on a GPU node measures its peak memory and packs as many trials per "
+                          "GPU as fit with 20%% headroom; 0 without GPUs")
     run.add_argument("--max-concurrent", type=positive(int), default=None, help="cap on trials running at once")
     run.add_argument("--address", help="join a running Ray cluster ('auto' or host:port) instead of starting one")
     run.add_argument("--storage", help="Tune storage path: local dir, NFS path or s3://… (default: CACHE/ray_results)")

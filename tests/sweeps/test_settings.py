@@ -21,7 +21,7 @@ def test_fingerprint_is_the_resume_identity(tmp_path):
     assert same.fingerprint() == base.fingerprint() and same.sweep_name() == base.sweep_name()
     for change in ({"folds": [0]}, {"labels": ["soft"]}, {"epochs": 3}, {"seed": 1}, {"repeats": 2},
                    {"hparams": {"lr": 0.01}}, {"preset": "paper"}, {"tune_per_arm": 2}, {"data": "/x"},
-                   {"identity": {"num_samples": 4}}):
+                   {"identity": {"num_samples": 4}}, {"mode": "finetune"}, {"protocol": "paper"}):
         assert SweepSettings(cache_dir=tmp_path, **change).fingerprint() != base.fingerprint(), change
     assert SweepSettings(cache_dir=tmp_path, name="mine").sweep_name() == "mine"
 
@@ -39,6 +39,9 @@ def test_preset_default_follows_the_data():
     (["--labels", "onehot"], "choose from hard,soft,peakl"),
     (["--cpus-per-trial", "0"], "must be > 0"),
     (["--gpus-per-trial", "-1"], "must be >= 0"),
+    (["--gpus-per-trial", "half"], "expected 'auto' or a number"),
+    (["--mode", "frozen"], "invalid choice"),
+    (["--protocol", "lightning"], "invalid choice"),
     (["--epochs", "0"], "must be > 0"),
     (["--preset", "huge"], "invalid choice"),
 ])
@@ -81,3 +84,25 @@ def test_config_file_is_checked_against_the_run_config(tmp_path):
     with pytest.raises(SystemExit):
         ablation.parse_args(["--config", str(bad)])
     assert isinstance(ablation.parse_args([]), argparse.Namespace)
+
+
+def test_protocol_values_sit_between_the_preset_and_explicit_values(tmp_path):
+    paper = SweepSettings(cache_dir=tmp_path, protocol="paper")
+    base = paper.base_config()
+    assert base["focal"] == "batch" and base["epochs"] == 30 and base["valid_ties"] == "excluded"
+    assert "clean_text" not in base and "encoder_lr" not in base  # cached mode: only what applies
+    finetune = SweepSettings(cache_dir=tmp_path, protocol="paper", mode="finetune", data="/data",
+                             epochs=4, hparams={"batch_size": 2}).base_config()
+    assert finetune["clean_text"] is False and finetune["encoder_lr"] == 1e-5
+    assert finetune["epochs"] == 4 and finetune["batch_size"] == 2  # --epochs and --config win
+    demo = SweepSettings(cache_dir=tmp_path, protocol="paper", mode="finetune").base_config()
+    assert demo["epochs"] == 2 and demo["batch_size"] == 8  # the finetune demo preset: few epochs
+    assert SweepSettings(cache_dir=tmp_path, mode="finetune").epoch_checkpoints
+    assert not SweepSettings(cache_dir=tmp_path).epoch_checkpoints
+    assert SweepSettings(cache_dir=tmp_path, fail_once="fold0@2").epoch_checkpoints
+    with pytest.raises(ValueError, match="@<epoch>"):
+        SweepSettings(cache_dir=tmp_path, fail_once="fold0@two")
+    args = ablation.parse_args(["--mode", "finetune", "--protocol", "paper", "--gpus-per-trial", "0.5"])
+    settings = settings_from_args(args)
+    assert (settings.mode, settings.protocol, settings.gpus_per_trial) == ("finetune", "paper", 0.5)
+    assert settings_from_args(ablation.parse_args([])).gpus_per_trial == "auto"

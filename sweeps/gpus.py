@@ -1,0 +1,107 @@
+"""``--gpus-per-trial auto``: measure the sweep's largest trial on a GPU node, then pack trials per GPU.
+
+Before the first trial, one probe per fusion of the grid (the sweep's run configuration at its largest
+batch size, on its largest inputs) runs as a whole-GPU Ray task, so a head without a GPU is no obstacle:
+it builds the trial's trainer, trains one step and validates once (:func:`erc.probe.step_memory`). The
+largest peak decides the fraction (:func:`erc.probe.gpu_fraction`, 20 % headroom). The choice and the
+measurement are printed and recorded on the sweep's parent run. ``auto`` (the default) means 0 when the
+cluster has no GPU and cannot get one; an explicit fraction always wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from analysis import contract as C
+from erc.config import RunConfig
+from erc.probe import HEADROOM, GpuFit, gpu_fraction, step_memory
+from sweeps.prepare import Prepared
+from sweeps.settings import AUTO, SweepSettings
+
+# Joining a cluster with no GPU node yet (workers that scale from zero): how long the probe may wait
+# for the autoscaler to add one before the sweep runs on CPUs.
+WAIT_FOR_GPU_S = 900.0
+VALID_ROWS = 4  # validation rows in a probe (validation runs without gradients; training sets the peak)
+
+
+def probe_configs(settings: SweepSettings) -> list[dict[str, Any]]:
+    """One flat run config per fusion of the sweep, at the largest batch size any arm uses."""
+    base = settings.base_config()
+    sizes = [RunConfig.from_flat({**base, **values}).optim.batch_size
+             for values in [{}, *settings.arm_hparams.values()]]
+    return [{**base, C.FUSION: fusion, C.LABELS: "soft", "batch_size": max(sizes)} for fusion in settings.fusions]
+
+
+def probe_sample(table: Any, valid_fold: int, batch_size: int) -> Any:
+    """The rows of one probe: the ``batch_size`` longest training utterances and a few validation ones."""
+    train = np.flatnonzero(table.fold != valid_fold)
+    lengths = getattr(table, "wave_len", None)  # input tables (finetune); cached vectors all weigh the same
+    if lengths is not None:
+        train = train[np.argsort(-lengths[train], kind="stable")]
+    valid = np.flatnonzero(table.fold == valid_fold)[:VALID_ROWS]
+    return table.subset(np.concatenate([train[:batch_size], valid]))
+
+
+def run_probe(flat: dict[str, Any], sample: Any, valid_fold: int, settings: dict[str, Any],
+              device: str = "cuda") -> dict[str, Any]:
+    """One probe (see :func:`erc.probe.step_memory`); runs wherever it is called, a GPU task or a test."""
+    from sweeps.trainable import make_trainers
+
+    torch.set_num_threads(1)
+    config = RunConfig.from_flat({**flat, "device": device})
+    return step_memory(lambda: make_trainers(config, sample, [(valid_fold, ())], settings)[0], torch.device(device))
+
+
+_remote_probe = ray.remote(run_probe)
+
+
+def resolve_gpus_per_trial(settings: SweepSettings, prepared: Prepared, trial_settings: dict[str, Any],
+                           track: Any = None) -> float:
+    """The GPU fraction per trial: the explicit one, or what the probes measured (Ray must be up)."""
+    if settings.gpus_per_trial != AUTO:
+        return float(settings.gpus_per_trial)  # type: ignore[arg-type]
+    gpus = ray.cluster_resources().get("GPU", 0)
+    wait = None
+    if not gpus:
+        if settings.address is None:
+            print("--gpus-per-trial auto: no GPU in this Ray cluster → 0 (trials run on CPUs)")
+            _record(track, 0.0, None, "no GPU")
+            return 0.0
+        wait = WAIT_FOR_GPU_S
+        print(f"--gpus-per-trial auto: no GPU node yet; waiting up to {WAIT_FOR_GPU_S:.0f} s for the autoscaler "
+              "to add one for the probe (pass an explicit --gpus-per-trial to skip)")
+    fold = settings.folds[0]
+    configs = probe_configs(settings)
+    refs = [_remote_probe.options(num_gpus=1, num_cpus=1).remote(
+        flat, probe_sample(prepared.table, fold, flat["batch_size"]), fold, trial_settings) for flat in configs]
+    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=wait)
+    if pending:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        print("--gpus-per-trial auto: no GPU node came up → 0 (trials run on CPUs)")
+        _record(track, 0.0, None, "no GPU node came up")
+        return 0.0
+    results = ray.get(ready)
+    for flat, result in zip(configs, results, strict=True):
+        print(f"  probe {flat[C.FUSION]} (batch {flat['batch_size']}) on {result['device']}: "
+              f"peak {result['peak_mb']:.0f} MiB of {result['total_mb']:.0f} MiB")
+    fit = gpu_fraction(max(r["peak_mb"] for r in results), min(r["total_mb"] for r in results), headroom=HEADROOM)
+    print(fit.describe())
+    _record(track, fit.fraction, fit, fit.describe())
+    return fit.fraction
+
+
+def _record(track: Any, fraction: float, fit: GpuFit | None, text: str) -> None:
+    """The choice on the sweep's parent run: a tag (what was chosen, and why) and the measured figures."""
+    if track is None:
+        return
+    track.client.set_tag(track.parent_run_id, C.GPUS_PER_TRIAL, str(fraction))
+    track.client.set_tag(track.parent_run_id, C.GPUS_PER_TRIAL + ".why", text[:5000])
+    if fit is not None:
+        for key, value in (("probe_peak_memory_mb", fit.peak_mb), ("total_memory_mb", fit.total_mb),
+                           ("trials_per_gpu", fit.per_gpu)):
+            track.client.log_metric(track.parent_run_id, C.GPU_PREFIX + key, float(value))
