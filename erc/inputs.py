@@ -22,6 +22,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +36,7 @@ from erc.cache import build_once
 from erc.encoders import AudioEncoder, TextEncoder, encoder_identity, load_audio_encoder, load_text_encoder
 from erc.features import _DigestMemo, _utterances, fingerprint
 from erc.protocol import join_lines
-from erc.table import split_masks
+from erc.table import Rows
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ class InputBlobs:
 
 
 @dataclass(frozen=True, eq=False)
-class InputTable:
+class InputTable(Rows):
     """One row per utterance: labels, fold, and where its waveform and token ids sit in ``blobs``."""
 
     segment_id: np.ndarray  # (N,) str
@@ -85,26 +86,13 @@ class InputTable:
         if len(set(lengths.values())) > 1:
             raise ValueError(f"input columns differ in length: {lengths}")
 
-    def __len__(self) -> int:
-        return len(self.segment_id)
-
-    @property
-    def va(self) -> np.ndarray:  # (N, 2) valence, arousal
-        return np.stack([self.valence, self.arousal], axis=1)
-
-    @property
-    def folds(self) -> list[int]:
-        return sorted(set(self.fold.tolist()))
-
     def subset(self, index: np.ndarray) -> InputTable:
         """The rows ``index`` selects (a boolean mask or positions); the blobs are shared, not copied."""
         index = np.asarray(index)
         return InputTable(**{name: getattr(self, name)[index] for name in self._rows()}, blobs=self.blobs)
 
-    def split(self, valid: int, *, exclude: tuple[int, ...] | list[int] = ()) -> tuple[InputTable, InputTable]:
-        """(train, valid) as :meth:`erc.table.FeatureTable.split`."""
-        train, valid_rows = split_masks(self.fold, valid, exclude)
-        return self.subset(train), self.subset(valid_rows)
+    def split(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[InputTable, InputTable]:
+        return super().split(valid, exclude=exclude)
 
     def wave(self, i: int) -> np.ndarray:
         """Row ``i``'s waveform as float32 in [-1, 1]."""

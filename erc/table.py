@@ -30,8 +30,41 @@ def split_masks(fold: np.ndarray, valid: int, exclude: Sequence[int] = ()) -> tu
     return (fold != valid) & ~np.isin(fold, list(exclude)), fold == valid
 
 
+class Rows:
+    """What every per-utterance table shares (a feature table, finetune mode's input table): length,
+    ratings, folds, and splitting by fold; ``subset`` is each table's own."""
+
+    segment_id: np.ndarray
+    fold: np.ndarray
+    valence: np.ndarray
+    arousal: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.segment_id)
+
+    @property
+    def va(self) -> np.ndarray:  # (N, 2) valence, arousal
+        return np.stack([self.valence, self.arousal], axis=1)
+
+    @property
+    def folds(self) -> list[int]:
+        return sorted(set(self.fold.tolist()))
+
+    def subset(self, index: np.ndarray | Sequence[int]) -> Any:
+        raise NotImplementedError
+
+    def split(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[Any, Any]:
+        """(train, valid): validate on fold ``valid``, train on every other fold except ``exclude``.
+
+        ``exclude`` keeps a fold out of both sides — nested tuning leaves the outer validation fold
+        unseen this way (``split(inner, exclude=[outer])``).
+        """
+        train, valid_rows = split_masks(self.fold, valid, exclude)
+        return self.subset(train), self.subset(valid_rows)
+
+
 @dataclass(frozen=True, eq=False)
-class FeatureTable:
+class FeatureTable(Rows):
     """Pooled encoder vectors with everything a run needs about each utterance."""
 
     segment_id: np.ndarray  # (N,) str
@@ -54,30 +87,13 @@ class FeatureTable:
             raise ValueError(f"audio, text and votes must be 2-D, got {self.audio.shape}, {self.text.shape}, "
                              f"{self.votes.shape}")
 
-    def __len__(self) -> int:
-        return len(self.segment_id)
-
-    @property
-    def va(self) -> np.ndarray:  # (N, 2) valence, arousal
-        return np.stack([self.valence, self.arousal], axis=1)
-
-    @property
-    def folds(self) -> list[int]:
-        return sorted(set(self.fold.tolist()))
-
     def subset(self, index: np.ndarray | Sequence[int]) -> FeatureTable:
         """The rows ``index`` selects (a boolean mask or positions), in that order."""
         index = np.asarray(index)
         return FeatureTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
 
     def split(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[FeatureTable, FeatureTable]:
-        """(train, valid): validate on fold ``valid``, train on every other fold except ``exclude``.
-
-        ``exclude`` keeps a fold out of both sides — nested tuning leaves the outer validation fold
-        unseen this way (``split(inner, exclude=[outer])``).
-        """
-        train, valid_rows = split_masks(self.fold, valid, exclude)
-        return self.subset(train), self.subset(valid_rows)
+        return super().split(valid, exclude=exclude)
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any]) -> FeatureTable:

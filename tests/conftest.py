@@ -23,3 +23,14 @@ def demo_encoders(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from erc.encoders import build_demo_encoders
 
     return build_demo_encoders(tmp_path_factory.mktemp("encoders"), load_corpus(demo_root, verbose=False))
+
+
+@pytest.fixture
+def one_torch_thread():
+    """One torch thread per run, as the sweep gives each trial (extra threads only add contention here)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

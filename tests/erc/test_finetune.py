@@ -16,17 +16,11 @@ from erc.model import build_head
 from erc.protocol import join_lines
 from erc.table import FeatureTable
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def cfg(**flat) -> RunConfig:
     return RunConfig.from_flat({"batch_size": 4, "fusion": "concat", **flat})
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

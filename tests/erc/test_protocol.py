@@ -26,6 +26,8 @@ from erc.protocol import (
 from erc.trainer import Trainer, fit
 from tests.synthetic import synthetic_features
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def cfg(**flat) -> RunConfig:
     return RunConfig.from_flat(flat)
@@ -34,14 +36,6 @@ def cfg(**flat) -> RunConfig:
 @pytest.fixture(scope="module")
 def data():
     return synthetic_features(n=400, seed=0).split(0)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_every_protocol_item_is_a_config_key_and_cached_mode_keeps_what_applies():

@@ -18,6 +18,8 @@ from erc.predict import load_head, predict
 from erc.trainer import StopTraining, fit
 from tests.synthetic import synthetic_features
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 def cfg(**flat) -> RunConfig:
     return RunConfig.from_flat(flat)
@@ -30,15 +32,6 @@ METRICS = ("acc", "macro_f1", "micro_f1", "auroc", "ccc_valence", "ccc_arousal",
 @pytest.fixture(scope="module")
 def data():
     return synthetic_features(n=1250, seed=0).split(0)  # 1000 train / 250 valid
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # one thread per run, as the sweep gives each trial; extra threads only add contention on a small box
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("fusion", ["concat", "outer"])

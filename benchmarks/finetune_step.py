@@ -1,0 +1,238 @@
+"""What a finetune trial costs next to a cached-head trial: time per training step and peak memory.
+
+For the demo encoders and a mid-size wav2vec2 + RoBERTa (hidden 256, 4 layers, the standard
+512-channel conv stack; random weights, real architectures): one training step of (a) a finetune
+trial — both encoders and the tensor-mixer head, :class:`erc.finetune.FinetuneTrainer` — and (b) a
+cached-head trial — the same head on pooled vectors, :class:`erc.trainer.Trainer`; same batch size.
+Each measurement runs in its own process, so its peak memory (peak RSS above the process's baseline
+on a CPU; ``torch.cuda.max_memory_allocated`` on a GPU) is its own.
+
+On a GPU (when CUDA is visible) it also measures encoders of the paper's sizes (wav2vec2-large
+geometry, RoBERTa-large; random weights), batch 8 with 7 s padding, paper-size head: step time in
+fp32 and bf16, peak memory, the aggregate throughput of 1, 2 and 4 finetune trials sharing one GPU
+and of 1, 2, 4 and 8 cached paper-size heads, and the fraction ``--gpus-per-trial auto`` chooses from
+the measured peaks. ``--smoke`` runs that GPU section on the CPU with the demo sizes (a check of the
+code path, not a measurement).
+
+    python benchmarks/finetune_step.py [--steps 3] [--batch-size 8] [--threads 1] [--smoke]
+
+The last printed line is a JSON object: per encoder size ``finetune_s``, ``cached_s``, ``ratio``
+(finetune / cached time per step), ``finetune_peak_mb``, ``cached_peak_mb``; ``gpu`` (null without CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's mid-size encoders
+from head_vs_end_to_end import mid_encoders
+
+from erc.config import RunConfig
+from erc.data import load_corpus
+from erc.data.demo import write_demo_corpus
+from erc.encoders import AudioEncoder, TextEncoder, build_demo_encoders, load_text_encoder
+from erc.finetune import FinetuneTrainer
+from erc.inputs import build_inputs, load_inputs
+from erc.probe import gpu_fraction
+from erc.table import FeatureTable
+from erc.trainer import Trainer
+
+
+def paper_encoders(tokenizer: Any) -> tuple[AudioEncoder, TextEncoder]:
+    """wav2vec2-large (xlsr geometry: 24 layers × 1024, stable layer norm) and RoBERTa-large, random weights."""
+    from transformers import (
+        RobertaConfig,
+        RobertaModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+    )
+
+    torch.manual_seed(0)
+    audio = Wav2Vec2Model(Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
+                                         intermediate_size=4096, feat_extract_norm="layer", conv_bias=True,
+                                         do_stable_layer_norm=True))
+    fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                                  return_attention_mask=True)
+    text = RobertaModel(RobertaConfig(vocab_size=32000, hidden_size=1024, num_hidden_layers=24,
+                                      num_attention_heads=16, intermediate_size=4096, max_position_embeddings=514,
+                                      type_vocab_size=1, pad_token_id=tokenizer.pad_token_id))
+    return (AudioEncoder.from_model(audio, fe, "cpu", name="wav2vec2-large-geometry"),
+            TextEncoder.from_model(text, tokenizer, "cpu", name="roberta-large-geometry"))
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+def measure(spec: dict[str, Any], barrier: Any = None) -> dict[str, float]:
+    """Seconds per training step and peak memory of one trial kind (runs in its own process)."""
+    torch.set_num_threads(spec["threads"])
+    device = torch.device(spec["device"])
+    cuda = device.type == "cuda"
+    table = load_inputs(spec["inputs"])
+    train, valid = table.split(0)
+    # a batch of median-length utterances: what a length-bucketed batch typically holds
+    middle = np.argsort(train.wave_len, kind="stable")[len(train) // 2 - spec["batch"] // 2:][: spec["batch"]]
+    train, valid = train.subset(middle), valid.subset(np.arange(2))
+    tokenizer = load_text_encoder(spec["text_dir"], "cpu").tokenizer
+    config = RunConfig.from_flat({"fusion": "outer", "preset": spec["preset"], "batch_size": spec["batch"],
+                                  "device": spec["device"], "precision": spec["precision"],
+                                  "audio_padding": spec["padding"], "standardise": False})
+    baseline = _rss_mb()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    if spec["encoders"] == "demo":
+        audio, text = spec["audio_dir"], spec["text_dir"]
+        dims = (64, 128)
+    else:
+        audio, text = (mid_encoders if spec["encoders"] == "mid" else paper_encoders)(tokenizer)
+        dims = (audio.dim, text.dim)
+    if spec["mode"] == "finetune":
+        trainer = FinetuneTrainer(config, train, valid, audio_encoder=audio, text_encoder=text)
+    else:
+        del audio, text
+        trainer = Trainer(config, _vectors(train, dims), _vectors(valid, dims))
+    index = torch.arange(spec["batch"], device=device)
+    trainer.model.train()
+    trainer.train_step(index)  # warm-up: allocations, kernels, optimiser state
+    if barrier is not None:
+        barrier.wait()  # concurrent trials start timing together
+    if cuda:
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(spec["steps"]):
+        trainer.train_step(index)
+    if cuda:
+        torch.cuda.synchronize(device)
+    seconds = (time.perf_counter() - start) / spec["steps"]
+    peak = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline)
+    out = {"step_s": seconds, "peak_mb": peak}
+    if cuda:
+        out["total_mb"] = torch.cuda.get_device_properties(device).total_memory / 2**20
+    return out
+
+
+def _vectors(rows: Any, dims: tuple[int, int]) -> FeatureTable:
+    """The same utterances as cached pooled vectors (random values: the step's cost does not depend on them)."""
+    g = np.random.default_rng(0)
+    return FeatureTable(segment_id=rows.segment_id, corpus=rows.corpus, session=rows.session, fold=rows.fold,
+                        audio=g.standard_normal((len(rows), dims[0]), dtype=np.float32),
+                        text=g.standard_normal((len(rows), dims[1]), dtype=np.float32), votes=rows.votes,
+                        majority=rows.majority, valence=rows.valence, arousal=rows.arousal)
+
+
+def _worker(spec: dict[str, Any], barrier: Any, queue: Any) -> None:
+    try:
+        queue.put(measure(spec, barrier))
+    except BaseException as err:  # the parent must not wait forever for a crashed child
+        queue.put({"error": f"{type(err).__name__}: {err}"})
+        raise
+
+
+def in_processes(spec: dict[str, Any], n: int = 1) -> list[dict[str, float]]:
+    """``measure(spec)`` in ``n`` fresh processes at once (n trials sharing the machine or one GPU)."""
+    ctx = mp.get_context("spawn")
+    barrier, queue = ctx.Barrier(n), ctx.Queue()
+    procs = [ctx.Process(target=_worker, args=(spec, barrier, queue)) for _ in range(n)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=3600) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    errors = [r["error"] for r in results if "error" in r]
+    if errors:
+        raise RuntimeError(f"measurement failed: {errors[0]}")
+    return results
+
+
+def throughput(spec: dict[str, Any], counts: tuple[int, ...]) -> dict[str, float]:
+    """Aggregate training steps per second of n concurrent trials, for each n."""
+    return {str(n): round(sum(1.0 / r["step_s"] for r in in_processes(spec, n)), 3) for n in counts}
+
+
+def gpu_section(base: dict[str, Any], device: str, sizes: str, preset: str, steps: int) -> dict[str, Any]:
+    spec = {**base, "device": device, "encoders": sizes, "preset": preset, "padding": "fixed", "steps": steps}
+    out: dict[str, Any] = {}
+    for precision in ("fp32", "bf16"):
+        [r] = in_processes({**spec, "mode": "finetune", "precision": precision})
+        out[f"finetune_{precision}_s"], out[f"finetune_{precision}_peak_mb"] = r["step_s"], r["peak_mb"]
+        print(f"  finetune {sizes} {precision}: {r['step_s']:.3f} s/step, peak {r['peak_mb']:.0f} MiB")
+    [cached] = in_processes({**spec, "mode": "cached", "precision": "fp32"})
+    out["cached_s"], out["cached_peak_mb"] = cached["step_s"], cached["peak_mb"]
+    print(f"  cached {preset} head: {cached['step_s']:.4f} s/step, peak {cached['peak_mb']:.0f} MiB")
+    out["finetune_steps_per_s"] = throughput({**spec, "mode": "finetune", "precision": "fp32"}, base["ft_counts"])
+    out["cached_steps_per_s"] = throughput({**spec, "mode": "cached", "precision": "fp32"}, base["cached_counts"])
+    print(f"  concurrent trials, aggregate steps/s: finetune {out['finetune_steps_per_s']}, "
+          f"cached {out['cached_steps_per_s']}")
+    total = r.get("total_mb")
+    if total:
+        for kind in ("finetune_fp32", "cached"):
+            fit = gpu_fraction(out[f"{kind}_peak_mb"], total)
+            out[f"auto_{kind}"] = fit.fraction
+            print(f"  auto for {kind}: {fit.describe()}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (default 3)")
+    parser.add_argument("--batch-size", type=int, default=8, help="the paper's 8 (default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1, as a trial)")
+    parser.add_argument("--smoke", action="store_true", help="also run the GPU section on the CPU, demo sizes")
+    args = parser.parse_args(argv)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        root = write_demo_corpus(work / "data", seed=0, kemdy19_sessions=5, kemdy20_sessions=5,
+                                 utterances_per_speaker=4)
+        corpus = load_corpus(root, verbose=False)
+        audio_dir, text_dir = build_demo_encoders(work / "encoders", corpus, seed=0)
+        _, inputs = build_inputs(corpus, audio_dir, text_dir, work / "inputs", progress=False)
+        base = {"inputs": str(inputs), "audio_dir": str(audio_dir), "text_dir": str(text_dir), "batch": args.batch_size,
+                "threads": args.threads, "steps": args.steps, "device": "cpu", "preset": "demo",
+                "precision": "fp32", "padding": "bucket", "ft_counts": (1, 2, 4), "cached_counts": (1, 2, 4, 8)}
+        print(f"CPU, {args.threads} thread(s) per trial, batch {args.batch_size} (median-length demo utterances), "
+              "tensor-mixer head (demo preset)")
+        print(f"{'encoders':<10} {'finetune s/step':>16} {'cached s/step':>14} {'ratio':>8} "
+              f"{'finetune peak MiB':>18} {'cached peak MiB':>16}")
+        figures: dict[str, Any] = {}
+        for sizes in ("demo", "mid"):
+            [ft] = in_processes({**base, "encoders": sizes, "mode": "finetune"})
+            [cached] = in_processes({**base, "encoders": sizes, "mode": "cached", "steps": args.steps * 10})
+            figures[sizes] = {"finetune_s": round(ft["step_s"], 4), "cached_s": round(cached["step_s"], 5),
+                              "ratio": round(ft["step_s"] / cached["step_s"], 1),
+                              "finetune_peak_mb": round(ft["peak_mb"], 1), "cached_peak_mb": round(cached["peak_mb"], 1)}
+            f = figures[sizes]
+            print(f"{sizes:<10} {f['finetune_s']:>16.3f} {f['cached_s']:>14.5f} {f['ratio']:>7.0f}x "
+                  f"{f['finetune_peak_mb']:>18.0f} {f['cached_peak_mb']:>16.0f}")
+        figures["gpu"] = None
+        if torch.cuda.is_available():
+            print(f"\nGPU {torch.cuda.get_device_name(0)}: paper-size encoders, batch {args.batch_size}, 7 s padding")
+            figures["gpu"] = gpu_section(base, "cuda", "paper", "paper", args.steps)
+        else:
+            print("\nno CUDA: the GPU figures (paper sizes, bf16 vs fp32, 1/2/4 trials per GPU) were not taken")
+        if args.smoke:
+            print("\nsmoke: the GPU section's code path on the CPU with demo sizes (not a measurement)")
+            figures["smoke"] = gpu_section({**base, "ft_counts": (1, 2), "cached_counts": (1, 2)}, "cpu", "demo",
+                                           "demo", 1)
+    figures["threads"] = args.threads
+    print(json.dumps(figures))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
