@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from erc.protocol import check_cached
 from sweeps.grid import run_ablation
 from sweeps.settings import FOLDS, add_common_arguments, load_config_file, positive
 
@@ -33,6 +34,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.hparams = load_config_file(args.config)
         except (OSError, TypeError, ValueError) as err:
             parser.error(f"--config: {err}")
+        if args.mode == "cached":
+            try:
+                for values in [args.hparams[0], *args.hparams[1].values()]:
+                    check_cached(values)
+            except ValueError as err:
+                parser.error(f"--config: {err} (add --mode finetune)")
     return args
 
 

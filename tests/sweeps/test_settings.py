@@ -83,6 +83,11 @@ def test_config_file_is_checked_against_the_run_config(tmp_path):
         load_config_file(bad)
     with pytest.raises(SystemExit):
         ablation.parse_args(["--config", str(bad)])
+    finetune_only = tmp_path / "ft.yaml"
+    finetune_only.write_text("max_tokens: 64\n")
+    with pytest.raises(SystemExit):  # a cached sweep cannot honour it: a usage error, not a failed trial
+        ablation.parse_args(["--config", str(finetune_only)])
+    assert ablation.parse_args(["--config", str(finetune_only), "--mode", "finetune"]).hparams[0] == {"max_tokens": 64}
     assert isinstance(ablation.parse_args([]), argparse.Namespace)
 
 
