@@ -21,6 +21,7 @@ def test_finetune_grid_trial_fails_after_an_epoch_and_resumes_in_its_own_run(dem
     proc = run(cmd, cwd=tmp_path, env={"ERC_FAIL_ONCE": "fold0-concat-soft@1"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "inputs: 88 utterances" in proc.stdout and "paper protocol: " in proc.stdout
+    assert "per-metric best epochs" in proc.stdout  # the paper protocol's second, optimistic report
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     [parent] = parents(client)
     assert parent.data.tags[C.MODE] == "finetune" and parent.data.tags[C.PROTOCOL] == "paper"
@@ -34,6 +35,9 @@ def test_finetune_grid_trial_fails_after_an_epoch_and_resumes_in_its_own_run(dem
         assert params["audio_padding"] == "fixed" and params["valid_ties"] == "excluded"
         history = client.get_metric_history(r.info.run_id, C.VALID_PREFIX + "acc")
         assert sorted(m.step for m in history) == [1, 2, 3]  # no epoch twice, also in the resumed run
+        for metric, best in (("acc", max), ("ccc_valence", max), ("loss", min)):  # best/* = best of the history
+            values = [m.value for m in client.get_metric_history(r.info.run_id, C.VALID_PREFIX + metric)]
+            assert r.data.metrics[C.BEST_PREFIX + metric] == pytest.approx(best(values)), metric
         assert tags[C.ATTEMPTS] == ("2" if r.info.run_name == "fold0-concat-soft" else "1")
         assert {a.path for a in client.list_artifacts(r.info.run_id, C.CHECKPOINT_DIR)} == {C.MODEL_CHECKPOINT}
     resumed = next(r for r in runs if r.info.run_name == "fold0-concat-soft")
