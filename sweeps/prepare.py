@@ -6,19 +6,43 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from erc.config import RunConfig
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
-from erc.features import build_features, feature_meta
+from erc.features import Extractor, build_features, feature_meta
 from erc.table import FeatureTable
 from sweeps.settings import PAPER_AUDIO, PAPER_TEXT, SweepSettings
 
 log = logging.getLogger(__name__)
 
 
+def _check_layers(settings: SweepSettings) -> None:
+    """Fail before any extraction when the sweep's runs read layers a last-layer cache lacks."""
+    if settings.layers == "all":
+        return
+    for where, values in [("", {}), *((f" (arm {arm})", v) for arm, v in settings.arm_hparams.items())]:
+        layers = RunConfig.from_flat({**settings.base_config(), **values}).layers
+        if layers.needs_stack:
+            raise ValueError(f"audio_layer={layers.audio_layer!r}, text_layer={layers.text_layer!r}{where} read every "
+                             "encoder layer: run with --layers all")
+
+
+def _extractor(settings: SweepSettings) -> Extractor | None:
+    """None (this process) or the cluster's Ray Data job (``--extract-on cluster``)."""
+    if settings.extract_on != "cluster":
+        return None
+    from sweeps.extract import ClusterExtractor
+    from sweeps.runner import init_ray  # the runner imports this module
+
+    init_ray(settings)
+    # GPU actors when the sweep asks GPUs of its trials, even before an autoscaler has started one
+    return ClusterExtractor(gpus=True if settings.gpus_per_trial else None)
+
+
 @dataclass
 class Prepared:
-    table: FeatureTable  # the features, as they go into Ray's object store
+    table: FeatureTable  # the features, as they go into Ray's object store (layer stacks: once per node)
     corpus_name: str  # e.g. "KEMDy19+KEMDy20"
     audio_encoder: str
     text_encoder: str
@@ -38,7 +62,9 @@ def prepare(settings: SweepSettings) -> Prepared:
         corpus = load_corpus(settings.data)
         audio, text = settings.audio_encoder or PAPER_AUDIO, settings.text_encoder or PAPER_TEXT
     print(corpus.summary())
-    ds = build_features(corpus, audio, text, cache / "features")
+    _check_layers(settings)
+    ds = build_features(corpus, audio, text, cache / "features", layers=settings.layers,
+                        extractor=_extractor(settings))
     feature_dir = Path(ds.cache_files[0]["filename"]).parent
     excluded = feature_dir / "excluded.csv"
     if not excluded.exists():  # a cache built elsewhere: keep this run's exclusions beside the sweep
