@@ -6,26 +6,14 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from erc.config import RunConfig
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
 from erc.features import Extractor, build_features, feature_meta
 from erc.table import FeatureTable
-from sweeps.settings import PAPER_AUDIO, PAPER_TEXT, SweepSettings
+from sweeps.settings import PAPER_AUDIO, PAPER_TEXT, SweepSettings, check_layers
 
 log = logging.getLogger(__name__)
-
-
-def _check_layers(settings: SweepSettings) -> None:
-    """Fail before any extraction when the sweep's runs read layers a last-layer cache lacks."""
-    if settings.layers == "all":
-        return
-    for where, values in [("", {}), *((f" (arm {arm})", v) for arm, v in settings.arm_hparams.items())]:
-        layers = RunConfig.from_flat({**settings.base_config(), **values}).layers
-        if layers.needs_stack:
-            raise ValueError(f"audio_layer={layers.audio_layer!r}, text_layer={layers.text_layer!r}{where} read every "
-                             "encoder layer: run with --layers all")
 
 
 def _extractor(settings: SweepSettings) -> Extractor | None:
@@ -62,7 +50,7 @@ def prepare(settings: SweepSettings) -> Prepared:
         corpus = load_corpus(settings.data)
         audio, text = settings.audio_encoder or PAPER_AUDIO, settings.text_encoder or PAPER_TEXT
     print(corpus.summary())
-    _check_layers(settings)
+    check_layers(settings.layers, settings.base_config(), settings.arm_hparams)
     ds = build_features(corpus, audio, text, cache / "features", layers=settings.layers,
                         extractor=_extractor(settings))
     feature_dir = Path(ds.cache_files[0]["filename"]).parent

@@ -228,6 +228,17 @@ def load_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
     return data, arms
 
 
+def check_layers(layers: str, base: dict[str, Any], arm_hparams: dict[str, dict[str, Any]]) -> None:
+    """A ValueError, before any extraction, when runs read layers a last-layer cache lacks."""
+    if layers == "all":
+        return
+    for where, values in [("", {}), *((f" (arm {arm})", v) for arm, v in arm_hparams.items())]:
+        chosen = RunConfig.from_flat({**base, **values}).layers
+        if chosen.needs_stack:
+            raise ValueError(f"audio_layer={chosen.audio_layer!r}, text_layer={chosen.text_layer!r}{where} read "
+                             "every encoder layer: add --layers all")
+
+
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> SweepSettings:
     """Settings from the common flags (``--smoke-test`` overrides folds, epochs and preset)."""
     kwargs = {k: getattr(args, k) for k in ("data", "audio_encoder", "text_encoder", "folds", "fusions", "labels",
