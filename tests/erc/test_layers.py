@@ -130,7 +130,7 @@ def test_a_weighted_head_learns_where_the_signal_is_and_reloads(tmp_path):
     # one chosen layer: the informative one beats a noise layer
     scores = {}
     for index in (2, 0):
-        chosen = fit(config.replace(audio_layer=index), train, valid)
+        chosen = fit(config.replace(audio_layer=index, epochs=5), train, valid)
         scores[index] = chosen.metrics["ccc_arousal"]
         head = load_head(chosen.config, chosen.state_dict)
         again, _ = predict(head, valid, device="cpu")
