@@ -74,7 +74,10 @@ BEST_PREFIX = "best/"  # each metric's own best epoch (the paper's way; optimist
 GPU_PREFIX = "gpu/"
 SEARCH_PREFIX = "search/"
 EMBED_PREFIX = "embed/"  # alignment numbers of the embedding figure (analysis.embeddings)
-LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX)
+# per epoch, a head mixing encoder layers (audio_layer/text_layer = "weighted"): the softmax weight of
+# each layer, layer_weight/<audio|text>_<layer index>
+LAYER_WEIGHT_PREFIX = "layer_weight/"
+LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX)
 # Keys under these are never a run's plain "<metric>" (the reader's fallback for runs logged elsewhere).
 KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
 VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "best": BEST_PREFIX}
@@ -92,6 +95,7 @@ COMPARE_DIR = "compare"
 BEST_CONFIG_DIR = "best"
 PER_ARM_DIR = "per_arm_tuning"
 EMBEDDINGS_DIR = "embeddings"  # a trial's embedding coordinates and settings
+LAYER_WEIGHTS_FILE = "layer_weights.json"  # a weighted head's layer weights at the selected epoch (+ plots/*.png)
 
 MINIMAL_RUN = (
     "a FINISHED run with the fold (tag or param 'fold', an integer), each compared factor (tag or param, "

@@ -1,39 +1,57 @@
-"""Audio feature extraction: length-bucketed batches vs padding every utterance to 7 s (DESIGN §4).
+"""Feature extraction: batching, where it runs, and every hidden layer (DESIGN §4, §11).
 
-Measures, in one run and side by side, the throughput (utterances/s) of the pooled wav2vec2 forward
-with the two batching strategies, for
+Measured side by side in one run (each part can be left out with ``--parts``):
 
-* the demo audio encoder (hidden 64, 32-channel conv stack) on the whole demo corpus, and
-* a mid-size wav2vec2 (hidden 256, 4 layers, the standard 512-channel conv stack) on a subset,
+``bucketing``: the throughput (utterances/s) of the pooled wav2vec2 forward with length-bucketed
+batches vs padding every utterance to 7 s, for the demo audio encoder (hidden 64) on the demo
+corpus and a mid-size wav2vec2 (hidden 256, 4 layers, the standard 512-channel conv stack) on a
+subset, plus the largest |difference| between a pooled vector from a padded batch and the same
+utterance run alone. Both strategies get the same padded-audio budget per forward, read the same
+in-memory waves, and run interleaved so that background load hits both alike.
 
-and the largest absolute difference between a pooled vector from a padded batch (either strategy)
-and the same utterance run alone without padding. Both strategies get the same budget of padded
-audio per forward pass (``--batch-seconds``), read the same in-memory waves (file decoding is the
-same work for both and is left out), and run alternately so that background load hits both alike.
+``cluster``: ``--extract-on cluster`` (sweeps/extract.py, a Ray Data job) on a local multi-raylet
+cluster — a head with no CPU and 1, then 2 worker raylets of 1 CPU each, alternating — with the demo
+encoders on the demo corpus. Throughput is utterances per second from the first vectors back to the
+last, i.e. without the job's start-up (actor processes, imports, encoders from the object store),
+which is reported beside it.
+
+``layers``: a driver-side build of every hidden layer (``--layers all``) vs the last layer alone,
+alternating: time and bytes on disk. Then what float16 storage of the stacks costs a head: a
+``weighted`` head (learned softmax over layers) trained on the float16 stacks vs the same float32
+stacks, every fold, and the layer weights it learns on the demo.
+
 The last line printed is a JSON object with ``bucketed_vs_fixed_speedup_demo``,
-``bucketed_vs_fixed_speedup_mid`` and ``max_abs_diff``.
+``bucketed_vs_fixed_speedup_mid``, ``max_abs_diff``, ``cluster_2_vs_1_workers_speedup``,
+``all_vs_last_layers_time``, ``all_vs_last_layers_bytes``, ``float16_vs_float32_max_metric_diff``
+and ``demo_layer_weights`` (for the parts that ran).
 
-    python benchmarks/extraction.py [--work DIR] [--mid-utterances 96] [--repeats 1]
+    python benchmarks/extraction.py [--work DIR] [--parts bucketing,cluster,layers] [--repeats 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from transformers import AutoFeatureExtractor, Wav2Vec2Config, Wav2Vec2Model
 
 from erc.audio import MAX_SECONDS, load_audio
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
-from erc.encoders import AudioEncoder, build_demo_encoders, load_audio_encoder
-from erc.features import length_buckets
+from erc.encoders import AudioEncoder, build_demo_encoders, load_audio_encoder, load_text_encoder
+from erc.features import ExtractionJob, Vectors, build_features, extract_here, length_buckets
+
+PARTS = ("bucketing", "cluster", "layers")
 
 
 def plans(waves: list[np.ndarray], batch_seconds: float, sr: int) -> dict[str, list[tuple[list[int], int | None]]]:
@@ -109,6 +127,154 @@ def mid_encoder(feature_extractor: object, seed: int = 0) -> AudioEncoder:
                                    name="mid: hidden 256, 4 layers, conv 512×7")
 
 
+# --------------------------------------------------------------------------------------------------
+# cluster extraction: 1 vs 2 worker raylets
+
+
+class _TimedVectors(Vectors):
+    """Vectors that note when each unit's results arrive (the throughput clock)."""
+
+    def __init__(self, job: ExtractionJob, directory: Path) -> None:
+        super().__init__(job, directory)
+        self.arrivals: list[tuple[float, int]] = []
+
+    def put(self, modality: str, rows, vectors, stack=None) -> None:
+        super().put(modality, rows, vectors, stack)
+        self.arrivals.append((time.perf_counter(), len(rows)))
+
+
+def _cluster_run(job: ExtractionJob, work: Path) -> dict[str, float]:
+    from sweeps.extract import ClusterExtractor
+
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        out = _TimedVectors(job, Path(tmp))
+        t0 = time.perf_counter()
+        info = ClusterExtractor(gpus=False)(job, out)
+        wall = time.perf_counter() - t0
+        assert not out.missing(), out.missing()
+    (first, n_first), (last, _) = out.arrivals[0], out.arrivals[-1]
+    done = 2 * len(job) - n_first  # audio and text rows after the first unit
+    return {"actors": info["actors"], "ups": done / 2 / (last - first), "startup_s": first - t0, "wall_s": wall,
+            "vectors": (out.vectors["audio"].copy(), out.vectors["text"].copy())}
+
+
+def measure_cluster(job: ExtractionJob, work: Path, repeats: int) -> dict:
+    """Alternating 1- and 2-worker runs on one local cluster (a worker raylet added and removed)."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported: keep 127.0.0.1
+    import ray
+    from ray.cluster_utils import Cluster
+
+    tmp = Path(tempfile.mkdtemp(prefix="rb", dir="/tmp"))  # Ray's socket paths must stay short
+    os.environ["RAY_TMPDIR"] = str(tmp)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
+                                                             "include_dashboard": False})
+    runs: dict[int, list[dict]] = {1: [], 2: []}
+    try:
+        cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False)
+        second = None
+        for _ in range(repeats):
+            for workers in (1, 2):
+                if workers == 2 and second is None:
+                    second = cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
+                    cluster.wait_for_nodes()
+                if workers == 1 and second is not None:
+                    cluster.remove_node(second)
+                    second = None
+                    time.sleep(2)  # until the cluster's resources show the node gone
+                runs[workers].append(_cluster_run(job, work))
+                print(f"cluster, {workers} worker(s): {runs[workers][-1]['ups']:.1f} utt/s after "
+                      f"{runs[workers][-1]['startup_s']:.1f} s of start-up ({runs[workers][-1]['wall_s']:.1f} s wall)")
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+        shutil.rmtree(tmp, ignore_errors=True)
+    assert [r["actors"] for r in runs[1]] == [1] * repeats and [r["actors"] for r in runs[2]] == [2] * repeats
+    ups = {w: len(rs) / sum(1 / r["ups"] for r in rs) for w, rs in runs.items()}  # harmonic mean
+    wall = {w: float(np.mean([r["wall_s"] for r in rs])) for w, rs in runs.items()}
+    local = extract_locally(job)
+    diff = max(float(np.abs(r["vectors"][k] - local[k]).max()) for rs in runs.values() for r in rs for k in (0, 1))
+    return {"ups": ups, "wall": wall, "speedup": ups[2] / ups[1], "wall_speedup": wall[1] / wall[2],
+            "max_abs_diff_vs_driver": diff}
+
+
+def extract_locally(job: ExtractionJob) -> tuple[np.ndarray, np.ndarray]:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Vectors(dataclasses.replace(job, progress=False), Path(tmp))
+        extract_here(dataclasses.replace(job, progress=False), out)
+        return out.vectors["audio"].copy(), out.vectors["text"].copy()
+
+
+# --------------------------------------------------------------------------------------------------
+# every hidden layer
+
+
+def _tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def measure_layers(corpus: pd.DataFrame, audio_dir: Path, text_dir: Path, work: Path, repeats: int) -> dict:
+    """Driver-side builds, last layer vs every layer, alternating (fresh cache directories)."""
+    seconds: dict[str, list[float]] = {"last": [], "all": []}
+    sizes: dict[str, int] = {}
+    for _ in range(repeats):
+        for layers in ("last", "all"):
+            with tempfile.TemporaryDirectory(dir=work) as tmp:
+                t0 = time.perf_counter()
+                ds = build_features(corpus, audio_dir, text_dir, tmp, layers=layers, device="cpu", progress=False)
+                seconds[layers].append(time.perf_counter() - t0)
+                sizes[layers] = _tree_bytes(Path(ds.cache_files[0]["filename"]).parent)
+    time_ratio = sum(seconds["all"]) / sum(seconds["last"])
+    print(f"layers: last {np.mean(seconds['last']):.1f} s, {sizes['last'] / 2**20:.2f} MiB; "
+          f"all {np.mean(seconds['all']):.1f} s, {sizes['all'] / 2**20:.2f} MiB")
+    return {"time": time_ratio, "bytes": sizes["all"] / sizes["last"], "seconds": seconds, "sizes": sizes}
+
+
+def measure_float16(corpus: pd.DataFrame, audio_dir: Path, text_dir: Path, epochs: int) -> dict:
+    """Weighted heads on float16 vs float32 stacks of the same vectors, every fold; the learned weights."""
+    from erc.config import RunConfig
+    from erc.encoders import load_text_encoder
+    from erc.layers import Layers, layer_weights
+    from erc.table import FeatureTable
+    from erc.trainer import fit
+
+    utterances = corpus.reset_index(drop=True)
+    job = ExtractionJob(utterances["wav_path"].astype(str).tolist(), utterances["text"].astype(str).tolist(),
+                        load_audio_encoder(audio_dir, "cpu"), load_text_encoder(text_dir, "cpu"), layers=True,
+                        progress=False)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Vectors(job, Path(tmp))
+        extract_here(job, out)
+        stacks = {m: np.array(out.stacks[m]) for m in ("audio", "text")}  # float32, before storing
+        base = FeatureTable.from_columns({**{c: utterances[c].tolist() for c in ("segment_id", "corpus", "session",
+                                                                                  "fold", "valence", "arousal")},
+                                          "votes": np.array(utterances["votes"].tolist()),
+                                          "audio_vec": out.vectors["audio"], "text_vec": out.vectors["text"]})
+    config = RunConfig.from_flat({"fusion": "outer", "labels": "soft", "epochs": epochs,
+                                  "audio_layer": "weighted", "text_layer": "weighted"})
+    metrics: dict[str, list[dict]] = {"float16": [], "float32": []}
+    weights: list[dict] = []
+    for dtype in ("float32", "float16"):
+        table = dataclasses.replace(base, **{f"{m}_layers": Layers(s.astype(dtype)) for m, s in stacks.items()})
+        for fold in table.folds:
+            result = fit(config, *table.split(fold))
+            metrics[dtype].append(result.metrics)
+            if dtype == "float16":
+                weights.append(layer_weights(result.state_dict))
+    keys = [k for k in metrics["float32"][0] if k not in ("epoch",)]
+    diff = {k: max(abs(a[k] - b[k]) for a, b in zip(metrics["float16"], metrics["float32"], strict=True))
+            for k in keys}
+    mean_weights = {m: np.mean([w[m] for w in weights], axis=0).round(4).tolist() for m in weights[0]}
+    metric_keys = ("acc", "macro_f1", "ccc_valence", "ccc_arousal")
+    print("weighted head, float16 vs float32 stacks, largest |Δ| over folds: "
+          + ", ".join(f"{k} {diff[k]:.4f}" for k in metric_keys))
+    print("mean over folds (float32): " + ", ".join(
+        f"{k} {np.mean([m[k] for m in metrics['float32']]):.3f}" for k in metric_keys))
+    print(f"learned layer weights (mean over folds; layer 0 = embeddings): {mean_weights}")
+    return {"max_metric_diff": max(diff[k] for k in metric_keys), "diff": diff, "weights": mean_weights}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, default=None,
@@ -119,12 +285,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=1, help="interleaved timed runs per encoder (summed)")
     parser.add_argument("--check", type=int, default=200,
                         help="utterances compared against single-utterance forwards (demo encoder)")
+    parser.add_argument("--parts", type=lambda t: [p for p in t.split(",") if p], default=list(PARTS),
+                        help=f"which measurements ({','.join(PARTS)}; default all)")
+    parser.add_argument("--head-epochs", type=int, default=15, help="epochs of the float16-vs-float32 heads")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="cluster and layers parts: every k-th utterance, about this many (a quick check)")
     args = parser.parse_args(argv)
+    if unknown := set(args.parts) - set(PARTS):
+        parser.error(f"--parts: unknown {sorted(unknown)}; choose from {','.join(PARTS)}")
 
     work = args.work or Path(os.environ.get("ERC_CACHE") or tempfile.gettempdir()) / "erc-bench"
     root = write_demo_corpus(work / "data", seed=0)
     corpus = load_corpus(root, verbose=False)
-    audio_dir, _ = build_demo_encoders(work / "encoders", corpus, seed=0)
+    audio_dir, text_dir = build_demo_encoders(work / "encoders", corpus, seed=0)
     t0 = time.perf_counter()
     waves = [load_audio(p, MAX_SECONDS) for p in corpus.utterances["wav_path"]]
     lengths = np.array([len(w) for w in waves]) / 16000
@@ -132,6 +305,34 @@ def main(argv: list[str] | None = None) -> None:
           f"median {np.median(lengths):.2f} s (read in {time.perf_counter() - t0:.1f} s); "
           f"torch threads {torch.get_num_threads()}, batch budget {args.batch_seconds:g} s of padded audio")
 
+    utterances = corpus.utterances
+    if args.limit:
+        utterances = utterances.iloc[::max(1, len(utterances) // args.limit)].reset_index(drop=True)
+    figures: dict[str, Any] = {}
+    if "bucketing" in args.parts:
+        figures.update(bucketing(args, audio_dir, waves, lengths))
+    if "cluster" in args.parts:
+        job = ExtractionJob(utterances["wav_path"].astype(str).tolist(), utterances["text"].astype(str).tolist(),
+                            load_audio_encoder(audio_dir, "cpu"), load_text_encoder(text_dir, "cpu"), progress=False)
+        cluster = measure_cluster(job, work, args.repeats)
+        print(f"cluster extraction, 2 vs 1 worker raylets (1 CPU each): throughput "
+              f"{cluster['ups'][2]:.1f} vs {cluster['ups'][1]:.1f} utt/s = {cluster['speedup']:.2f}×; whole job "
+              f"{cluster['wall'][2]:.1f} vs {cluster['wall'][1]:.1f} s = {cluster['wall_speedup']:.2f}×; "
+              f"max |Δ| vs the driver's vectors {cluster['max_abs_diff_vs_driver']:.1e}")
+        figures["cluster_2_vs_1_workers_speedup"] = round(cluster["speedup"], 3)
+        figures["cluster_2_vs_1_workers_wall_speedup"] = round(cluster["wall_speedup"], 3)
+        figures["cluster_vs_driver_max_abs_diff"] = float(f"{cluster['max_abs_diff_vs_driver']:.3e}")
+    if "layers" in args.parts:
+        layers = measure_layers(utterances, audio_dir, text_dir, work, args.repeats)
+        half = measure_float16(utterances, audio_dir, text_dir, args.head_epochs)
+        figures["all_vs_last_layers_time"] = round(layers["time"], 3)
+        figures["all_vs_last_layers_bytes"] = round(layers["bytes"], 3)
+        figures["float16_vs_float32_max_metric_diff"] = round(half["max_metric_diff"], 4)
+        figures["demo_layer_weights"] = half["weights"]
+    print(json.dumps(figures))
+
+
+def bucketing(args: argparse.Namespace, audio_dir: Path, waves: list[np.ndarray], lengths: np.ndarray) -> dict:
     demo = load_audio_encoder(audio_dir, "cpu")
     rows = [measure("demo: hidden 64, 2 layers, conv 32×7", demo, waves, args.batch_seconds, args.repeats,
                     args.check)]
@@ -150,11 +351,11 @@ def main(argv: list[str] | None = None) -> None:
               f"{r['speedup']:7.2f}× {r['padded_ratio']:12.2f}× {r['max_abs_diff']:17.2e}")
     print("wall seconds (bucketed / fixed):",
           "; ".join(f"{r['name'].split(':')[0]} {r['seconds']['bucketed']} / {r['seconds']['fixed']}" for r in rows))
-    print(json.dumps({
+    return {
         "bucketed_vs_fixed_speedup_demo": round(rows[0]["speedup"], 3),
         "bucketed_vs_fixed_speedup_mid": round(rows[1]["speedup"], 3),
         "max_abs_diff": float(f"{max(r['max_abs_diff'] for r in rows):.3e}"),
-    }))
+    }
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ keys and values of the wrong type. Every default is a dataclass field default, a
 from __future__ import annotations
 
 import numbers
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, is_dataclass
@@ -21,6 +22,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from erc.layers import LayerConfig
 from erc.losses import LossConfig
 from erc.metrics import check_metric, metric_mode
 from erc.model import HeadConfig
@@ -34,6 +36,7 @@ class RunConfig:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    layers: LayerConfig = field(default_factory=LayerConfig)
     select_metric: str = "acc"  # the paper checkpoints on validation accuracy
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -85,7 +88,7 @@ class RunConfig:
         return RunConfig.from_flat({**self.to_flat(), **flat})
 
 
-_PARTS = {"head": HeadConfig, "loss": LossConfig, "optim": OptimConfig, "protocol": ProtocolConfig}
+_PARTS = {"head": HeadConfig, "loss": LossConfig, "optim": OptimConfig, "protocol": ProtocolConfig, "layers": LayerConfig}
 
 
 def _flat_keys() -> dict[str, tuple[type, Any]]:
@@ -113,6 +116,13 @@ def defaults() -> dict[str, Any]:
 
 
 def _coerce(key: str, hint: Any, value: Any) -> Any:
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # e.g. int | Literal["last", "weighted"]
+        for option in typing.get_args(hint):
+            try:
+                return _coerce(key, option, value)
+            except (TypeError, ValueError):
+                continue
+        raise TypeError(f"config[{key!r}] must be one of {_describe(hint)}, got {value!r}")
     if typing.get_origin(hint) is Literal:
         choices = typing.get_args(hint)
         if value not in choices:
@@ -133,6 +143,14 @@ def _coerce(key: str, hint: Any, value: Any) -> Any:
     else:  # pragma: no cover - a new field type must be taught here
         raise TypeError(f"config[{key!r}]: no conversion for type {hint}")
     raise TypeError(f"config[{key!r}] must be {getattr(hint, '__name__', hint)}, got {value!r}")
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return ", ".join(map(repr, typing.get_args(hint)))
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
 
 
 __all__ = ["FLAT_KEYS", "RunConfig", "defaults"]

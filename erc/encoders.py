@@ -187,8 +187,38 @@ def _device(device: str | torch.device | None) -> torch.device:
     return torch.device(device)
 
 
+def _model_state(model: Any) -> dict[str, Any]:
+    """A model as its class, config and weights: what pickling an encoder sends.
+
+    A model object itself does not pickle (wav2vec2's positional convolution is a weight-norm
+    parametrisation, which torch refuses to pickle); rebuilding it from these gives the same weights.
+    """
+    return {"cls": type(model), "config": model.config,
+            "weights": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+def _rebuild_model(state: dict[str, Any]) -> Any:
+    model = state["cls"](state["config"])
+    model.load_state_dict(state["weights"])
+    return model.eval()
+
+
+class _Picklable:
+    """Pickles an encoder as its model's class, config and weights (see :func:`_model_state`); it
+    unpickles on the CPU."""
+
+    model: Any
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = {k: v for k, v in self.__dict__.items() if k != "model"}
+        return {**state, "model": _model_state(self.model), "device": torch.device("cpu")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({**state, "model": _rebuild_model(state["model"])})
+
+
 @dataclass
-class AudioEncoder:
+class AudioEncoder(_Picklable):
     """A frozen audio model + its feature extractor; ``pool(waves)`` → (B, D) float32 vectors."""
 
     model: Any
@@ -233,17 +263,35 @@ class AudioEncoder:
         lengths = self.model._get_feat_extract_output_lengths(attention_mask.sum(-1))
         return torch.arange(n_frames, device=attention_mask.device)[None, :] < lengths[:, None]
 
-    @torch.inference_mode()
+    @property
+    def n_layers(self) -> int:
+        """Hidden states a forward pass yields: the embedding output and one per transformer layer."""
+        return int(self.model.config.num_hidden_layers) + 1
+
     def pool(self, waves: Sequence[np.ndarray], pad_to: int | None = None) -> np.ndarray:
         """Mean of the last hidden state over each utterance's valid frames.
 
         ``waves`` are 1-D float arrays at ``sample_rate``. They are padded to the longest one (or to
         ``pad_to`` samples) with an attention mask, so the result does not depend on the batch.
         """
+        return self._pool(waves, pad_to, False)[0]
+
+    def pool_layers(self, waves: Sequence[np.ndarray], pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(B, D) vectors exactly as :meth:`pool` gives them, and (B, L, D): every hidden state
+        (embedding output first, last layer last) pooled the same way."""
+        last, stack = self._pool(waves, pad_to, True)
+        assert stack is not None
+        return last, stack
+
+    @torch.inference_mode()
+    def _pool(self, waves: Sequence[np.ndarray], pad_to: int | None,
+              layers: bool) -> tuple[np.ndarray, np.ndarray | None]:
         waves = [w if len(w) >= self.min_samples else np.pad(w, (0, self.min_samples - len(w)))
                  for w in waves]
         if not self.batchable and len(waves) > 1:
-            return np.concatenate([self.pool([w]) for w in waves])
+            parts = [self._pool([w], None, layers) for w in waves]
+            return (np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]) if layers else None)
         padding: dict[str, Any] = {"padding": True}
         if pad_to is not None:
             padding = {"padding": "max_length", "max_length": max(pad_to, max(len(w) for w in waves))}
@@ -253,14 +301,20 @@ class AudioEncoder:
         mask = inputs["attention_mask"].to(self.device)
         # Group-norm models are trained without attention masks (HF docs); one unpadded utterance
         # needs none anyway.
-        hidden = self.model(values, attention_mask=mask if self.batchable else None).last_hidden_state
+        out = self.model(values, attention_mask=mask if self.batchable else None, output_hidden_states=layers)
+        hidden = out.last_hidden_state
         frames = self.frame_mask(mask, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * frames).sum(1) / frames.sum(1).clamp(min=1.0)
-        return pooled.float().cpu().numpy()
+        count = frames.sum(1).clamp(min=1.0)
+        pooled = (hidden * frames).sum(1) / count
+        stack = None
+        if layers:  # one layer at a time: never a (B, L, T, D) tensor
+            stack = torch.stack([(h * frames).sum(1) / count for h in _hidden_states(out)], dim=1)
+            stack = stack.float().cpu().numpy()
+        return pooled.float().cpu().numpy(), stack
 
 
 @dataclass
-class TextEncoder:
+class TextEncoder(_Picklable):
     """A frozen text model + its tokenizer; ``pool(texts)`` → (B, D) float32 first-token vectors."""
 
     model: Any
@@ -296,14 +350,42 @@ class TextEncoder:
                  "pool": TEXT_POOLING}
         return cls(model, tokenizer, _state_identity(model, extra), name, _device(device))
 
-    @torch.inference_mode()
+    @property
+    def n_layers(self) -> int:
+        """Hidden states a forward pass yields: the embedding output and one per transformer layer."""
+        return int(self.model.config.num_hidden_layers) + 1
+
     def pool(self, texts: Sequence[str]) -> np.ndarray:
         """Hidden state of the first token of each text (truncated to ``max_length`` tokens)."""
+        return self._pool(texts, False)[0]
+
+    def pool_layers(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(B, D) vectors exactly as :meth:`pool` gives them, and (B, L, D): the first token's state
+        in every hidden layer (embedding output first, last layer last)."""
+        last, stack = self._pool(texts, True)
+        assert stack is not None
+        return last, stack
+
+    @torch.inference_mode()
+    def _pool(self, texts: Sequence[str], layers: bool) -> tuple[np.ndarray, np.ndarray | None]:
         inputs = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-        hidden = self.model(**inputs).last_hidden_state
-        return hidden[:, 0].float().cpu().numpy()
+        out = self.model(**inputs, output_hidden_states=layers)
+        first = out.last_hidden_state[:, 0].float().cpu().numpy()
+        if not layers:
+            return first, None
+        return first, torch.stack([h[:, 0] for h in _hidden_states(out)], dim=1).float().cpu().numpy()
+
+
+def _hidden_states(out: Any) -> tuple[torch.Tensor, ...]:
+    """Embedding output, then each layer's output, the last one as the model returns it.
+
+    Pre-LayerNorm models (wav2vec2-large-lv60 / xlsr: ``do_stable_layer_norm``) normalise only the
+    final output; ``hidden_states`` holds the last layer before that norm. Taking the model's own
+    output there keeps "layer -1" the vectors of the last-layer cache (up to the stack's float16).
+    """
+    return (*out.hidden_states[:-1], out.last_hidden_state)
 
 
 def load_audio_encoder(id_or_dir: str | Path, device: str | torch.device | None = None) -> AudioEncoder:

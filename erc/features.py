@@ -30,8 +30,9 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -49,6 +50,7 @@ from erc.encoders import (
     load_audio_encoder,
     load_text_encoder,
 )
+from erc.layers import LAYER_FILES, open_layers
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ DEFAULT_BATCH_SECONDS = 64.0  # padded audio per forward: ~9 × 7 s; fits a 16 G
 DEFAULT_TEXT_BATCH = 64
 META_FILE = "meta.json"
 DIGEST_MEMO = "wav_digests.json"
+LAYER_MODES = ("last", "all")  # what a cache holds: the last layer's vectors, or every hidden layer's too
 
 AudioArg = str | Path | AudioEncoder
 TextArg = str | Path | TextEncoder
@@ -144,11 +147,16 @@ def _plain(value: Any) -> Any:
 
 
 def fingerprint(utterances: pd.DataFrame, wav_digests: Sequence[str], audio_identity: str,
-                text_identity: str, max_seconds: float | None) -> str:
-    """Cache key: corpus content + encoder identities + audio settings (and the cache format)."""
+                text_identity: str, max_seconds: float | None, layers: str = "last") -> str:
+    """Cache key: corpus content + encoder identities + audio settings (and the cache format).
+
+    Not where or how the vectors were computed (driver or cluster, batch sizes): those do not change them.
+    """
     h = hashlib.sha256()
     header = {"version": FEATURES_VERSION, "audio": audio_identity, "text": text_identity,
               "max_seconds": max_seconds, "columns": LABEL_COLUMNS}
+    if layers != "last":  # a last-layer cache keeps the key it had before stacks existed
+        header["layers"] = layers
     h.update(json.dumps(header, sort_keys=True).encode())
     cols = ["segment_id", "text", *LABEL_COLUMNS]
     for row, digest in zip(utterances[cols].itertuples(index=False, name=None), wav_digests, strict=True):
@@ -177,27 +185,134 @@ def length_buckets(lengths: Sequence[int], max_padded: int) -> list[list[int]]:
     return batches
 
 
-def extract_audio(encoder: AudioEncoder, paths: Sequence[str], *, max_seconds: float | None = MAX_SECONDS,
-                  batch_seconds: float = DEFAULT_BATCH_SECONDS, progress: bool = True) -> np.ndarray:
-    """(N, D_a) pooled audio vectors in ``paths`` order, computed in length-bucketed batches."""
-    sr = encoder.sample_rate
-    lengths = [max(audio_samples(p, max_seconds, sr), encoder.min_samples) for p in paths]
-    batches = length_buckets(lengths, int(batch_seconds * sr))
-    out = np.empty((len(paths), encoder.dim), dtype=np.float32)
+@dataclass(frozen=True)
+class ExtractionJob:
+    """One build's work, the same for every extractor: inputs in corpus order, the loaded encoders
+    and the batching, so the vectors do not depend on where they are computed."""
 
-    def read(batch: list[int]) -> list[np.ndarray]:
-        return [load_audio(paths[i], max_seconds, sr) for i in batch]
+    wav_paths: list[str]
+    texts: list[str]
+    audio_encoder: AudioEncoder
+    text_encoder: TextEncoder
+    max_seconds: float | None = MAX_SECONDS
+    batch_seconds: float = DEFAULT_BATCH_SECONDS
+    text_batch_size: int = DEFAULT_TEXT_BATCH
+    layers: bool = False  # every hidden layer too (erc.layers), not only the last
+    progress: bool = True
 
+    def __len__(self) -> int:
+        return len(self.wav_paths)
+
+    def audio_batches(self) -> list[list[int]]:
+        """Utterances grouped by length (:func:`length_buckets`), longest first."""
+        enc = self.audio_encoder
+        lengths = [max(audio_samples(p, self.max_seconds, enc.sample_rate), enc.min_samples) for p in self.wav_paths]
+        return length_buckets(lengths, int(self.batch_seconds * enc.sample_rate))
+
+    def text_batches(self) -> list[list[int]]:
+        """Transcripts in batches of similar length, longest first."""
+        order = sorted(range(len(self.texts)), key=lambda i: (-len(self.texts[i]), i))
+        return [order[start:start + self.text_batch_size] for start in range(0, len(order), self.text_batch_size)]
+
+    def read_audio(self, batch: Sequence[int]) -> list[np.ndarray]:
+        return [load_audio(self.wav_paths[i], self.max_seconds, self.audio_encoder.sample_rate) for i in batch]
+
+    def encode_audio(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """(B, D) last-layer vectors and, for an every-layer job, the (B, L, D) stack."""
+        enc = self.audio_encoder
+        return enc.pool_layers(waves) if self.layers else (enc.pool(waves), None)
+
+    def encode_text(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray | None]:
+        enc = self.text_encoder
+        return enc.pool_layers(texts) if self.layers else (enc.pool(texts), None)
+
+
+class Vectors:
+    """What a build fills in, batch by batch and in any order: the last-layer vectors and, for an
+    every-layer build, the stacks (float32 memory-mapped files in the build's directory until
+    :meth:`finish` stores them compactly). Every row must be filled before the cache is published."""
+
+    def __init__(self, job: ExtractionJob, directory: Path) -> None:
+        n, self.directory = len(job), directory
+        encoders = {"audio": job.audio_encoder, "text": job.text_encoder}
+        self.vectors = {m: np.zeros((n, enc.dim), np.float32) for m, enc in encoders.items()}
+        self.stacks = {m: np.lib.format.open_memmap(directory / f".{m}_layers.f32.npy", mode="w+", dtype=np.float32,
+                                                    shape=(n, enc.n_layers, enc.dim))
+                       for m, enc in encoders.items()} if job.layers else {}
+        self.filled = {m: np.zeros(n, bool) for m in encoders}
+
+    def put(self, modality: str, rows: Sequence[int], vectors: np.ndarray, stack: np.ndarray | None = None) -> None:
+        rows = np.asarray(rows, dtype=np.int64)
+        self.vectors[modality][rows] = vectors
+        if modality in self.stacks:
+            if stack is None:
+                raise ValueError(f"an every-layer build got {modality} vectors without their layer stack")
+            self.stacks[modality][rows] = stack
+        self.filled[modality][rows] = True
+
+    def missing(self) -> dict[str, int]:
+        return {m: int((~done).sum()) for m, done in self.filled.items() if not done.all()}
+
+    def finish(self) -> dict[str, dict]:
+        """Check that every row arrived; store each stack as float16 (float32 where a value would
+        overflow float16). Returns what was stored, for the build record."""
+        if missing := self.missing():
+            raise RuntimeError(f"extraction returned no vectors for {missing} utterance(s); no cache was written")
+        stored = {}
+        for modality, stack in self.stacks.items():
+            stack.flush()
+            scratch, path = self.directory / f".{modality}_layers.f32.npy", self.directory / LAYER_FILES[modality]
+            dtype = np.float16 if _fits_float16(stack) else np.float32
+            if dtype == np.float16:  # half the bytes; see erc.layers for what it costs the heads
+                half = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=stack.shape)
+                for start in range(0, len(stack), 1024):
+                    half[start:start + 1024] = stack[start:start + 1024]
+                half.flush()
+                scratch.unlink()
+            else:
+                log.warning("the %s layer stack exceeds float16's range: stored as float32", modality)
+                os.replace(scratch, path)
+            stored[modality] = {"file": path.name, "shape": list(stack.shape), "dtype": np.dtype(dtype).name}
+        self.stacks = {}
+        return stored
+
+
+def _fits_float16(values: np.ndarray) -> bool:
+    limit = float(np.finfo(np.float16).max)
+    return all(np.isfinite(chunk).all() and float(np.abs(chunk).max(initial=0.0)) <= limit
+               for chunk in (values[start:start + 1024] for start in range(0, len(values), 1024)))
+
+
+class Extractor(Protocol):
+    """Runs a job's encoders over every utterance into ``out``; returns facts for the build record
+    (``extracted_on``, ``device``, ``audio_seconds``, ``text_seconds``, …). ``erc`` has one, this
+    process (:func:`extract_here`); the sweep layer runs the same job as a Ray Data job."""
+
+    def __call__(self, job: ExtractionJob, out: Vectors) -> dict[str, Any]: ...
+
+
+def extract_here(job: ExtractionJob, out: Vectors) -> dict[str, Any]:
+    """Both encoders in this process, audio in length-bucketed batches, then text."""
+    t0 = time.perf_counter()
+    batches = job.audio_batches()
     # Decode/resample the next batch in a thread while the model runs on this one.
     with ThreadPoolExecutor(max_workers=1) as pool, \
-            tqdm(total=len(paths), desc="audio features", unit="utt", disable=not progress) as bar:
-        pending = pool.submit(read, batches[0]) if batches else None
+            tqdm(total=len(job), desc="audio features", unit="utt", disable=not job.progress) as bar:
+        pending = pool.submit(job.read_audio, batches[0]) if batches else None
         for k, batch in enumerate(batches):
             waves = pending.result()
-            pending = pool.submit(read, batches[k + 1]) if k + 1 < len(batches) else None
-            out[batch] = encoder.pool(waves)
+            pending = pool.submit(job.read_audio, batches[k + 1]) if k + 1 < len(batches) else None
+            out.put("audio", batch, *job.encode_audio(waves))
             bar.update(len(batch))
-    return out
+    t1 = time.perf_counter()
+    with tqdm(total=len(job), desc="text features", unit="utt", disable=not job.progress) as bar:
+        for batch in job.text_batches():
+            out.put("text", batch, *job.encode_text([job.texts[i] for i in batch]))
+            bar.update(len(batch))
+    t2 = time.perf_counter()
+    _release_freed_memory()
+    return {"extracted_on": "driver", "device": str(job.audio_encoder.device),
+            "audio_seconds": round(t1 - t0, 3), "text_seconds": round(t2 - t1, 3)}
 
 
 def _release_freed_memory() -> None:
@@ -211,19 +326,6 @@ def _release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
-
-
-def extract_text(encoder: TextEncoder, texts: Sequence[str], *, batch_size: int = DEFAULT_TEXT_BATCH,
-                 progress: bool = True) -> np.ndarray:
-    """(N, D_t) first-token vectors in ``texts`` order, batched by similar length."""
-    order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
-    out = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    with tqdm(total=len(texts), desc="text features", unit="utt", disable=not progress) as bar:
-        for start in range(0, len(order), batch_size):
-            batch = order[start:start + batch_size]
-            out[batch] = encoder.pool([texts[i] for i in batch])
-            bar.update(len(batch))
-    return out
 
 
 def _dataset(utterances: pd.DataFrame, audio: np.ndarray, text: np.ndarray) -> Any:
@@ -279,6 +381,15 @@ def _load_cached(path: Path, utterances: pd.DataFrame) -> Any | None:
     if ds.num_rows != len(utterances) or (
             ds.data.column("segment_id").to_pylist() != utterances["segment_id"].astype(str).tolist()):
         log.warning("feature cache %s does not match the corpus; rebuilding", path)
+        return None
+    try:
+        expected = set(json.loads((path / META_FILE).read_text()).get("layer_stacks") or {})
+        stacks = open_layers(path)
+    except (OSError, ValueError) as err:
+        log.warning("feature cache %s has unreadable layer stacks (%s); rebuilding", path, err)
+        return None
+    if set(stacks) != expected or any(len(s) != len(utterances) for s in stacks.values()):
+        log.warning("feature cache %s lacks layer stacks its record names; rebuilding", path)
         return None
     return ds
 
@@ -339,24 +450,30 @@ def _resolve_text(encoder: TextArg, device: str | torch.device | None) -> TextEn
 def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: str | Path, *,
                    max_seconds: float | None = MAX_SECONDS, batch_seconds: float = DEFAULT_BATCH_SECONDS,
                    text_batch_size: int = DEFAULT_TEXT_BATCH, device: str | torch.device | None = None,
-                   progress: bool = True) -> Any:
+                   layers: str = "last", extractor: Extractor | None = None, progress: bool = True) -> Any:
     """Pooled audio/text vectors + labels for every utterance, from the cache when it is current.
 
     ``corpus``: a ``Corpus``, its utterance DataFrame, or a data root. Encoders: a local model
     directory, a hub id, or an already loaded ``AudioEncoder`` / ``TextEncoder``. Encoders given
     as paths are not even loaded when the cache is current. ``batch_seconds`` bounds the padded
     audio per forward pass; it does not change the vectors, so it is not part of the key.
+    ``layers="all"`` also stores every hidden layer's vectors (:mod:`erc.layers`; a cache of its own).
+    ``extractor`` computes the vectors of a missing cache (default :func:`extract_here`, this
+    process); the key, the lock, the publishing and the vectors are the same whichever runs.
     Returns a ``datasets.Dataset`` read from ``cache_dir/<fingerprint>/``.
     """
+    if layers not in LAYER_MODES:
+        raise ValueError(f"layers={layers!r}; choose from {list(LAYER_MODES)}")
     with _hf_progress(progress):
         return _build_features(corpus, audio_encoder, text_encoder, Path(cache_dir).expanduser(),
                                max_seconds=max_seconds, batch_seconds=batch_seconds,
-                               text_batch_size=text_batch_size, device=device, progress=progress)
+                               text_batch_size=text_batch_size, device=device, layers=layers,
+                               extractor=extractor or extract_here, progress=progress)
 
 
 def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *,
                     max_seconds: float | None, batch_seconds: float, text_batch_size: int,
-                    device: str | torch.device | None, progress: bool) -> Any:
+                    device: str | torch.device | None, layers: str, extractor: Extractor, progress: bool) -> Any:
     utterances = _utterances(corpus)
     cache_dir.mkdir(parents=True, exist_ok=True)
     memo = _DigestMemo(cache_dir)
@@ -372,7 +489,7 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
     if text_id is None:
         text_encoder = _resolve_text(text_encoder, device)
         text_id = text_encoder.identity
-    fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds)
+    fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds, layers)
     final = cache_dir / fp
 
     if _is_complete(final) and (ds := _load_cached(final, utterances)) is not None:
@@ -391,24 +508,24 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{fp}-{os.getpid()}-"))
         tmp.chmod(0o755)  # mkdtemp makes it private; a cache on shared storage is read by other users
         try:
-            t0 = time.perf_counter()
-            audio = extract_audio(audio_encoder, utterances["wav_path"].astype(str).tolist(),
-                                  max_seconds=max_seconds, batch_seconds=batch_seconds, progress=progress)
-            t1 = time.perf_counter()
-            text = extract_text(text_encoder, utterances["text"].astype(str).tolist(),
-                                batch_size=text_batch_size, progress=progress)
-            t2 = time.perf_counter()
-            _release_freed_memory()
-            _dataset(utterances, audio, text).save_to_disk(str(tmp))
+            job = ExtractionJob(utterances["wav_path"].astype(str).tolist(), utterances["text"].astype(str).tolist(),
+                                audio_encoder, text_encoder, max_seconds=max_seconds, batch_seconds=batch_seconds,
+                                text_batch_size=text_batch_size, layers=layers == "all", progress=progress)
+            out = Vectors(job, tmp)
+            info = extractor(job, out)
+            stacks = out.finish()  # raises unless every row arrived
+            _dataset(utterances, out.vectors["audio"], out.vectors["text"]).save_to_disk(str(tmp))
             if hasattr(corpus, "save_exclusions"):
                 corpus.save_exclusions(tmp / "excluded.csv")
             meta = {
                 "fingerprint": fp, "features_version": FEATURES_VERSION, "n_utterances": len(utterances),
-                "audio_encoder": {"name": audio_encoder.name, "identity": audio_id, "dim": audio_encoder.dim},
-                "text_encoder": {"name": text_encoder.name, "identity": text_id, "dim": text_encoder.dim},
+                "audio_encoder": {"name": audio_encoder.name, "identity": audio_id, "dim": audio_encoder.dim,
+                                  "layers": audio_encoder.n_layers},
+                "text_encoder": {"name": text_encoder.name, "identity": text_id, "dim": text_encoder.dim,
+                                 "layers": text_encoder.n_layers},
                 "max_seconds": max_seconds, "sample_rate": audio_encoder.sample_rate,
-                "batch_seconds": batch_seconds, "device": str(audio_encoder.device),
-                "audio_seconds": round(t1 - t0, 3), "text_seconds": round(t2 - t1, 3),
+                "batch_seconds": batch_seconds, "layers": layers, "layer_stacks": stacks,
+                "device": str(audio_encoder.device), **info,
                 "corpora": sorted(utterances["corpus"].astype(str).unique().tolist()),
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
@@ -417,8 +534,8 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-    log.info("features: %d utterances in %.1f s (audio) + %.1f s (text) → %s",
-             len(utterances), meta["audio_seconds"], meta["text_seconds"], final)
+    log.info("features: %d utterances in %.1f s (audio) + %.1f s (text) on the %s → %s", len(utterances),
+             meta["audio_seconds"], meta["text_seconds"], meta["extracted_on"], final)
     ds = _load_cached(final, utterances)
     assert ds is not None, f"freshly written cache {final} does not load"
     return ds
@@ -457,6 +574,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="crop audio to this many seconds; 0 keeps whole files (default 7, the paper's)")
     parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS,
                         help="padded audio seconds per forward pass (memory knob; vectors do not change)")
+    parser.add_argument("--layers", choices=LAYER_MODES, default="last",
+                        help="last: the last layer's vectors (default); all: every hidden layer's too, for heads "
+                             "that read another layer or learn a weighted sum (a cache of its own)")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: cuda if available)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
@@ -474,10 +594,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.demo:
         audio_src, text_src = build_demo_encoders(cache / "demo-encoders", corpus)
     ds = build_features(corpus, audio_src, text_src, cache, max_seconds=args.max_seconds or None,
-                        batch_seconds=args.batch_seconds, device=args.device, progress=not args.quiet)
+                        batch_seconds=args.batch_seconds, device=args.device, layers=args.layers,
+                        progress=not args.quiet)
     meta = feature_meta(ds)
     print(f"{ds.num_rows} utterances: audio_vec {meta['audio_encoder']['dim']}-d, "
           f"text_vec {meta['text_encoder']['dim']}-d")
+    for modality, stack in (meta.get("layer_stacks") or {}).items():
+        print(f"{modality} layers: {stack['shape'][1]} × {stack['shape'][2]}-d, {stack['dtype']} ({stack['file']})")
     print(f"cache: {Path(ds.cache_files[0]['filename']).parent}")
     return 0
 

@@ -27,6 +27,8 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor, nn
 
+from erc.layers import LayerConfig, LayerMix
+
 N_CLASSES = 7
 N_OUTPUTS = N_CLASSES + 2  # 7 emotion logits + valence + arousal
 Fusion = Literal["concat", "outer"]
@@ -118,8 +120,15 @@ class _Standardise(nn.Module):
         # valence, arousal
         self.register_buffer("target_mean", torch.zeros(2))
         self.register_buffer("target_std", torch.ones(2))
+        # (B, L, D) every-layer inputs → (B, D), when the run mixes a modality's layers (erc.layers)
+        self.audio_mix: LayerMix | None = None
+        self.text_mix: LayerMix | None = None
 
     def inputs(self, a: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
+        if self.audio_mix is not None:
+            a = self.audio_mix(a)
+        if self.text_mix is not None:
+            t = self.text_mix(t)
         return (a - self.audio_mean) / self.audio_std, (t - self.text_mean) / self.text_std
 
     def outputs(self, y: Tensor) -> Tensor:
@@ -177,7 +186,7 @@ class _Head(nn.Module):
                 module.weight.uniform_(-bound, bound, generator=generator)
                 if module.bias is not None:
                     module.bias.uniform_(-bound, bound, generator=generator)
-            elif isinstance(module, nn.LayerNorm):
+            elif isinstance(module, nn.LayerNorm | LayerMix):
                 module.reset_parameters()
 
     def use_generator(self, generator: torch.Generator | None) -> None:
@@ -322,8 +331,24 @@ class TensorMixerHead(_Head):
         return self.final_norm(x).mean(dim=1)  # (B, dim)
 
 
-def build_head(config: HeadConfig, d_audio: int, d_text: int) -> _Head:
-    """The head ``config.fusion`` names, for inputs of ``d_audio`` and ``d_text`` values."""
+def build_head(config: HeadConfig, d_audio: int, d_text: int, *, layers: LayerConfig | None = None,
+               n_layers: tuple[int, int] = (0, 0)) -> _Head:
+    """The head ``config.fusion`` names, for inputs of ``d_audio`` and ``d_text`` values.
+
+    ``layers``: which encoder layer each input is (kept on the head as ``head.layers`` so that
+    :func:`erc.predict.predict` feeds it the same); a ``weighted`` modality mixes ``n_layers`` layers.
+    """
+    head = _fusion_head(config, d_audio, d_text)
+    head.layers = layers or LayerConfig()
+    for modality, dim, count in (("audio", d_audio, n_layers[0]), ("text", d_text, n_layers[1])):
+        if (head.layers.choice(modality) == "weighted") != (count > 0):
+            raise ValueError(f"{modality}_layer={head.layers.choice(modality)!r} with {count} layers to mix")
+        if count:
+            setattr(head.norm, f"{modality}_mix", LayerMix(count, dim))
+    return head
+
+
+def _fusion_head(config: HeadConfig, d_audio: int, d_text: int) -> _Head:
     if config.fusion == "concat":
         return ConcatHead(d_audio=d_audio, d_text=d_text, proj_dim=config.proj_dim, dropout=config.dropout)
     return TensorMixerHead(

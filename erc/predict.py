@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from erc.config import RunConfig
+from erc.layers import HeadInput, LayerConfig, head_inputs, mix_sizes
 from erc.model import N_CLASSES, build_head
 from erc.table import FeatureTable
 
@@ -55,7 +56,7 @@ def device_of(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def forward(head: nn.Module, audio: Tensor, text: Tensor, *, embed: bool = False,
+def forward(head: nn.Module, audio: HeadInput, text: HeadInput, *, embed: bool = False,
             chunk: int = 1024) -> tuple[Tensor, Tensor | None]:
     """Eval-mode outputs (N, 9) and, with ``embed``, embeddings (N, E), in chunks to bound memory."""
     was_training = head.training
@@ -70,19 +71,20 @@ def forward(head: nn.Module, audio: Tensor, text: Tensor, *, embed: bool = False
         else:
             outs.append(head(a, t))
     head.train(was_training)
-    out = torch.cat(outs) if outs else audio.new_zeros(0, N_CLASSES + 2)
+    out = torch.cat(outs) if outs else torch.zeros(0, N_CLASSES + 2, device=next(head.parameters()).device)
     return out, (torch.cat(embs) if embs else None) if embed else None
 
 
 def load_head(config: RunConfig | Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> nn.Module:
     """Rebuild a trained head (eval mode, CPU) from its config and ``FitResult.state_dict``.
 
-    Input sizes come from the saved normalisation buffers, so nothing else needs storing.
+    Input sizes come from the saved normalisation buffers (and layer mixes), so nothing else needs storing.
     """
     if not isinstance(config, RunConfig):
         config = RunConfig.from_flat(config)
     head = build_head(config.head, int(state_dict["norm.audio_mean"].shape[0]),
-                      int(state_dict["norm.text_mean"].shape[0]))
+                      int(state_dict["norm.text_mean"].shape[0]), layers=config.layers,
+                      n_layers=mix_sizes(state_dict))
     head.load_state_dict(dict(state_dict))
     return head.eval()
 
@@ -93,7 +95,7 @@ def predict(head: nn.Module, rows: FeatureTable, *, device: str = "auto",
     final Linear (the "last hidden layer" the embedding figure reduces)."""
     dev = device_of(device)
     head = head.to(dev)
-    audio = torch.as_tensor(rows.audio, device=dev)
-    text = torch.as_tensor(rows.text, device=dev)
+    # the encoder layer(s) the head was trained on (build_head records them)
+    audio, text = head_inputs(rows, getattr(head, "layers", LayerConfig()), dev)
     out, emb = forward(head, audio, text, embed=return_embeddings)
     return Predictions.of(rows, out), (emb.cpu().numpy() if emb is not None else None)

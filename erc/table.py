@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from erc.labels import hard
+from erc.layers import Layers, open_layers
 
 # the cache's column name for each field (the Arrow dataset keeps its own names)
 _CACHE_COLUMNS = {"audio": "audio_vec", "text": "text_vec"}
+_OPTIONAL = ("audio_layers", "text_layers")
 
 
 def split_masks(fold: np.ndarray, valid: int, exclude: Sequence[int] = ()) -> tuple[np.ndarray, np.ndarray]:
@@ -77,10 +80,14 @@ class FeatureTable(Rows):
     majority: np.ndarray  # (N,) int: unique majority class, -1 for a tie
     valence: np.ndarray  # (N,) float32: mean rating, 1–5
     arousal: np.ndarray  # (N,) float32
+    # every hidden layer's pooled vectors (N, L, D), when the cache holds them (erc.layers): row views
+    # of one shared array, which subset/split never copy
+    audio_layers: Layers | None = None
+    text_layers: Layers | None = None
 
     def __post_init__(self) -> None:
         n = len(self.segment_id)
-        lengths = {f.name: len(getattr(self, f.name)) for f in fields(self)}
+        lengths = {f.name: len(getattr(self, f.name)) for f in fields(self) if getattr(self, f.name) is not None}
         if any(length != n for length in lengths.values()):
             raise ValueError(f"feature columns differ in length: {lengths}")
         if self.audio.ndim != 2 or self.text.ndim != 2 or self.votes.ndim != 2:
@@ -90,7 +97,8 @@ class FeatureTable(Rows):
     def subset(self, index: np.ndarray | Sequence[int]) -> FeatureTable:
         """The rows ``index`` selects (a boolean mask or positions), in that order."""
         index = np.asarray(index)
-        return FeatureTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)})
+        return FeatureTable(**{f.name: getattr(self, f.name)[index] for f in fields(self)
+                               if getattr(self, f.name) is not None})
 
     def split(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[FeatureTable, FeatureTable]:
         return super().split(valid, exclude=exclude)
@@ -99,10 +107,17 @@ class FeatureTable(Rows):
     def from_columns(cls, columns: Mapping[str, Any]) -> FeatureTable:
         """From a mapping of columns named as in the feature cache (``audio_vec``, ``text_vec``, …).
 
-        ``majority`` is derived from ``votes`` when absent; other missing columns are an error.
+        ``majority`` is derived from ``votes`` when absent; the layer stacks are optional; other missing
+        columns are an error.
         """
-        out: dict[str, np.ndarray] = {}
+        out: dict[str, Any] = {}
+        for name in _OPTIONAL:
+            if columns.get(name) is not None:
+                value = columns[name]
+                out[name] = value if isinstance(value, Layers) else Layers(np.asarray(value))
         for f in fields(cls):
+            if f.name in _OPTIONAL:
+                continue
             name = _CACHE_COLUMNS.get(f.name, f.name)
             if name in columns:
                 out[f.name] = np.asarray(columns[name])
@@ -110,7 +125,7 @@ class FeatureTable(Rows):
                 out[f.name] = np.asarray(columns[f.name])
         if "majority" not in out and "votes" in out:
             out["majority"] = hard(out["votes"])
-        missing = [f.name for f in fields(cls) if f.name not in out]
+        missing = [f.name for f in fields(cls) if f.name not in out and f.name not in _OPTIONAL]
         if missing:
             raise KeyError(f"feature rows lack column(s) {missing}")
         for key in ("audio", "text", "votes"):
@@ -124,5 +139,10 @@ class FeatureTable(Rows):
 
     @classmethod
     def from_dataset(cls, ds: Any) -> FeatureTable:
-        """From a cached ``datasets.Dataset`` (:func:`erc.features.build_features`)."""
-        return cls.from_columns(ds.with_format("numpy")[:])
+        """From a cached ``datasets.Dataset`` (:func:`erc.features.build_features`), with the layer
+        stacks memory-mapped from its directory when it was built with every layer."""
+        columns = dict(ds.with_format("numpy")[:])
+        if ds.cache_files:
+            stacks = open_layers(Path(ds.cache_files[0]["filename"]).parent)
+            columns.update({f"{modality}_layers": stack for modality, stack in stacks.items()})
+        return cls.from_columns(columns)

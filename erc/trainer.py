@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from erc.config import RunConfig
 from erc.labels import peakl, soft
+from erc.layers import fit_normalisation, head_inputs, n_layers
 from erc.losses import multitask_loss
 from erc.metrics import evaluate_outputs, is_better
 from erc.model import build_head
@@ -126,15 +127,15 @@ class Trainer:
 
     def _setup(self, train: FeatureTable, valid: FeatureTable) -> None:
         dev, config = self.device, self.config
-        self.audio, self.text = torch.as_tensor(train.audio, device=dev), torch.as_tensor(train.text, device=dev)
-        self.valid_audio = torch.as_tensor(valid.audio, device=dev)
-        self.valid_text = torch.as_tensor(valid.text, device=dev)
-        head = build_head(config.head, train.audio.shape[1], train.text.shape[1])
+        # the encoder layer(s) each modality reads (erc.layers): (N, D) tensors, or gathered per batch
+        self.audio, self.text = head_inputs(train, config.layers, dev)
+        self.valid_audio, self.valid_text = head_inputs(valid, config.layers, dev)
+        head = build_head(config.head, self.audio.shape[-1], self.text.shape[-1], layers=config.layers,
+                          n_layers=(n_layers(self.audio), n_layers(self.text)))
         head.reset_parameters(self.generator)
         if config.head.standardise:
             # fitted on the training rows only; part of the saved state (buffers)
-            head.set_normalisation(self.audio.mean(0), self.audio.std(0), self.text.mean(0), self.text.std(0),
-                                   self.va.mean(0), self.va.std(0))
+            fit_normalisation(head, self.audio, self.text, self.va)
         self.head = self.model = head.to(dev)
 
     def _param_groups(self) -> Any:

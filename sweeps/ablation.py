@@ -12,7 +12,7 @@ import sys
 
 from erc.protocol import check_cached
 from sweeps.grid import run_ablation
-from sweeps.settings import FOLDS, add_common_arguments, load_config_file, positive
+from sweeps.settings import FOLDS, add_common_arguments, check_layers, load_config_file, positive
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.config:
         try:
             args.hparams = load_config_file(args.config)
+            check_layers(args.layers, args.hparams[0], args.hparams[1])
         except (OSError, TypeError, ValueError) as err:
             parser.error(f"--config: {err}")
         if args.mode == "cached":

@@ -14,18 +14,30 @@ import pandas as pd
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
-from erc.features import build_features, feature_meta
+from erc.features import Extractor, build_features, feature_meta
 from erc.inputs import InputTable, build_inputs, input_meta
 from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
-from sweeps.settings import FINETUNE_DEMO_CORPUS, PAPER_AUDIO, PAPER_TEXT, SweepSettings
+from sweeps.settings import FINETUNE_DEMO_CORPUS, PAPER_AUDIO, PAPER_TEXT, SweepSettings, check_layers
 
 log = logging.getLogger(__name__)
 
 
+def _extractor(settings: SweepSettings) -> Extractor | None:
+    """None (this process) or the cluster's Ray Data job (``--extract-on cluster``)."""
+    if settings.extract_on != "cluster":
+        return None
+    from sweeps.extract import ClusterExtractor
+    from sweeps.runner import init_ray  # the runner imports this module
+
+    init_ray(settings)
+    # GPU actors when the sweep asks GPUs of its trials, even before an autoscaler has started one
+    return ClusterExtractor(gpus=True if settings.gpus_per_trial else None)
+
+
 @dataclass
 class Prepared:
-    table: FeatureTable | InputTable  # features (cached mode) or inputs (finetune), as they enter the object store
+    table: FeatureTable | InputTable  # features (cached mode; layer stacks once per node) or inputs (finetune)
     corpus_name: str  # e.g. "KEMDy19+KEMDy20"
     audio_encoder: str
     text_encoder: str
@@ -57,7 +69,9 @@ def prepare(settings: SweepSettings) -> Prepared:
     paper = paper_exclusions(corpus)
     if settings.mode == "finetune":
         return _prepare_inputs(settings, corpus, audio, text, paper)
-    ds = build_features(corpus, audio, text, cache / "features")
+    check_layers(settings.layers, settings.base_config(), settings.arm_hparams)
+    ds = build_features(corpus, audio, text, cache / "features", layers=settings.layers,
+                        extractor=_extractor(settings))
     feature_dir = Path(ds.cache_files[0]["filename"]).parent
     excluded = feature_dir / "excluded.csv"
     if not excluded.exists():  # a cache built elsewhere: keep this run's exclusions beside the sweep

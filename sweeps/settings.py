@@ -20,12 +20,14 @@ import yaml
 
 from erc.config import RunConfig, defaults
 from erc.data.folds import N_FOLDS
+from erc.features import LAYER_MODES
 from erc.losses import LABEL_ARMS
 from erc.metrics import LOSS_KEYS, METRIC_KEYS
 from erc.model import FUSIONS, PRESETS
 from erc.protocol import MODES, PROTOCOLS, protocol_values
 
 FOLDS = tuple(range(N_FOLDS))
+EXTRACT_ON = ("driver", "cluster")
 PAPER_AUDIO, PAPER_TEXT = "kresnik/wav2vec2-large-xlsr-korean", "klue/roberta-large"
 # Fault injection for tests: trials whose run name contains this pattern fail their first attempt.
 FAIL_ONCE_ENV = "ERC_FAIL_ONCE"
@@ -67,10 +69,14 @@ class SweepSettings:
     tune_per_arm: int = 0
     identity: dict[str, Any] = field(default_factory=dict)  # what else defines the sweep (a search's space …)
     verbose: int = 1
+    layers: str = "last"  # the feature cache: the last layer's vectors, or every layer's too (erc.layers)
+    extract_on: str | None = None  # where missing features are computed; None: cluster with an address
 
     def __post_init__(self) -> None:
         fail_once_spec(self.fail_once)  # a malformed switch fails before any work
         self.cache_dir = Path(self.cache_dir).expanduser().resolve()
+        if self.extract_on is None:
+            self.extract_on = "cluster" if self.address else "driver"
         if self.preset is None:
             self.preset = "demo" if self.data is None else "paper"
         if self.gpus_per_trial != AUTO and not (isinstance(self.gpus_per_trial, int | float)
@@ -211,6 +217,14 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_folds: list
     data.add_argument("--cache-dir", type=Path, default=None,
                       help="demo data, encoders, feature cache, MLflow store, Ray results "
                            "(default: $ERC_CACHE or ~/.cache/erc-sweeps)")
+    data.add_argument("--layers", choices=LAYER_MODES, default="last",
+                      help="feature cache: 'last' = the encoders' last layer (default); 'all' = every hidden "
+                           "layer's vectors too (float16), which runs with audio_layer/text_layer = an index or "
+                           "'weighted' read")
+    data.add_argument("--extract-on", choices=EXTRACT_ON, default=None,
+                      help="where missing features are computed: 'cluster' = a Ray Data job over the cluster's "
+                           "workers (GPU actors when it has GPUs), the default with --address; 'driver' = this "
+                           "process, the default otherwise")
     run = parser.add_argument_group("resources and cluster")
     run.add_argument("--cpus-per-trial", type=positive(float), default=1.0, help="CPUs per trial (default 1)")
     run.add_argument("--gpus-per-trial", type=gpus_argument, default=AUTO,
@@ -258,13 +272,24 @@ def load_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, dict[s
     return data, arms
 
 
+def check_layers(layers: str, base: dict[str, Any], arm_hparams: dict[str, dict[str, Any]]) -> None:
+    """A ValueError, before any extraction, when runs read layers a last-layer cache lacks."""
+    if layers == "all":
+        return
+    for where, values in [("", {}), *((f" (arm {arm})", v) for arm, v in arm_hparams.items())]:
+        chosen = RunConfig.from_flat({**base, **values}).layers
+        if chosen.needs_stack:
+            raise ValueError(f"audio_layer={chosen.audio_layer!r}, text_layer={chosen.text_layer!r}{where} read "
+                             "every encoder layer: add --layers all")
+
+
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> SweepSettings:
     """Settings from the common flags (``--smoke-test`` overrides folds, epochs and preset)."""
     kwargs = {k: getattr(args, k) for k in ("data", "audio_encoder", "text_encoder", "folds", "fusions", "labels",
                                             "preset", "mode", "protocol", "epochs", "cpus_per_trial",
                                             "gpus_per_trial",
                                             "max_concurrent", "address", "storage", "tracking_uri", "experiment",
-                                            "name", "seed", "max_failures")}
+                                            "name", "seed", "max_failures", "layers", "extract_on")}
     if args.smoke_test:
         kwargs.update(SMOKE)
     if args.cache_dir is not None:

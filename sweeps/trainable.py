@@ -28,6 +28,7 @@ from ray import tune
 from analysis import contract as C
 from erc.config import RunConfig
 from erc.inputs import InputTable
+from erc.layers import layer_weights
 from erc.metrics import is_better, metric_mode
 from erc.protocol import select_rows
 from erc.table import FeatureTable
@@ -115,6 +116,30 @@ def _confusion_png(result: FitResult, path: Path) -> None:
 FINAL_FILE, STATE_FILE = "final.json", "state.pt"  # a finished trial's summary; a running trial's state
 
 
+def layer_weight_report(trainers: Sequence[Trainer]) -> dict[str, float]:
+    """Each mixed layer's softmax weight now (the mean over a search trial's splits)."""
+    weights = [layer_weights(t.head) for t in trainers]
+    return {f"{C.LAYER_WEIGHT_PREFIX}{modality}_{i}": float(np.mean([w[modality][i] for w in weights]))
+            for modality, values in weights[0].items() for i in range(len(values))}
+
+
+def _layer_weights_png(weights: Mapping[str, Sequence[float]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(weights), figsize=(5 * len(weights), 3.5), squeeze=False)
+    for ax, (modality, values) in zip(axes[0], weights.items(), strict=True):
+        ax.bar(range(len(values)), values)
+        ax.axhline(1 / len(values), color="grey", linestyle=":", label="uniform")
+        ax.set(title=f"{modality} encoder", xlabel="layer (0 = embeddings)", ylabel="softmax weight")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def _final_report(result: FitResult, base: Mapping[str, Any], model_file: str
                   ) -> tuple[dict[str, Any], tune.Checkpoint, Any]:
     final = {**base, "epoch": result.selected_epoch, C.SELECTED_PREFIX + "epoch": result.selected_epoch,
@@ -128,6 +153,9 @@ def _final_report(result: FitResult, base: Mapping[str, Any], model_file: str
     (out / "history.json").write_text(json.dumps(result.history, indent=1))
     (out / FINAL_FILE).write_text(json.dumps(final))
     _confusion_png(result, out / "confusion_matrix.png")
+    if weights := layer_weights(result.state_dict):  # a head mixing encoder layers: what it learned
+        (out / C.LAYER_WEIGHTS_FILE).write_text(json.dumps({"epoch": result.selected_epoch, **weights}, indent=1))
+        _layer_weights_png(weights, out / "layer_weights.png")
     return final, tune.Checkpoint.from_directory(tmp.name), tmp
 
 
@@ -201,7 +229,7 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
         epoch = max(t.epoch for t in trainers)
         _inject_failure(settings, config, epoch, reported=False)
         mean = {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0] if k != "epoch"}
-        report = {**base, "epoch": epoch, **epoch_report(mean), **_gpu_memory()}
+        report = {**base, "epoch": epoch, **epoch_report(mean), **_gpu_memory(), **layer_weight_report(trainers)}
         if search:
             value = mean[metric]
             score = value if score is None else (max(score, value) if mode == "max" else min(score, value))

@@ -14,6 +14,7 @@ server`` on 127.0.0.1.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -233,6 +234,10 @@ def test_sweep_spreads_over_the_cluster_nodes(cluster, server, demo_root, demo_e
     proc = run(cmd, cwd=tmp_path_factory.getbasetemp(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Per-arm mean" in proc.stdout  # the sweep's own report read the runs back
+
+    # with --address the features were extracted on the cluster, as a Ray Data job
+    [meta] = [json.loads(p.read_text()) for p in (cache / "features").glob("*/meta.json")]
+    assert meta["extracted_on"] == "cluster"
 
     runs = _check_runs(MlflowClient(server.uri), "cluster-spread")
     names = {w.node_id: w.test_name for w in cluster.workers}

@@ -31,6 +31,15 @@ def test_preset_default_follows_the_data():
     assert SweepSettings(data="/data", preset="demo").base_config()["preset"] == "demo"
 
 
+def test_features_are_extracted_on_the_cluster_a_sweep_joins():
+    assert SweepSettings().extract_on == "driver" and SweepSettings(address="auto").extract_on == "cluster"
+    assert SweepSettings(address="auto", extract_on="driver").extract_on == "driver"
+    args = ablation.parse_args(["--layers", "all", "--extract-on", "cluster"])
+    settings = settings_from_args(args, repeats=1, tune_per_arm=0)
+    assert (settings.layers, settings.extract_on) == ("all", "cluster")
+    assert SweepSettings(layers="all").fingerprint() == SweepSettings().fingerprint()  # the same results
+
+
 @pytest.mark.parametrize("script", [ablation, search])
 @pytest.mark.parametrize("argv, message", [
     (["--folds", "0,7"], "choose from 0,1,2,3,4"),
@@ -38,6 +47,8 @@ def test_preset_default_follows_the_data():
     (["--fusions", "sum"], "choose from concat,outer"),
     (["--labels", "onehot"], "choose from hard,soft,peakl"),
     (["--cpus-per-trial", "0"], "must be > 0"),
+    (["--layers", "middle"], "choose from 'last', 'all'"),
+    (["--extract-on", "gpu"], "choose from 'driver', 'cluster'"),
     (["--gpus-per-trial", "-1"], "must be >= 0"),
     (["--gpus-per-trial", "half"], "expected 'auto' or a number"),
     (["--mode", "frozen"], "invalid choice"),
