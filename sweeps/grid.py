@@ -13,6 +13,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from analysis import contract as C
 from analysis.plots import peakl_figure
 from analysis.report import sweep_report
+from erc.config import RunConfig
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
@@ -26,23 +27,35 @@ log = logging.getLogger(__name__)
 def grid_trials(settings: SweepSettings) -> list[dict[str, Any]]:
     """Every grid trial's config: fold × fusion × labels (× seed), each with its arm's own values.
 
-    Tune's grid order (the fold varies fastest). Values: the sweep's, then the arm's (``--config``
-    ``arms:``), then this fold's tuning of the arm (``--tune-per-arm``), most specific last.
+    In Tune's grid order (the fold varies fastest). Values: the sweep's, then the arm's (``--config``
+    ``arms:``), then this fold's tuning of the arm (``--tune-per-arm``), most specific last. Every
+    trial names every key some arm sets (its own value, else the one its run config resolves to).
     """
     base = settings.base_config()
     seeds = settings.seeds if settings.repeats > 1 else [settings.seed]
+    per_arm_keys = sorted({k for values in settings.arm_hparams.values() for k in values})
     trials = []
     for seed, labels, fusion, fold in itertools.product(seeds, settings.labels, settings.fusions, settings.folds):
-        arm = C.arm_name(fusion, labels)
-        trials.append({**base, **settings.arm_hparams.get(arm, {}), **settings.arm_hparams.get(f"fold{fold}-{arm}", {}),
-                       C.FOLD: fold, C.FUSION: fusion, C.LABELS: labels, C.SEED: seed})
+        arm, scientific = C.arm_name(fusion, labels), {C.FUSION: fusion, C.LABELS: labels}
+        resolved = RunConfig.from_flat({**base, **scientific}).to_flat()
+        trials.append({**base, **{k: resolved[k] for k in per_arm_keys}, **settings.arm_hparams.get(arm, {}),
+                       **settings.arm_hparams.get(f"fold{fold}-{arm}", {}), **scientific, C.FOLD: fold, C.SEED: seed})
     return trials
 
 
-def grid_tune_config(settings: SweepSettings) -> tune.TuneConfig:
-    """The grid as an explicit list of trial configs (Tune's ``points_to_evaluate``), one trial each."""
+def grid_tuning(settings: SweepSettings) -> tuple[dict[str, Any], tune.TuneConfig]:
+    """The grid for Tune: its explicit list of trial configs (``points_to_evaluate``), run once each.
+
+    The param space only declares each key with the values the trials give it, as Tune requires
+    of preset points; with ``num_samples`` = the number of trials nothing else is sampled.
+    """
     trials = grid_trials(settings)
-    return tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=trials), num_samples=len(trials))
+    space = {}
+    for key in trials[0]:
+        values = list(dict.fromkeys(trial[key] for trial in trials))
+        space[key] = values[0] if len(values) == 1 else tune.choice(values)
+    return space, tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=trials),
+                                  num_samples=len(trials))
 
 
 def run_ablation(args: argparse.Namespace) -> int:
@@ -65,7 +78,8 @@ def run_ablation(args: argparse.Namespace) -> int:
         settings.arm_hparams = {**settings.arm_hparams, **per_arm.chosen}
     n = len(settings.folds) * len(settings.arms) * settings.repeats
     print(f"sweep {sweep}: {n} trials → MLflow {track.uri} (experiment {settings.experiment!r})")
-    outcome = run_tuner(settings, prepared, track, train_trial, {}, tune_config=grid_tune_config(settings),
+    space, tune_config = grid_tuning(settings)
+    outcome = run_tuner(settings, prepared, track, train_trial, space, tune_config=tune_config,
                         labels=TrialLabels(with_seed=settings.repeats > 1))
     status = close_tracking(track, outcome)
     print(f"\nsweep {sweep}: {dict(outcome.statuses)} → parent run {track.parent_run_id} {status}")
