@@ -6,9 +6,10 @@ if missing, untimed) and the same Ray runtime (started first, untimed), each as 
   grid     python sweeps/ablation.py                     (30 trials, untuned defaults)
   per_arm  python sweeps/ablation.py --tune-per-arm N    (30 searches × N trials at once, then the grid)
 
-Busy fraction = CPU time of the trials (Ray's worker processes, read from /proc, with the workers
-that exited counted through the raylet) / (wall time × CPUs): how much of the machine did trial work.
-Work = the trials' summed wall time (slot-seconds) as MLflow recorded it.
+Busy fraction = CPU time of the trials (Ray's worker processes, sampled from /proc) / (wall time ×
+CPUs): how much of the machine did trial work. The trials' CPU time is also the work itself:
+per_arm_vs_grid_cpu_ratio is how much more work per-arm tuning is, which no scheduling removes.
+Work in slot-seconds = the trials' summed wall time as MLflow recorded it.
 Last line: a JSON object with grid_s, per_arm_s, per_arm_vs_grid_wall_ratio, search_s, the busy
 fractions and the work figures.
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +43,8 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
-def worker_cpu_s() -> float:
-    """CPU seconds of this process tree's Ray workers so far, live ones and those that exited."""
+def ray_workers_cpu() -> dict[int, float]:
+    """CPU seconds so far of each Ray worker process (``ray::…``) started under this process."""
     parents: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
@@ -51,38 +53,60 @@ def worker_cpu_s() -> float:
     while frontier:  # descendants of this process
         frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - mine
         mine |= frontier
-    total = 0.0
+    cpu = {}
     for pid in mine:
-        fields = _stat(pid)
-        if fields is None:
-            continue
-        if _cmdline(pid).startswith("ray::"):  # a worker: its own user + system time
-            total += (int(fields[11]) + int(fields[12])) / TICKS
-        elif "raylet" in _cmdline(pid).split(" ")[0]:  # workers that exited, reaped by the raylet
-            total += (int(fields[13]) + int(fields[14])) / TICKS
-    return total
+        if _cmdline(pid).startswith("ray::") and (fields := _stat(pid)) is not None:
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return cpu
 
 
 @dataclass
 class Phase:
     wall_s: float = 0.0
     worker_cpu_s: float = 0.0
-    driver_cpu_s: float = 0.0
+    driver_cpu_s: float = 0.0  # includes the sampling thread's own small share
 
     def busy(self, cpus: int) -> float:
         return self.worker_cpu_s / (self.wall_s * cpus)
 
 
 class Timer:
-    def __init__(self) -> None:
+    """Wall time, driver CPU and the Ray workers' CPU of a phase.
+
+    Workers are sampled every ``every`` seconds: exited workers are not reaped into the raylet's
+    children's times, so a worker counts with what it showed last (at most ``every`` s of CPU is
+    missed per worker that exits; with actor reuse there are few).
+    """
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
         self.phase = Phase()
 
+    def _sample(self, baseline: bool = False) -> None:
+        for pid, cpu in ray_workers_cpu().items():
+            self._first.setdefault(pid, cpu if baseline else 0.0)  # a worker born in the phase counts whole
+            self._last[pid] = cpu
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
     def __enter__(self) -> Self:
-        self._t, self._w, self._d = time.perf_counter(), worker_cpu_s(), time.process_time()
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._sample(baseline=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._t, self._d = time.perf_counter(), time.process_time()
+        self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.phase = Phase(time.perf_counter() - self._t, worker_cpu_s() - self._w, time.process_time() - self._d)
+        wall, driver = time.perf_counter() - self._t, time.process_time() - self._d
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.phase = Phase(wall, sum(cpu - self._first[pid] for pid, cpu in self._last.items()), driver)
 
 
 def trial_work_s(sweep: str, cache: Path, stage: str) -> tuple[int, float]:
@@ -150,6 +174,11 @@ def main() -> None:
         "grid_busy_fraction": round(phases["grid"].busy(cpus), 3),
         "per_arm_busy_fraction": round(phases["per_arm"].busy(cpus), 3),
         "search_driver_cpu_fraction": round(search.phase.driver_cpu_s / (search.phase.wall_s * cpus), 3),
+        # the work itself, as CPU time of the trials (contention from other processes barely changes it)
+        "grid_trial_cpu_s": round(phases["grid"].worker_cpu_s, 1),
+        "search_trial_cpu_s": round(search.phase.worker_cpu_s, 1),
+        "per_arm_trial_cpu_s": round(phases["per_arm"].worker_cpu_s, 1),
+        "per_arm_vs_grid_cpu_ratio": round(phases["per_arm"].worker_cpu_s / phases["grid"].worker_cpu_s, 2),
         "grid_trials": grid_trials, "search_trials": search_trials,
         "grid_work_slot_s": round(grid_work, 1), "search_work_slot_s": round(search_work, 1),
         "tuned_grid_work_slot_s": round(tuned_grid_work, 1),
