@@ -37,7 +37,7 @@ def main() -> None:
     import ray
 
     from erc.table import FeatureTable
-    from sweeps.grid import param_space
+    from sweeps.grid import grid_tuning
     from sweeps.naming import TrialLabels
     from sweeps.prepare import Prepared
     from sweeps.runner import open_tracking, run_tuner
@@ -65,11 +65,9 @@ def main() -> None:
             settings = SweepSettings(cache_dir=work / label, experiment=f"overhead-{label}", name=label,
                                      verbose=0, max_failures=0)
             track = open_tracking(settings, prepared, label, stage="grid", parent_params={"bench": label})
-            from ray import tune
-
-            config = tune.TuneConfig()
+            space, config = grid_tuning(settings)
             t0 = time.perf_counter()
-            outcome = run_tuner(settings, prepared, track, noop_trial, param_space(settings),
+            outcome = run_tuner(settings, prepared, track, noop_trial, space,
                                 labels=TrialLabels(), tune_config=config,
                                 reuse_actors=reuse)
             results[label] = time.perf_counter() - t0

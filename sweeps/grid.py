@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 from typing import Any
 
 from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from analysis import contract as C
 from analysis.plots import peakl_figure
 from analysis.report import sweep_report
-from erc.config import defaults
+from erc.config import RunConfig
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
@@ -22,35 +24,38 @@ from sweeps.trainable import train_trial
 log = logging.getLogger(__name__)
 
 
-def param_space(settings: SweepSettings) -> dict[str, Any]:
-    """Grid over the scientific factors and folds; the other run-config values fixed, or per arm."""
-    space: dict[str, Any] = {
-        **settings.base_config(),
-        C.FOLD: tune.grid_search(settings.folds),
-        C.FUSION: tune.grid_search(settings.fusions),
-        C.LABELS: tune.grid_search(settings.labels),
-        C.SEED: tune.grid_search(settings.seeds) if settings.repeats > 1 else settings.seed,
-    }
+def grid_trials(settings: SweepSettings) -> list[dict[str, Any]]:
+    """Every grid trial's config: fold × fusion × labels (× seed), each with its arm's own values.
+
+    In Tune's grid order (the fold varies fastest). Values: the sweep's, then the arm's (``--config``
+    ``arms:``), then this fold's tuning of the arm (``--tune-per-arm``), most specific last. Every
+    trial names every key some arm sets (its own value, else the one its run config resolves to).
+    """
+    base = settings.base_config()
+    seeds = settings.seeds if settings.repeats > 1 else [settings.seed]
     per_arm_keys = sorted({k for values in settings.arm_hparams.values() for k in values})
-    for key in per_arm_keys:
-        # sample_from resolves after the grid, so each trial picks its own arm's value
-        space[key] = tune.sample_from(_ArmValue(key, settings.arm_hparams, space.get(key, defaults()[key])))
-    return space
+    trials = []
+    for seed, labels, fusion, fold in itertools.product(seeds, settings.labels, settings.fusions, settings.folds):
+        arm, scientific = C.arm_name(fusion, labels), {C.FUSION: fusion, C.LABELS: labels}
+        resolved = RunConfig.from_flat({**base, **scientific}).to_flat()
+        trials.append({**base, **{k: resolved[k] for k in per_arm_keys}, **settings.arm_hparams.get(arm, {}),
+                       **settings.arm_hparams.get(f"fold{fold}-{arm}", {}), **scientific, C.FOLD: fold, C.SEED: seed})
+    return trials
 
 
-class _ArmValue:
-    """Picklable ``sample_from`` function: an arm's own value of one run-config key."""
+def grid_tuning(settings: SweepSettings) -> tuple[dict[str, Any], tune.TuneConfig]:
+    """The grid for Tune: its explicit list of trial configs (``points_to_evaluate``), run once each.
 
-    def __init__(self, key: str, arm_hparams: dict, default: Any) -> None:
-        self.key, self.arm_hparams, self.default = key, arm_hparams, default
-
-    def __call__(self, spec: Any) -> Any:
-        arm = C.arm_name(spec.config.fusion, spec.config.labels)
-        # most specific first: this fold's tuning of the arm (--tune-per-arm), then the arm's own value
-        for source in (self.arm_hparams.get(f"fold{spec.config.fold}-{arm}", {}), self.arm_hparams.get(arm, {})):
-            if self.key in source:
-                return source[self.key]
-        return self.default
+    The param space only declares each key with the values the trials give it, as Tune requires
+    of preset points; with ``num_samples`` = the number of trials nothing else is sampled.
+    """
+    trials = grid_trials(settings)
+    space = {}
+    for key in trials[0]:
+        values = list(dict.fromkeys(trial[key] for trial in trials))
+        space[key] = values[0] if len(values) == 1 else tune.choice(values)
+    return space, tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=trials),
+                                  num_samples=len(trials))
 
 
 def run_ablation(args: argparse.Namespace) -> int:
@@ -65,10 +70,16 @@ def run_ablation(args: argparse.Namespace) -> int:
     figure = peakl_figure(prepared.table.votes, settings.cache_dir / "reports" / sweep / "peakl_labels.png")
     track.client.log_artifact(track.parent_run_id, str(figure), C.PLOTS_DIR)
     if settings.tune_per_arm:
-        settings.arm_hparams = tune_each_arm(settings, prepared, track)
+        per_arm = tune_each_arm(settings, prepared, track)
+        if per_arm.outcome.interrupted:
+            close_tracking(track, per_arm.outcome)
+            print(f"\nsweep {sweep}: the per-arm searches were interrupted: rerun the same command to resume them.")
+            return 130
+        settings.arm_hparams = {**settings.arm_hparams, **per_arm.chosen}
     n = len(settings.folds) * len(settings.arms) * settings.repeats
     print(f"sweep {sweep}: {n} trials → MLflow {track.uri} (experiment {settings.experiment!r})")
-    outcome = run_tuner(settings, prepared, track, train_trial, param_space(settings),
+    space, tune_config = grid_tuning(settings)
+    outcome = run_tuner(settings, prepared, track, train_trial, space, tune_config=tune_config,
                         labels=TrialLabels(with_seed=settings.repeats > 1))
     status = close_tracking(track, outcome)
     print(f"\nsweep {sweep}: {dict(outcome.statuses)} → parent run {track.parent_run_id} {status}")

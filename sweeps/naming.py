@@ -24,13 +24,14 @@ class TrialLabels:
 
     stage: str = C.GRID_STAGE
     with_seed: bool = False
-    prefix: str | None = None  # search trials: e.g. "outer-peakl fold0"
+    prefix: str | None = None  # search trials: default their study's name, e.g. "outer-peakl fold0"
     extra_tags: Mapping[str, str] = field(default_factory=dict)
 
     def name(self, config: Mapping[str, Any]) -> str:
-        if self.prefix is not None:
+        if self.stage == C.SEARCH_STAGE:
             shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in config.items() if k in _NAMED_PARAMS}
-            return self.prefix + " " + ",".join(f"{k}={v}" for k, v in shown.items())
+            prefix = self.prefix if self.prefix is not None else study_name(config)
+            return prefix + " " + ",".join(f"{k}={v}" for k, v in shown.items())
         name = f"fold{config[C.FOLD]}-{C.arm_name(config[C.FUSION], config[C.LABELS])}"
         return name + f"-seed{config[C.SEED]}" if self.with_seed else name
 
@@ -42,6 +43,16 @@ class TrialLabels:
         if C.SEED in config:
             tags[C.SEED] = str(config[C.SEED])
         return {**tags, **self.extra_tags}
+
+
+def study_name(config: Mapping[str, Any]) -> str:
+    """The search a trial belongs to: its arm, and its outer fold when it has one (``outer-peakl fold0``).
+
+    Concurrent searches share one Tune experiment; this is what keeps their trials apart (one
+    Optuna study, one set of ASHA brackets and one MLflow search run per name).
+    """
+    arm = C.arm_name(config[C.FUSION], config[C.LABELS])
+    return f"{arm} fold{config[C.FOLD]}" if C.FOLD in config else arm
 
 
 def run_config_keys(config: Mapping[str, Any]) -> dict[str, Any]:

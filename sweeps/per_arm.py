@@ -12,16 +12,18 @@ the same budget, before the comparison. Here that is nested cross-validation:
   own tuning is measured on the same inner split;
 * the grid trial (fold k, arm) then runs with that search's best configuration.
 
-The tuned metric is the sweep's ``select_metric``, in its own direction (losses are minimised).
+All searches run at once, as one Tune experiment (:mod:`sweeps.studies`: one Optuna study and one
+ASHA per search, never informed or stopped by another arm's trials), so every free slot runs some
+search's trial. The tuned metric is the sweep's ``select_metric``, in its own direction (losses are minimised).
 MLflow: grid parent → one ``role=search`` run per (arm, fold) → its search trials
 (``stage=search``), so tools reading the grid can tell them apart.
 """
 
 from __future__ import annotations
 
-import json
 import tempfile
-from dataclasses import replace
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,17 @@ from analysis.runs import search_all
 from erc.config import RunConfig
 from erc.data.folds import N_FOLDS
 from erc.metrics import metric_mode
-from sweeps.naming import TrialLabels
+from erc.table import FeatureTable
+from sweeps import tracking
 from sweeps.prepare import Prepared
-from sweeps.runner import Tracking
-from sweeps.search_run import run_search
+from sweeps.runner import Outcome, Tracking
+from sweeps.search_run import run_studies
 from sweeps.settings import SweepSettings
 from sweeps.spaces import SearchSpace, load_space
-from sweeps.trainable import Split
+from sweeps.studies import Study
+from sweeps.trainable import Split, train_trial
+
+SEARCH_SUFFIX = "-search"  # the searches' Tune experiment: the sweep's name with this suffix
 
 
 def inner_split(outer: int) -> Split:
@@ -62,16 +68,25 @@ def default_point(space: SearchSpace, base: dict[str, Any]) -> dict[str, Any]:
     return point
 
 
-def _search_run(track: Tracking, arm: str, fold: int) -> str:
-    """The (arm, fold) search's MLflow run under the grid parent: found again on a rerun, or created."""
+def _search_run(track: Tracking, arm: str, fold: int) -> tuple[str, bool]:
+    """The (arm, fold) search's MLflow run under the grid parent, found again on a rerun or created,
+    and whether it had finished already."""
     found = search_all(track.client, track.experiment_id,
                        C.tag_filter({C.SWEEP: track.sweep, C.ROLE: C.SEARCH_ROLE, C.ARM: arm, C.FOLD: fold}))
     if found:
-        track.client.update_run(found[0].info.run_id, status="RUNNING")
-        return found[0].info.run_id
+        run = found[0].info
+        if run.status == "FINISHED":
+            return run.run_id, True
+        track.client.update_run(run.run_id, status="RUNNING")
+        return run.run_id, False
     return track.client.create_run(track.experiment_id, run_name=f"search {arm} fold{fold}", tags={
         **track.tags, C.PARENT_RUN_ID: track.parent_run_id, C.STAGE: C.SEARCH_STAGE, C.ROLE: C.SEARCH_ROLE,
-        C.ARM: arm, C.FOLD: str(fold)}).info.run_id
+        C.ARM: arm, C.FOLD: str(fold)}).info.run_id, False
+
+
+def train_inner_split(config: dict[str, Any], data: FeatureTable, settings: Mapping[str, Any]) -> None:
+    """A search trial of outer fold ``config['fold']``: trained and scored on that fold's inner split."""
+    train_trial(config, data, {**settings, "splits": [inner_split(int(config[C.FOLD]))]})
 
 
 def gain(tuned: float, default: float, mode: str) -> float:
@@ -83,45 +98,71 @@ def running_best(scores: list[float], mode: str) -> list[float]:
     return (np.maximum if mode == "max" else np.minimum).accumulate(scores).tolist()
 
 
-def tune_each_arm(settings: SweepSettings, prepared: Prepared, track: Tracking) -> dict[str, dict[str, Any]]:
-    """Run every (arm, outer fold) search; return ``{"fold{k}-{fusion}-{labels}": best values}``."""
+@dataclass(frozen=True)
+class PerArm:
+    chosen: dict[str, dict[str, Any]]  # "fold{k}-{fusion}-{labels}" -> that search's best values
+    outcome: Outcome
+
+
+def tune_each_arm(settings: SweepSettings, prepared: Prepared, track: Tracking) -> PerArm:
+    """Run every (arm, outer fold) search at once, in one Tune experiment; return each one's best values."""
     base = settings.base_config()
     metric = RunConfig.from_flat(base).select_metric
     mode = metric_mode(metric)
-    chosen: dict[str, dict[str, Any]] = {}
-    curves: dict[str, list[list[float]]] = {}
-    gains = []
+    studies, runs, done = [], {}, set()
     for fusion, labels in settings.arms:
         arm = C.arm_name(fusion, labels)
         space = load_space(fusion)
         for fold in settings.folds:
-            split = inner_split(fold)
-            run_id = _search_run(track, arm, fold)
-            train, valid = prepared.table.split(split[0], exclude=split[1])
-            with tempfile.TemporaryDirectory() as tmp:  # what the search trained and scored on
-                path = Path(tmp) / "split.json"
-                path.write_text(json.dumps({"name": f"fold{fold}-inner{split[0]}", "train": train.segment_id.tolist(),
-                                            "valid": valid.segment_id.tolist()}))
-                track.client.log_artifact(run_id, str(path))
-            sub = replace(track, parent_run_id=run_id, tags={**track.tags, C.STAGE: C.SEARCH_STAGE})
-            fixed = {C.FUSION: fusion, C.LABELS: labels}
-            result = run_search(
-                settings, prepared, sub, space, fixed=fixed, splits=[split], num_samples=settings.tune_per_arm,
-                metric=metric, labels=TrialLabels(stage=C.SEARCH_STAGE, prefix=f"{arm} fold{fold}",
-                                                  extra_tags={C.FOLD: str(fold)}),
-                sweep_suffix=f"-search-{arm}-fold{fold}",
-                points_to_evaluate=[default_point(space, {**base, **fixed})])
-            curves.setdefault(arm, []).append(running_best(result.scores, mode))
-            default = result.default_score if result.default_score is not None else result.scores[0]
-            gains.append({"arm": arm, "fold": fold, "default": default, "tuned": result.score,
-                          "gain": gain(result.score, default, mode)})
+            run_id, finished = _search_run(track, arm, fold)
+            if finished:
+                done.add(run_id)
+            else:
+                _log_split(track, run_id, prepared.table, fold)
+            fixed = {C.FUSION: fusion, C.LABELS: labels, C.FOLD: fold}
+            study = Study.of(space, base, fixed, settings.tune_per_arm,
+                             first=default_point(space, {**base, C.FUSION: fusion, C.LABELS: labels}))
+            studies.append(study)
+            runs[study.name] = run_id
+    print(f"per-arm tuning: {len(studies)} searches × {settings.tune_per_arm} trials, run together")
+    searches = run_studies(settings, prepared, replace(track, sweep=track.sweep + SEARCH_SUFFIX), studies,
+                           metric=metric, trainable=train_inner_split, parents=runs)
+    if searches.outcome.interrupted:
+        for run_id in set(runs.values()) - done:
+            tracking.mark_orphans_killed(track.client, track.experiment_id, run_id)
+            track.client.set_terminated(run_id, status="KILLED")
+        return PerArm({}, searches.outcome)
+    chosen: dict[str, dict[str, Any]] = {}
+    curves: dict[str, list[list[float]]] = {}
+    gains = []
+    for study in studies:
+        arm, fold = C.arm_name(study.fixed[C.FUSION], study.fixed[C.LABELS]), study.fixed[C.FOLD]
+        result, run_id = searches.results[study.name], runs[study.name]
+        if result.best:
             chosen[f"fold{fold}-{arm}"] = result.best
-            track.client.log_dict(run_id, result.best, "best_config.yaml")
-            track.client.log_metric(run_id, f"{C.SEARCH_PREFIX}best_{metric}", result.score)
-            track.client.log_metric(run_id, f"{C.SEARCH_PREFIX}default_{metric}", default)
-            track.client.set_terminated(run_id, status="FAILED" if result.outcome.failed else "FINISHED")
+            curves.setdefault(arm, []).append(running_best(result.scores, mode))
+            gains.append({"arm": arm, "fold": fold, "default": result.default, "tuned": result.score,
+                          "gain": gain(result.score, result.default, mode)})
+        if run_id in done:  # a rerun of a sweep whose searches had all finished
+            continue
+        client = track.client
+        client.log_text(run_id, searches.searcher.trials_frame(study.name).to_csv(index=False), "trials.csv")
+        if result.best:
+            client.log_dict(run_id, result.best, "best_config.yaml")
+            client.log_metric(run_id, f"{C.SEARCH_PREFIX}best_{metric}", result.score)
+            client.log_metric(run_id, f"{C.SEARCH_PREFIX}default_{metric}", result.default)
+        tracking.mark_orphans_killed(client, track.experiment_id, run_id)  # trials a killed driver lost
+        client.set_terminated(run_id, status="FAILED" if result.failed or not result.best else "FINISHED")
     _log_summary(track, chosen, gains, curves, metric, mode, settings.tune_per_arm)
-    return chosen
+    return PerArm(chosen, searches.outcome)
+
+
+def _log_split(track: Tracking, run_id: str, table: FeatureTable, fold: int) -> None:
+    """What the (arm, fold) search trains and scores on, as ``split.json`` on its run."""
+    valid_fold, excluded = inner_split(fold)
+    train, valid = table.split(valid_fold, exclude=excluded)
+    track.client.log_dict(run_id, {"name": f"fold{fold}-inner{valid_fold}", "train": train.segment_id.tolist(),
+                                   "valid": valid.segment_id.tolist()}, "split.json")
 
 
 def _log_summary(track: Tracking, chosen: dict, gains: list[dict], curves: dict, metric: str, mode: str,

@@ -108,8 +108,12 @@ class Outcome:
 def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trainable: Callable,
               param_space: Mapping[str, Any], *, labels: TrialLabels,
               tune_config: tune.TuneConfig | None = None, bound: Mapping[str, Any] | None = None,
-              reuse_actors: bool = True) -> Outcome:
-    """Fit a new Tuner, or restore the sweep's Tuner if an earlier run of it was interrupted."""
+              reuse_actors: bool = True, parent_of: Callable[[Mapping[str, Any]], str] | None = None) -> Outcome:
+    """Fit a new Tuner, or restore the sweep's Tuner if an earlier run of it was interrupted.
+
+    ``parent_of`` (picklable) maps a trial's config to the MLflow run it nests under, when that is
+    not the sweep's parent run (concurrent searches: each one's own run).
+    """
     init_ray(settings)
     thread_settings = {"cpus_per_trial": settings.cpus_per_trial, "fail_once": settings.fail_once,
                        "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep),
@@ -132,7 +136,7 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
     else:
         callback = tracking.MlflowTrialCallback(track.uri, track.experiment_id, track.parent_run_id,
                                                 tags=track.tags, run_name=labels.name, trial_tags=labels.tags,
-                                                params_of=full_params)
+                                                params_of=full_params, parent_of=parent_of)
         config = tune_config or tune.TuneConfig()
         config.reuse_actors = reuse_actors  # off by default since Ray 2.9; ~2 s → ~0.2 s per trial here
         if settings.max_concurrent:

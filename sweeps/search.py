@@ -1,4 +1,4 @@
-"""Hyper-parameter search: OptunaSearch (TPE, seeded) + ASHA over a YAML space, one search per arm.
+"""Hyper-parameter search: Optuna TPE (seeded) + ASHA over a YAML space, one search per arm, all at once.
 
 Writes the best configuration as YAML that ``python sweeps/ablation.py --config FILE`` takes (one
 ``arms:`` entry per arm searched). Scientific parameters (fusion, labels) are fixed to each arm;
@@ -14,12 +14,12 @@ from pathlib import Path
 import yaml
 
 from analysis import contract as C
-from sweeps.naming import TrialLabels
 from sweeps.prepare import prepare
-from sweeps.runner import Outcome, close_tracking, open_tracking, tracking_uri
-from sweeps.search_run import run_search
+from sweeps.runner import close_tracking, open_tracking, tracking_uri
+from sweeps.search_run import run_studies
 from sweeps.settings import add_common_arguments, positive, select_metric_argument, settings_from_args
 from sweeps.spaces import SpaceError, load_space
+from sweeps.studies import Study
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,23 +49,25 @@ def main(argv: list[str] | None = None) -> int:
     prepared = prepare(settings)
     sweep = settings.sweep_name(kind="search")
     track = open_tracking(settings, prepared, sweep, stage=C.SEARCH_STAGE)
-    splits = [(fold, ()) for fold in settings.folds]
-    best: dict[str, dict] = {}
-    statuses = []
-    for fusion, labels in settings.arms:
-        arm = C.arm_name(fusion, labels)
-        result = run_search(settings, prepared, track, args.spaces[fusion], fixed={C.FUSION: fusion, C.LABELS: labels},
-                            splits=splits, num_samples=args.num_samples, metric=args.metric,
-                            grace_period=args.grace_period,
-                            labels=TrialLabels(stage=C.SEARCH_STAGE, prefix=arm),
-                            sweep_suffix="" if len(settings.arms) == 1 else f"-{arm}")
-        best[arm] = result.best
-        statuses.append(result.outcome)
-        print(f"{arm}: best mean valid {args.metric} = {result.score:.4f} over folds {settings.folds}")
-    status = close_tracking(track, Outcome.combine(statuses))
+    base = settings.base_config()
+    # one study per arm, all in one Tune experiment; a trial scores the mean over the folds
+    studies = [Study.of(args.spaces[fusion], base, {C.FUSION: fusion, C.LABELS: labels}, args.num_samples)
+               for fusion, labels in settings.arms]
+    searches = run_studies(settings, prepared, track, studies, metric=args.metric, grace_period=args.grace_period,
+                           bound={"splits": [(fold, ()) for fold in settings.folds]})
+    status = close_tracking(track, searches.outcome)
+    if searches.outcome.interrupted:
+        print(f"\nsearch {sweep}: interrupted; rerun the same command to resume it.")
+        return 130
+    best = {}
+    for study in studies:
+        result = searches.results[study.name]
+        print(f"{study.name}: best mean valid {args.metric} = {result.score:.4f} over folds {settings.folds}")
+        if result.best:
+            best[study.name] = result.best
     out = args.out or settings.cache_dir / "search" / f"{sweep}.yaml"
     header = (f"# Best configuration per arm of search {sweep!r}: mean valid {args.metric} over folds "
-              f"{settings.folds}, {args.num_samples} samples per arm (OptunaSearch TPE + ASHA).\n"
+              f"{settings.folds}, {args.num_samples} samples per arm (Optuna TPE + ASHA, one study per arm).\n"
               f"# Use with: python sweeps/ablation.py --config {out}\n")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(header + yaml.safe_dump({"arms": best}, sort_keys=True))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from ray import tune
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
 from erc.config import FLAT_KEYS
 
@@ -35,16 +35,15 @@ class Param:
     values: tuple | None = None
     value: Any = None
 
-    def to_tune(self) -> Any:
-        if self.role != "nuisance":
-            return self.value
+    def to_optuna(self) -> BaseDistribution:
+        """A nuisance parameter's Optuna distribution (bounds inclusive, as written)."""
         if self.distribution == "loguniform":
-            return tune.loguniform(self.low, self.high)
+            return FloatDistribution(self.low, self.high, log=True)
         if self.distribution == "uniform":
-            return tune.uniform(self.low, self.high)
+            return FloatDistribution(self.low, self.high)
         if self.distribution == "int":
-            return tune.randint(int(self.low), int(self.high) + 1)  # inclusive upper bound, as written
-        return tune.choice(list(self.values))
+            return IntDistribution(int(self.low), int(self.high))
+        return CategoricalDistribution(list(self.values))
 
 
 @dataclass(frozen=True)
@@ -55,12 +54,13 @@ class SearchSpace:
     def by_role(self, role: str) -> dict[str, Param]:
         return {k: p for k, p in self.params.items() if p.role == role}
 
-    def tune_space(self, **scientific: Any) -> dict[str, Any]:
-        """Nuisance parameters as Tune domains, fixed ones as values, scientific ones as given."""
-        space = {k: p.to_tune() for k, p in self.params.items() if p.role != "scientific"}
-        for name, p in self.by_role("scientific").items():
-            space[name] = scientific.get(name, p.value)
-        return space
+    def distributions(self) -> dict[str, BaseDistribution]:
+        """What a search samples: the nuisance parameters as Optuna distributions."""
+        return {k: p.to_optuna() for k, p in self.by_role("nuisance").items()}
+
+    def held(self) -> dict[str, Any]:
+        """What a search holds constant: the fixed and scientific entries' values."""
+        return {k: p.value for k, p in self.params.items() if p.role != "nuisance"}
 
 
 def _entry(path: Path, name: str, spec: Any, known: set[str]) -> Param:

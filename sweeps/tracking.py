@@ -127,8 +127,10 @@ class MlflowTrialCallback(Callback):
     URI, ids and tags are kept; the client is recreated on demand.
     """
 
+    parent_of: Any = None  # also for a callback pickled before this attribute existed
+
     def __init__(self, tracking_uri: str, experiment_id: str, parent_run_id: str, tags: Mapping[str, str],
-                 run_name: Any = None, trial_tags: Any = None, params_of: Any = None) -> None:
+                 run_name: Any = None, trial_tags: Any = None, params_of: Any = None, parent_of: Any = None) -> None:
         self.tracking_uri = tracking_uri
         self.experiment_id = experiment_id
         self.parent_run_id = parent_run_id
@@ -136,6 +138,7 @@ class MlflowTrialCallback(Callback):
         self.run_name = run_name  # config -> str
         self.trial_tags = trial_tags  # config -> dict of tags
         self.params_of = params_of  # config -> the full configuration to record as params
+        self.parent_of = parent_of  # config -> the run to nest under, if not parent_run_id
         self._reset_caches()
 
     def _reset_caches(self) -> None:
@@ -144,7 +147,7 @@ class MlflowTrialCallback(Callback):
         self._attempt: dict[str, int] = {}
         self._node_tagged: set[str] = set()
         self._fresh: set[str] = set()
-        self._by_trial: dict[str, Any] | None = None
+        self._by_parent: dict[str, dict[str, Any]] = {}
         self._done_before: set[str] = set()
 
     def __getstate__(self) -> dict:
@@ -161,18 +164,19 @@ class MlflowTrialCallback(Callback):
             self._client = MlflowClient(self.tracking_uri)
         return self._client
 
-    def _known_runs(self) -> dict[str, Any]:
-        """This sweep's child runs by trial id: one query per driver session, not one per trial."""
-        if self._by_trial is None:
-            runs = search_all(self.client, self.experiment_id, C.tag_filter(parent=self.parent_run_id))
-            self._by_trial = {r.data.tags[C.TRIAL_ID]: r for r in runs if C.TRIAL_ID in r.data.tags}
-        return self._by_trial
+    def _known_runs(self, parent: str) -> dict[str, Any]:
+        """A parent's child runs by trial id: one query per parent and driver session, not one per trial."""
+        if parent not in self._by_parent:
+            runs = search_all(self.client, self.experiment_id, C.tag_filter(parent=parent))
+            self._by_parent[parent] = {r.data.tags[C.TRIAL_ID]: r for r in runs if C.TRIAL_ID in r.data.tags}
+        return self._by_parent[parent]
 
     def run_id(self, trial) -> str:
         """The trial's run: from the store by ``ray.trial_id`` (a resumed or retried trial), or new."""
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
-        found = self._known_runs().get(trial.trial_id)
+        parent = self.parent_of(trial.config) if self.parent_of else self.parent_run_id
+        found = self._known_runs(parent).get(trial.trial_id)
         if found is not None:
             run_id = found.info.run_id
             self._attempt[trial.trial_id] = int(found.data.tags.get(C.ATTEMPTS, "0"))
@@ -180,7 +184,7 @@ class MlflowTrialCallback(Callback):
                 self._done_before.add(trial.trial_id)
         else:
             config = trial.config
-            tags = {**self.tags, C.ROLE: C.TRIAL_ROLE, C.PARENT_RUN_ID: self.parent_run_id,
+            tags = {**self.tags, C.ROLE: C.TRIAL_ROLE, C.PARENT_RUN_ID: parent,
                     C.TRIAL_ID: trial.trial_id, C.ATTEMPTS: "1",
                     **(self.trial_tags(config) if self.trial_tags else {})}
             name = self.run_name(config) if self.run_name else trial.trial_id

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 from analysis import contract as C
-from sweeps.naming import TrialLabels, run_config_keys
+from sweeps.naming import TrialLabels, run_config_keys, study_name
 
 
 def test_grid_and_search_names_and_tags():
@@ -26,3 +26,13 @@ def test_grid_and_search_names_and_tags():
 
 def test_the_fold_is_not_a_run_config_key():
     assert run_config_keys({"fold": 1, "lr": 0.1}) == {"lr": 0.1}
+
+
+def test_a_search_trial_is_named_after_its_study():
+    """Concurrent searches share one experiment: a trial's config alone says which search it is in."""
+    per_arm = {"fold": 2, "fusion": "outer", "labels": "peakl", "lr": 0.00123, "dim": 64}
+    assert study_name(per_arm) == "outer-peakl fold2"  # per-arm tuning: one search per arm and outer fold
+    assert study_name({k: v for k, v in per_arm.items() if k != "fold"}) == "outer-peakl"  # search.py: per arm
+    labels = TrialLabels(stage=C.SEARCH_STAGE)
+    assert labels.name(per_arm) == "outer-peakl fold2 lr=0.00123,dim=64"
+    assert labels.tags(per_arm)[C.FOLD] == "2" and labels.tags(per_arm)[C.ARM] == "outer-peakl"

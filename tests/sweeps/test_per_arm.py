@@ -1,10 +1,16 @@
-"""Fair ablations: per-arm nuisance tuning on inner splits, and repeats over seeds."""
+"""Fair ablations: per-arm nuisance tuning on inner splits (all searches at once), and repeats over seeds."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -47,11 +53,22 @@ def test_gain_and_running_best_follow_the_metric_direction():
     assert running_best([1.3, 1.1, 1.2], "min") == [1.3, 1.1, 1.1]
 
 
+def search_trials(client: MlflowClient, search) -> list:
+    exp = search.info.experiment_id
+    return client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{search.info.run_id}'", max_results=1000)
+
+
+def trials_table(client: MlflowClient, search, tmp_path: Path) -> pd.DataFrame:
+    """The search's Optuna study as logged: one row per trial in ask order, with Tune's trial id."""
+    return pd.read_csv(client.download_artifacts(search.info.run_id, "trials.csv", str(tmp_path / search.info.run_id)))
+
+
 @pytest.mark.slow
 def test_tune_per_arm_and_repeats(demo_root, demo_encoders, tmp_path):
     cache = tmp_path / "cache"
+    budget = 3
     proc = run(sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
-                             "concat,outer", "--labels", "peakl", "--epochs", "2", "--tune-per-arm", "2",
+                             "concat,outer", "--labels", "peakl", "--epochs", "2", "--tune-per-arm", str(budget),
                              "--repeats", "2"), cwd=tmp_path, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
@@ -69,29 +86,41 @@ def test_tune_per_arm_and_repeats(demo_root, demo_encoders, tmp_path):
         ("concat-peakl", "0"), ("concat-peakl", "1"), ("outer-peakl", "0"), ("outer-peakl", "1")]
     grid = {(r.data.tags["arm"], r.data.tags["fold"], r.data.tags["seed"]): r for r in children(client)}
     assert len(grid) == 8 and all(r.info.status == "FINISHED" for r in grid.values())
+    every_trial = []
     for search in searches:
-        assert search.data.tags["stage"] == "search"
+        arm, fold = search.data.tags["arm"], int(search.data.tags["fold"])
+        fusion, labels = arm.split("-")
+        assert search.info.status == "FINISHED" and search.data.tags["stage"] == "search"
         assert search.data.tags["mlflow.parentRunId"] == parent.info.run_id
-        fold = int(search.data.tags["fold"])
         split = json.loads(Path(client.download_artifacts(search.info.run_id, "split.json", str(tmp_path)))
                            .read_text())
         # the outer validation fold is never trained on or scored on while tuning
         assert not (set(split["train"]) | set(split["valid"])) & fold_ids[fold]
-        trials = client.search_runs([exp], f"tags.`mlflow.parentRunId` = '{search.info.run_id}'")
-        assert len(trials) == 2 and all(t.data.tags["stage"] == "search" for t in trials)  # same budget
-        # one trial of every search is the untuned default, and the gain is measured from its score
-        fusion = search.data.tags["arm"].split("-")[0]
+        trials = search_trials(client, search)
+        every_trial += trials
+        assert len(trials) == budget and all(t.info.status == "FINISHED" for t in trials)  # the same budget
+        for t in trials:  # only this search's own arm and outer fold
+            assert t.data.tags["stage"] == "search" and (t.data.tags["arm"], t.data.tags["fold"]) == (arm, str(fold))
+            assert (t.data.params["fusion"], t.data.params["labels"], t.data.params["fold"]) == (fusion, labels,
+                                                                                            str(fold))
+            assert t.info.run_name.startswith(f"{arm} fold{fold} ")
+        # the search's first trial is the untuned default
+        table = trials_table(client, search, tmp_path)
+        assert list(table["number"]) == list(range(budget)) and set(table["state"]) == {"COMPLETE"}
+        first = next(t for t in trials if t.data.tags["ray.trial_id"] == table["ray_trial_id"][0])
         untuned = default_point(load_space(fusion), {"fusion": fusion, "epochs": 2})
-        [default] = [t for t in trials if all(float(t.data.params[k]) == pytest.approx(float(v))
-                                              for k, v in untuned.items())]
-        best_acc = max(m.value for m in client.get_metric_history(default.info.run_id, "valid/acc"))
-        assert search.data.metrics["search/default_acc"] == pytest.approx(best_acc)
+        for key, value in untuned.items():
+            assert float(first.data.params[key]) == pytest.approx(float(value)), key
         best = yaml.safe_load(Path(client.download_artifacts(search.info.run_id, "best_config.yaml",
                                                              str(tmp_path / search.info.run_id))).read_text())
+        assert search.data.metrics["search/best_acc"] == pytest.approx(table["value"].max())
         for seed in ("0", "1"):  # the grid ran this arm and fold with its own tuned values
-            params = grid[(search.data.tags["arm"], str(fold), seed)].data.params
+            params = grid[(arm, str(fold), seed)].data.params
             for key, value in best.items():
                 assert params[key] == str(value) or float(params[key]) == pytest.approx(float(value)), key
+    # the searches ran at once: in start order, the search trials keep switching between the arms
+    arms = [t.data.tags["arm"] for t in sorted(every_trial, key=lambda t: t.info.start_time)]
+    assert sum(a != b for a, b in itertools.pairwise(arms)) >= 3, arms
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "per_arm_tuning")} >= {
         "per_arm_tuning/per_arm_configs.yaml", "per_arm_tuning/isolation_plot.png", "per_arm_tuning/per_arm_gain.csv"}
 
@@ -106,3 +135,50 @@ def test_tune_per_arm_and_repeats(demo_root, demo_encoders, tmp_path):
 
     table = paired_table(comparison.treatment_values, comparison.baseline_values)
     assert (table["dof"] == 3).all()  # 2 folds × 2 seeds paired
+
+
+@pytest.mark.slow
+def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders, tmp_path):
+    cache = tmp_path / "cache"
+    budget = 3
+    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
+                        "concat,outer", "--labels", "peakl", "--epochs", "30", "--tune-per-arm", str(budget))
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True, env=env)
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
+    deadline = time.time() + 600
+    finished_before: dict[str, str] = {}
+    while time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+        if not (cache / "mlflow.db").exists() or client.get_experiment_by_name("erc-sweeps") is None:
+            continue
+        runs = children(client, stage="search")
+        finished_before = {r.data.tags["ray.trial_id"]: r.info.run_id for r in runs if r.info.status == "FINISHED"}
+        if len(finished_before) >= 2 and any(r.info.status == "RUNNING" for r in runs):
+            break
+    assert driver.poll() is None, "the sweep ended before it could be killed"
+    assert 2 <= len(finished_before) < 4 * budget
+    os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
+    driver.wait()
+
+    proc = run(cmd, cwd=tmp_path, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "resuming sweep" in proc.stdout
+    exp = client.get_experiment_by_name("erc-sweeps").experiment_id
+    searches = client.search_runs([exp], "tags.role = 'search'")
+    assert len(searches) == 4 and all(s.info.status == "FINISHED" for s in searches)
+    resumed = {}
+    for search in searches:  # every search: its budget of trials, one run each, none left behind
+        trials = search_trials(client, search)
+        assert len(trials) == budget and all(t.info.status == "FINISHED" for t in trials), search.info.run_name
+        assert len({t.data.tags["ray.trial_id"] for t in trials}) == budget
+        resumed.update({t.data.tags["ray.trial_id"]: t for t in trials})
+        assert set(trials_table(client, search, tmp_path)["ray_trial_id"]) == {t.data.tags["ray.trial_id"]
+                                                                             for t in trials}
+    for trial_id, run_id in finished_before.items():  # finished search trials were not trained again
+        assert resumed[trial_id].info.run_id == run_id and resumed[trial_id].data.tags["attempts"] == "1"
+        [result_json] = (cache / "ray_results").glob(f"*-search/*{trial_id}*/result.json")
+        epochs = [json.loads(line)["training_iteration"] for line in result_json.read_text().splitlines()]
+        assert len(epochs) == len(set(epochs)), (trial_id, epochs)
+    assert len(children(client)) == 4 and all(r.info.status == "FINISHED" for r in children(client))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from ray import tune
+from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
 from sweeps.spaces import SpaceError, load_space
 
@@ -12,9 +12,17 @@ from sweeps.spaces import SpaceError, load_space
 def test_shipped_spaces_load(name):
     space = load_space(name)
     assert space.params["fusion"].role == "scientific" and space.params["fusion"].value == name
-    domains = space.tune_space(labels="soft")
-    assert domains["labels"] == "soft" and isinstance(domains["lr"], tune.search.sample.Domain)
-    assert domains["epochs"] == 15  # fixed entries are plain values
+    sampled = space.distributions()  # what a search samples: the nuisance entries only
+    assert set(sampled) == set(space.by_role("nuisance")) and "fusion" not in sampled
+    assert isinstance(sampled["lr"], FloatDistribution) and sampled["lr"].log
+    held = space.held()  # fixed and scientific entries are plain values
+    assert held["epochs"] == 15 and held["fusion"] == name and "lr" not in held
+
+
+def test_distributions_keep_the_bounds_as_written():
+    space = load_space("outer")
+    assert space.distributions()["depth"] == IntDistribution(1, 4)  # both ends included, as in the YAML
+    assert space.distributions()["dim"] == CategoricalDistribution([32, 64, 128])
 
 
 @pytest.mark.parametrize("text, message", [

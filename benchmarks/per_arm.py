@@ -1,0 +1,191 @@
+"""Per-arm tuning at machine width: the demo grid alone vs the same grid with ``--tune-per-arm N``.
+
+Both run in this one process, on the same warm caches (demo corpus, encoders, features; built first
+if missing, untimed) and the same Ray runtime (started first, untimed), each as a fresh sweep:
+
+  grid     python sweeps/ablation.py                     (30 trials, untuned defaults)
+  per_arm  python sweeps/ablation.py --tune-per-arm N    (30 searches × N trials at once, then the grid)
+
+Busy fraction = CPU time of the trials (Ray's worker processes, sampled from /proc) / (wall time ×
+CPUs): how much of the machine did trial work. The trials' CPU time is also the work itself:
+per_arm_vs_grid_cpu_ratio is how much more work per-arm tuning is, which no scheduling removes.
+Work in slot-seconds = the trials' summed wall time as MLflow recorded it.
+Last line: a JSON object with grid_s, per_arm_s, per_arm_vs_grid_wall_ratio, search_s, the busy
+fractions and the work figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Self
+
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _stat(pid: int) -> list[str] | None:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()  # fields from 3 (state) on; the name may hold spaces
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def ray_workers_cpu() -> dict[int, float]:
+    """CPU seconds so far of each Ray worker process (``ray::…``) started under this process."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None:
+            parents[int(entry.name)] = int(fields[1])
+    mine, frontier = set(), {os.getpid()}
+    while frontier:  # descendants of this process
+        frontier = {pid for pid, ppid in parents.items() if ppid in frontier} - mine
+        mine |= frontier
+    cpu = {}
+    for pid in mine:
+        if _cmdline(pid).startswith("ray::") and (fields := _stat(pid)) is not None:
+            cpu[pid] = (int(fields[11]) + int(fields[12])) / TICKS  # utime + stime
+    return cpu
+
+
+@dataclass
+class Phase:
+    wall_s: float = 0.0
+    worker_cpu_s: float = 0.0
+    driver_cpu_s: float = 0.0  # includes the sampling thread's own small share
+
+    def busy(self, cpus: int) -> float:
+        return self.worker_cpu_s / (self.wall_s * cpus)
+
+
+class Timer:
+    """Wall time, driver CPU and the Ray workers' CPU of a phase.
+
+    Workers are sampled every ``every`` seconds: exited workers are not reaped into the raylet's
+    children's times, so a worker counts with what it showed last (at most ``every`` s of CPU is
+    missed per worker that exits; with actor reuse there are few).
+    """
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.phase = Phase()
+
+    def _sample(self, baseline: bool = False) -> None:
+        for pid, cpu in ray_workers_cpu().items():
+            self._first.setdefault(pid, cpu if baseline else 0.0)  # a worker born in the phase counts whole
+            self._last[pid] = cpu
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.every):
+            self._sample()
+
+    def __enter__(self) -> Self:
+        self._first: dict[int, float] = {}
+        self._last: dict[int, float] = {}
+        self._sample(baseline=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+        self._t, self._d = time.perf_counter(), time.process_time()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall, driver = time.perf_counter() - self._t, time.process_time() - self._d
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        self.phase = Phase(wall, sum(cpu - self._first[pid] for pid, cpu in self._last.items()), driver)
+
+
+def trial_work_s(sweep: str, cache: Path, stage: str) -> tuple[int, float]:
+    """How many trials of a stage the sweep ran, and their summed wall time (slot-seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    from analysis import contract as C
+    from sweeps.tracking import default_tracking_uri
+
+    client = MlflowClient(default_tracking_uri(cache))
+    exp = client.get_experiment_by_name("erc-sweeps").experiment_id
+    runs = client.search_runs([exp], C.tag_filter({C.SWEEP: sweep, C.ROLE: C.TRIAL_ROLE, C.STAGE: stage}),
+                              max_results=10000)
+    return len(runs), sum((r.info.end_time - r.info.start_time) / 1000 for r in runs if r.info.end_time)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tune-per-arm", type=int, default=8, metavar="N", help="search trials per arm and fold")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="as for ablation.py (default: $ERC_CACHE)")
+    args = parser.parse_args()
+
+    from sweeps import ablation, grid
+    from sweeps.prepare import prepare
+    from sweeps.runner import init_ray
+    from sweeps.settings import settings_from_args
+
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    common = ["--quiet", *(["--cache-dir", str(args.cache_dir)] if args.cache_dir else [])]
+    runs = {"grid": ["--name", f"bench-grid-{stamp}"],
+            "per_arm": ["--name", f"bench-per-arm-{stamp}", "--tune-per-arm", str(args.tune_per_arm)]}
+    settings = settings_from_args(ablation.parse_args(common))
+    prepare(settings)  # warm caches for both runs
+    init_ray(settings)  # one Ray runtime for both runs; its start-up is timed in neither
+    cpus = os.cpu_count() or 1
+    load_before = os.getloadavg()
+
+    search = Timer()
+    tune_each_arm = grid.tune_each_arm
+
+    def timed_search(*a, **kw):  # the searches' own phase inside the per-arm run
+        with search:
+            return tune_each_arm(*a, **kw)
+
+    grid.tune_each_arm = timed_search
+    phases: dict[str, Phase] = {}
+    for label, flags in runs.items():
+        with Timer() as timer:
+            code = ablation.main([*common, *flags])
+        phases[label] = timer.phase
+        if code != 0:
+            raise SystemExit(f"{label} run failed with exit code {code}")
+        print(f"{label}: {timer.phase.wall_s:.1f} s", flush=True)
+
+    grid_trials, grid_work = trial_work_s(runs["grid"][1], settings.cache_dir, "grid")
+    search_trials, search_work = trial_work_s(runs["per_arm"][1], settings.cache_dir, "search")
+    _, tuned_grid_work = trial_work_s(runs["per_arm"][1], settings.cache_dir, "grid")
+    figures = {
+        "grid_s": round(phases["grid"].wall_s, 1),
+        "per_arm_s": round(phases["per_arm"].wall_s, 1),
+        "per_arm_vs_grid_wall_ratio": round(phases["per_arm"].wall_s / phases["grid"].wall_s, 2),
+        "tune_per_arm": args.tune_per_arm,
+        "search_s": round(search.phase.wall_s, 1),
+        "search_busy_fraction": round(search.phase.busy(cpus), 3),
+        "grid_busy_fraction": round(phases["grid"].busy(cpus), 3),
+        "per_arm_busy_fraction": round(phases["per_arm"].busy(cpus), 3),
+        "search_driver_cpu_fraction": round(search.phase.driver_cpu_s / (search.phase.wall_s * cpus), 3),
+        # the work itself, as CPU time of the trials (contention from other processes barely changes it)
+        "grid_trial_cpu_s": round(phases["grid"].worker_cpu_s, 1),
+        "search_trial_cpu_s": round(search.phase.worker_cpu_s, 1),
+        "per_arm_trial_cpu_s": round(phases["per_arm"].worker_cpu_s, 1),
+        "per_arm_vs_grid_cpu_ratio": round(phases["per_arm"].worker_cpu_s / phases["grid"].worker_cpu_s, 2),
+        "grid_trials": grid_trials, "search_trials": search_trials,
+        "grid_work_slot_s": round(grid_work, 1), "search_work_slot_s": round(search_work, 1),
+        "tuned_grid_work_slot_s": round(tuned_grid_work, 1),
+        "cpus": cpus, "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
+    }
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
