@@ -36,6 +36,7 @@ def main() -> None:
     parser.parse_args()
     import ray
 
+    from sweeps.cluster import init_ray
     from sweeps.grid import _RunName, param_space, trial_tags
     from sweeps.prepare import Prepared
     from sweeps.runner import open_tracking, run_tuner
@@ -54,7 +55,7 @@ def main() -> None:
     sequential_s = time.perf_counter() - t0
 
     results = {}
-    ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
+    init_ray(SweepSettings(cache_dir=work, verbose=0))  # a private Ray, as every sweep starts it
     try:
         for label, reuse in (("tune", True), ("tune_default_actors", False)):
             settings = SweepSettings(cache_dir=work / label, experiment=f"overhead-{label}", name=label,
@@ -68,7 +69,7 @@ def main() -> None:
                                 run_name=_RunName(False), trial_tags=trial_tags(False), tune_config=config,
                                 reuse_actors=reuse)
             results[label] = time.perf_counter() - t0
-            assert outcome.statuses.get("TERMINATED") == 30, outcome.statuses
+            assert outcome.finished == 30, outcome.summary()
     finally:
         ray.shutdown()
 

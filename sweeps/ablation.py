@@ -11,6 +11,7 @@ import argparse
 import sys
 
 from sweeps.grid import run_ablation
+from sweeps.runner import run_cli
 from sweeps.settings import FOLDS, FUSIONS, LABELS, add_common_arguments, comma_list
 
 
@@ -34,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_ablation(args)
+    return run_cli(run_ablation, args)
 
 
 if __name__ == "__main__":

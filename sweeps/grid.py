@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 from ray import tune
 
 from sweeps.prepare import prepare
-from sweeps.runner import close_tracking, open_tracking, run_tuner, tracking_uri
+from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_tuner, tracking_uri
 from sweeps.settings import SweepSettings, load_config_file, settings_from_args
 from sweeps.trainable import train_trial, trial_name
 
@@ -88,13 +89,20 @@ def run_ablation(args: argparse.Namespace) -> int:
     if settings.tune_per_arm:
         from sweeps.per_arm import tune_each_arm
 
-        settings.arm_hparams = tune_each_arm(settings, prepared, track)
+        try:
+            settings.arm_hparams = tune_each_arm(settings, prepared, track)
+        except KeyboardInterrupt:  # a search was interrupted: the sweep stops there, resumable
+            close_tracking(track, None)
+            raise
     n = len(settings.folds) * len(settings.arms) * settings.repeats
     print(f"sweep {sweep}: {n} trials → MLflow {track.uri} (experiment {settings.experiment!r})")
     outcome = run_tuner(settings, prepared, track, train_trial, param_space(settings),
                         run_name=_RunName(settings.repeats > 1), trial_tags=trial_tags(settings.repeats > 1))
     status = close_tracking(track, outcome)
-    print(f"\nsweep {sweep}: {dict(outcome.statuses)} → parent run {track.parent_run_id} {status}")
+    print(f"\nsweep {sweep}: {outcome.summary()} → parent run {track.parent_run_id} {status}")
+    if outcome.interrupted:  # no report: the tables of a partial sweep would pass for the result
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     try:
         from analysis.report import sweep_report
 
@@ -106,9 +114,6 @@ def run_ablation(args: argparse.Namespace) -> int:
         print(f"\nBrowse the runs: {track.uri}")
     else:
         print(f"\nBrowse the runs: mlflow ui --backend-store-uri {track.uri}")
-    if outcome.interrupted:
-        print("The sweep was interrupted: rerun the same command to resume it.")
-        return 130
     if outcome.failed:
         print(f"{outcome.failed} trial(s) FAILED after {settings.max_failures} retries; see their MLflow runs "
               "(tag last_error, artifacts errors/).")

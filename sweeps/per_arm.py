@@ -100,6 +100,10 @@ def tune_each_arm(settings: SweepSettings, prepared: Prepared, track: Tracking) 
                 run_prefix=f"{arm} fold{fold}", extra_tags={"fold": str(fold)},
                 sweep_suffix=f"-search-{arm}-fold{fold}",
                 points_to_evaluate=[default_point(space, fusion, preset)])
+            if outcome.interrupted:
+                track.client.set_terminated(run_id, status="KILLED")
+                print(f"search {arm} fold{fold}: {outcome.summary()}")
+                raise KeyboardInterrupt
             scores = _scores_in_order(outcome)
             curves.setdefault(arm, []).append(np.maximum.accumulate(scores).tolist())
             gains.append({"arm": arm, "fold": fold, "default": scores[0], "tuned": tuned["_score"],

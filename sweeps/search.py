@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from sweeps.prepare import prepare
-from sweeps.runner import close_tracking, open_tracking, tracking_uri
+from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_cli, tracking_uri
 from sweeps.search_run import fold_splits, run_search, write_best_config
 from sweeps.settings import add_common_arguments, comma_list, settings_from_args
 from sweeps.spaces import load_space
@@ -34,7 +34,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run_cli(_search, parse_args(argv))
+
+
+def _search(args: argparse.Namespace) -> int:
     space = load_space(args.space or args.fusion)  # a malformed space fails before any work
     settings = settings_from_args(args, folds=args.folds, fusions=[args.fusion], labels=[args.labels],
                                   hparams={"space": str(space.path), "num_samples": args.num_samples,
@@ -49,11 +52,15 @@ def main(argv: list[str] | None = None) -> int:
                                 num_samples=args.num_samples, metric=args.metric, mode=args.mode,
                                 grace_period=args.grace_period)
     status = close_tracking(track, outcome)
+    if outcome.interrupted:  # the best of a partial search is not the search's answer
+        print(f"\nsearch {sweep}: {outcome.summary()}, parent run {status}")
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     out = args.out or settings.cache_dir / "search" / f"{sweep}.yaml"
     write_best_config(out, tuned, arm=f"{args.fusion}-{args.labels}", metric=args.metric, sweep=sweep,
                       num_samples=args.num_samples, folds=args.folds)
     track.client.log_artifact(track.parent_run_id, str(out), artifact_path="best")
-    print(f"\nsearch {sweep}: {dict(outcome.statuses)}, parent run {status}")
+    print(f"\nsearch {sweep}: {outcome.summary()}, parent run {status}")
     print(f"best mean valid {args.metric} = {tuned['_score']:.4f}; config written to {out}:\n")
     print(out.read_text())
     return 0 if status == "FINISHED" else 1

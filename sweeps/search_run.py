@@ -74,6 +74,8 @@ def run_search(settings: SweepSettings, prepared: Prepared, track: Tracking, spa
                    track.sweep + sweep_suffix, track.tags)
     outcome = run_tuner(settings, prepared, sub, search_trial, param_space, run_name=_SearchRunName(run_prefix),
                         trial_tags=_SearchTags(extra_tags or {}), tune_config=config, bound=bound)
+    if outcome.interrupted:  # the caller stops; the best of a partial search means nothing
+        return {}, outcome
     best = outcome.results.get_best_result(metric="score", mode=mode)
     tuned = {k: v for k, v in best.config.items() if k in space.params and space.params[k].role != "scientific"}
     tuned["_score"] = float(best.metrics["score"])

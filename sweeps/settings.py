@@ -53,6 +53,8 @@ class SweepSettings:
             unknown = [v for v in values if v not in allowed]
             if unknown or not values:
                 raise ValueError(f"{flag}: {unknown or 'empty'}; choose from {list(allowed)}")
+        if not self.cpus_per_trial > 0:
+            raise ValueError(f"cpus_per_trial must be positive, not {self.cpus_per_trial}")
         if self.gpus_per_trial is None:
             import torch
 
@@ -95,6 +97,22 @@ def comma_list(kind: type):
     return parse
 
 
+def cpu_amount(text: str) -> float:
+    """``--cpus-per-trial``: a trial sets torch's thread count from it, and Ray rejects an empty request."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text}: a trial needs a positive CPU share (e.g. 1 or 0.5)")
+    return value
+
+
+def gpu_amount(text: str) -> float:
+    """``--gpus-per-trial``: a fraction of one GPU (0.25: four trials share it) or a whole number."""
+    value = float(text)
+    if value < 0 or (value > 1 and not value.is_integer()):
+        raise argparse.ArgumentTypeError(f"{text}: use 0, a fraction of one GPU (e.g. 0.25) or a whole number of GPUs")
+    return value
+
+
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags shared by ablation.py and search.py."""
     data = parser.add_argument_group("data and encoders")
@@ -105,8 +123,8 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
                       help="demo data, encoders, feature cache, MLflow store, Ray results "
                            "(default: $ERC_CACHE or ~/.cache/erc-sweeps)")
     run = parser.add_argument_group("resources and cluster")
-    run.add_argument("--cpus-per-trial", type=float, default=1.0)
-    run.add_argument("--gpus-per-trial", type=float, default=None,
+    run.add_argument("--cpus-per-trial", type=cpu_amount, default=1.0, help="CPUs per trial, > 0 (default 1)")
+    run.add_argument("--gpus-per-trial", type=gpu_amount, default=None,
                      help="fraction of a GPU per trial (default: 0.25 when CUDA is visible, else 0)")
     run.add_argument("--max-concurrent", type=int, default=None, help="cap on trials running at once")
     run.add_argument("--address", help="join a running Ray cluster ('auto' or host:port) instead of starting one")
