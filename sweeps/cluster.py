@@ -57,6 +57,14 @@ def init_ray(settings: SweepSettings) -> None:
         ray.init(address="local", include_dashboard=False, configure_logging=False, **common)
 
 
+def start_ray(settings: SweepSettings) -> None:
+    """``init_ray``, then refuse a per-trial request the cluster can never meet (before any trial)."""
+    init_ray(settings)
+    waiting = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    if waiting:
+        print(waiting)
+
+
 def resolve_address(address: str) -> str:
     """``auto`` / ``host:port`` → the ``host:port`` of a cluster that accepts connections.
 
@@ -141,11 +149,12 @@ def _describe_nodes(nodes: list[dict]) -> str:
 
 
 def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
-    """The node types an autoscaler can start (resources, or None where the config leaves them to
-    the cloud), ``{}`` when an autoscaler runs but its config is not readable here, None without one.
+    """The node types an autoscaler can start, by name (their resources, or None where the config
+    leaves them to the cloud provider); ``{}`` if unreadable; None when the cluster cannot grow.
 
-    Ray's cluster launcher leaves ``~/ray_bootstrap_config.yaml`` on the head node (Tune checks the
-    same file); a running autoscaler also publishes its status in the GCS key-value store.
+    A cluster started by ``ray up`` leaves its config in ``~/ray_bootstrap_config.yaml`` on the head
+    node (Tune checks the same file); autoscaler v2 (e.g. KubeRay) reports its node groups to the
+    GCS. A local or ``ray start`` cluster has neither (its monitor runs a read-only autoscaler).
     """
     config = Path("~/ray_bootstrap_config.yaml").expanduser()
     if config.is_file():
@@ -157,13 +166,13 @@ def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
             return {}
         return {name: (spec or {}).get("resources") for name, spec in types.items()}
     try:
-        from ray.experimental.internal_kv import _internal_kv_get
-
-        status = _internal_kv_get("__autoscaling_status")
+        reported = ray._private.state.state.get_cluster_config()
     except Exception as err:  # noqa: BLE001 - an internal API: if it moved, treat the cluster as fixed-size
-        log.debug("autoscaler status not readable: %s", err)
+        log.debug("autoscaler config not readable: %s", err)
         return None
-    return {} if status is not None else None
+    if reported is None or not reported.node_group_configs:
+        return None
+    return {g.name: dict(g.resources) for g in reported.node_group_configs if g.max_count != 0}
 
 
 def check_trial_resources(cpus: float, gpus: float) -> str | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ray import tune
 
+from sweeps.cluster import start_ray
 from sweeps.prepare import prepare
 from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_tuner, tracking_uri
 from sweeps.settings import SweepSettings, load_config_file, settings_from_args
@@ -77,6 +78,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     settings.hparams.setdefault("preset", args.preset or ("demo" if settings.data is None else "paper"))
     tracking_uri(settings)  # fail fast, before the feature cache is built
     prepared = prepare(settings)
+    start_ray(settings)  # an impossible --cpus/--gpus-per-trial fails here, before the parent run exists
     sweep = settings.sweep_name()
     track = open_tracking(settings, prepared, sweep, stage="grid")
     try:  # the parent run shows what PeakL does to this corpus's labels

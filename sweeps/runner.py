@@ -21,7 +21,7 @@ from ray import tune
 from analysis import contract
 from erc.atomic import DiskFullError
 from sweeps import tracking
-from sweeps.cluster import ClusterResourceError, RayAddressError, check_trial_resources, init_ray
+from sweeps.cluster import ClusterResourceError, RayAddressError, init_ray
 from sweeps.prepare import Prepared
 from sweeps.settings import SweepSettings
 from sweeps.trainable import full_params
@@ -154,10 +154,7 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
               tune_config: tune.TuneConfig | None = None, bound: Mapping[str, Any] | None = None,
               reuse_actors: bool = True) -> Outcome:
     """Fit a new Tuner, or restore the sweep's Tuner if an earlier run of it was interrupted."""
-    init_ray(settings)
-    waiting = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
-    if waiting:
-        print(waiting)
+    init_ray(settings)  # started and checked by the entry script (cluster.start_ray) unless a benchmark
     resources = {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial}
     thread_settings = {"cpus_per_trial": settings.cpus_per_trial, "fail_once": settings.fail_once,
                        "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep), **(bound or {})}

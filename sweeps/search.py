@@ -10,6 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from sweeps.cluster import start_ray
 from sweeps.prepare import prepare
 from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_cli, tracking_uri
 from sweeps.search_run import fold_splits, run_search, write_best_config
@@ -44,6 +45,7 @@ def _search(args: argparse.Namespace) -> int:
                                            "metric": args.metric})
     tracking_uri(settings)
     prepared = prepare(settings)
+    start_ray(settings)
     sweep = settings.sweep_name(kind="search")
     track = open_tracking(settings, prepared, sweep, stage="search")
     splits = fold_splits(prepared.arrays["fold"], args.folds)

@@ -64,13 +64,14 @@ def open_store(uri: str) -> MlflowClient:
     MLflow creates and migrates a new SQLite database without a lock, so two sweeps started at
     once on a fresh cache both die in the migration (``table _alembic_tmp_… already exists``).
     The first client of a URI in a process builds the store (MLflow caches it per process), so
-    holding a lock beside the database for that first call is enough.
+    holding a lock beside the database while it is created is enough.
     """
-    client = MlflowClient(uri)
-    if uri.startswith("sqlite:///"):
-        db = Path(uri.removeprefix("sqlite:///"))
-        with build_lock(db.parent / f".{db.name}.lock"):
-            client.search_experiments(max_results=1)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    db = Path(uri.removeprefix("sqlite:///"))
+    with build_lock(db.parent / f".{db.name}.lock"):
+        client = MlflowClient(uri)  # the constructor builds the store
+        client.search_experiments(max_results=1)
     return client
 
 
