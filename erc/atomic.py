@@ -118,5 +118,7 @@ def disk_full_errors(path: str | Path, what: str, needed: int | None = None) -> 
         if not is_disk_full(err):
             raise
         cause = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[-1]
+        if "File too large" in cause or "os error 27" in cause:
+            cause = "File too large (a file-size limit of this process, see ulimit -f)"
         raise DiskFullError(_message(Path(path), what, need.bytes, cause)) from err
 
