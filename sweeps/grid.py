@@ -77,8 +77,8 @@ def run_ablation(args: argparse.Namespace) -> int:
                                   tune_per_arm=args.tune_per_arm)
     settings.hparams.setdefault("preset", args.preset or ("demo" if settings.data is None else "paper"))
     tracking_uri(settings)  # fail fast, before the feature cache is built
+    start_ray(settings)  # a dead --address or an impossible per-trial request fails here, before any work
     prepared = prepare(settings)
-    start_ray(settings)  # an impossible --cpus/--gpus-per-trial fails here, before the parent run exists
     sweep = settings.sweep_name()
     track = open_tracking(settings, prepared, sweep, stage="grid")
     try:  # the parent run shows what PeakL does to this corpus's labels

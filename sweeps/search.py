@@ -44,8 +44,8 @@ def _search(args: argparse.Namespace) -> int:
                                   hparams={"space": str(space.path), "num_samples": args.num_samples,
                                            "metric": args.metric})
     tracking_uri(settings)
-    prepared = prepare(settings)
     start_ray(settings)
+    prepared = prepare(settings)
     sweep = settings.sweep_name(kind="search")
     track = open_tracking(settings, prepared, sweep, stage="search")
     splits = fold_splits(prepared.arrays["fold"], args.folds)

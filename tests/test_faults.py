@@ -252,15 +252,15 @@ def test_mlflow_server_away_for_seconds_mid_sweep_loses_nothing(demo_root, demo_
     server = MlflowServer(tmp_path / "server")
     cache = tmp_path / "cache"
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions", "concat",
-                        "--labels", "soft", "--epochs", "60", "--max-concurrent", "1", "--tracking-uri", server.uri)
+                        "--labels", "soft", "--epochs", "20", "--max-concurrent", "1", "--tracking-uri", server.uri)
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True, env=_env())
     try:
         client = MlflowClient(server.uri)
         _wait_for_runs(client, driver, lambda runs: any(
             r.info.status == "RUNNING" and "valid/acc" in r.data.metrics for r in runs))
-        server.stop()  # mid-trial: the driver's MLflow calls now fail and are retried
-        time.sleep(8)
+        server.stop()  # mid-trial: the driver's MLflow calls now fail; MLflow's client retries them
+        time.sleep(6)
         server = server.restart()
         out, _ = driver.communicate(timeout=600)
         print(out[-4000:])
@@ -270,7 +270,7 @@ def test_mlflow_server_away_for_seconds_mid_sweep_loses_nothing(demo_root, demo_
         for r in runs:
             assert r.info.status == "FINISHED"
             steps = sorted(m.step for m in client.get_metric_history(r.info.run_id, "valid/acc"))
-            assert steps == list(range(1, 61)), r.info.run_name  # every epoch, none twice
+            assert steps == list(range(1, 21)), r.info.run_name  # every epoch, none twice
         [parent] = parents(client)
         assert parent.info.status == "FINISHED"
     finally:
