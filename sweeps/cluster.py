@@ -52,7 +52,11 @@ def init_ray(settings: SweepSettings) -> None:
         address = resolve_address(settings.address)
         with _time_limit(INIT_TIMEOUT_S, f"Ray did not accept this driver at {address} (--address "
                                          f"{settings.address}) within {INIT_TIMEOUT_S:.0f} s"):
-            ray.init(address=address, **common)
+            try:
+                ray.init(address=address, **common)
+            except ConnectionError as err:  # e.g. the port answers but it is no (or another) Ray
+                raise RayAddressError(f"could not join the Ray cluster at {address} (--address "
+                                      f"{settings.address}): {err}") from None
     else:
         ray.init(address="local", include_dashboard=False, configure_logging=False, **common)
 
