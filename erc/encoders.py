@@ -13,7 +13,6 @@ machines without a hub, saved so that they load through exactly the same code as
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import logging
@@ -28,6 +27,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
+from erc.atomic import build_lock, disk_full_errors, require_space
 
 log = logging.getLogger(__name__)
 
@@ -513,24 +514,29 @@ def build_demo_encoders(out_dir: str | Path, corpus: Any, seed: int = 0) -> tupl
     if current():
         return audio_dir, text_dir
     # One builder at a time (e.g. two sweeps started together); the second reuses the first's.
-    with open(out_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock(out_dir / ".lock"):
         if current():
             return audio_dir, text_dir
         (out_dir / DEMO_MARKER).unlink(missing_ok=True)
-        with tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
+        for leftover in out_dir.glob(".build-*"):  # a killed build's; we hold the lock
+            shutil.rmtree(leftover, ignore_errors=True)
+        with disk_full_errors(out_dir, "the demo encoders") as need, \
+                tempfile.TemporaryDirectory(dir=out_dir, prefix=".build-") as tmp:
             work = Path(tmp)
             model, feature_extractor = _demo_audio_model(seed)
-            model.save_pretrained(work / "audio")
-            feature_extractor.save_pretrained(work / "audio")
             (work / "bpe").mkdir()
             text_model, tokenizer = _demo_text_model(texts, seed, work / "bpe")
+            # float32 weights + ~1 MB of configs and tokenizer files
+            need.bytes = 4 * sum(p.numel() for m in (model, text_model) for p in m.parameters()) + 2**20
+            require_space(out_dir, need.bytes, "the demo encoders")
+            model.save_pretrained(work / "audio")
+            feature_extractor.save_pretrained(work / "audio")
             text_model.save_pretrained(work / "text")
             tokenizer.save_pretrained(work / "text")
             for name in ("audio", "text"):
                 shutil.rmtree(out_dir / name, ignore_errors=True)
                 os.replace(work / name, out_dir / name)
-        (out_dir / DEMO_MARKER).write_text(json.dumps(marker, indent=1))
+            (out_dir / DEMO_MARKER).write_text(json.dumps(marker, indent=1))
     log.info("demo encoders written to %s", out_dir)
     return audio_dir, text_dir
 

@@ -39,6 +39,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from erc.atomic import Need, build_lock, disk_full_errors, require_space
 from erc.audio import MAX_SECONDS, audio_samples, load_audio
 from erc.encoders import (
     AudioEncoder,
@@ -464,14 +465,15 @@ def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, 
     """
     if layers not in LAYER_MODES:
         raise ValueError(f"layers={layers!r}; choose from {list(LAYER_MODES)}")
-    with _hf_progress(progress):
-        return _build_features(corpus, audio_encoder, text_encoder, Path(cache_dir).expanduser(),
+    cache_dir = Path(cache_dir).expanduser()
+    with _hf_progress(progress), disk_full_errors(cache_dir, "the feature cache") as need:
+        return _build_features(corpus, audio_encoder, text_encoder, cache_dir, need=need,
                                max_seconds=max_seconds, batch_seconds=batch_seconds,
                                text_batch_size=text_batch_size, device=device, layers=layers,
                                extractor=extractor or extract_here, progress=progress)
 
 
-def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *,
+def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *, need: Need,
                     max_seconds: float | None, batch_seconds: float, text_batch_size: int,
                     device: str | torch.device | None, layers: str, extractor: Extractor, progress: bool) -> Any:
     utterances = _utterances(corpus)
@@ -497,13 +499,15 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
         return ds
 
     # One builder per fingerprint: a concurrent build of the same key waits, then reuses.
-    with open(cache_dir / f".{fp}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock(cache_dir / f".{fp}.lock"):
         if _is_complete(final) and (ds := _load_cached(final, utterances)) is not None:
             return ds
         _remove_stale(cache_dir, fp)
         audio_encoder = _resolve_audio(audio_encoder, device)
         text_encoder = _resolve_text(text_encoder, device)
+        # float32 vectors + labels and transcripts; checked before minutes of extraction, not after
+        need.bytes = len(utterances) * (4 * (audio_encoder.dim + text_encoder.dim) + 1024)
+        require_space(cache_dir, need.bytes, "the feature cache")
         log.info("features: building %s with\n%s", final, describe([audio_encoder, text_encoder]))
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{fp}-{os.getpid()}-"))
         tmp.chmod(0o755)  # mkdtemp makes it private; a cache on shared storage is read by other users

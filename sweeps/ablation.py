@@ -12,6 +12,7 @@ import sys
 
 from erc.protocol import check_cached
 from sweeps.grid import run_ablation
+from sweeps.runner import run_cli
 from sweeps.settings import FOLDS, add_common_arguments, check_layers, load_config_file, positive
 
 
@@ -46,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    return run_ablation(args)
+    return run_cli(run_ablation, args)
 
 
 if __name__ == "__main__":

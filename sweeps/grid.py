@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import logging
+import sys
 from typing import Any
 
 from ray import tune
@@ -14,10 +15,11 @@ from analysis import contract as C
 from analysis.plots import peakl_figure
 from analysis.report import sweep_report
 from erc.config import RunConfig
+from sweeps.cluster import start_ray
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
-from sweeps.runner import close_tracking, open_tracking, run_tuner, tracking_uri
+from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_tuner, tracking_uri
 from sweeps.settings import SweepSettings, settings_from_args
 from sweeps.trainable import train_trial
 
@@ -63,6 +65,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, hparams=hparams, arm_hparams=arm_hparams, repeats=args.repeats,
                                   tune_per_arm=args.tune_per_arm)
     tracking_uri(settings)  # fail fast, before the feature cache is built
+    start_ray(settings)  # a dead --address or an impossible per-trial request fails here, before any work
     prepared = prepare(settings)
     sweep = settings.sweep_name()
     track = open_tracking(settings, prepared, sweep, stage=C.GRID_STAGE)
@@ -73,7 +76,8 @@ def run_ablation(args: argparse.Namespace) -> int:
         per_arm = tune_each_arm(settings, prepared, track)
         if per_arm.outcome.interrupted:
             close_tracking(track, per_arm.outcome)
-            print(f"\nsweep {sweep}: the per-arm searches were interrupted: rerun the same command to resume them.")
+            print(f"\nsweep {sweep}: the per-arm searches were interrupted.")
+            print(INTERRUPTED, file=sys.stderr)
             return 130
         settings.arm_hparams = {**settings.arm_hparams, **per_arm.chosen}
     n = len(settings.folds) * len(settings.arms) * settings.repeats
@@ -82,7 +86,10 @@ def run_ablation(args: argparse.Namespace) -> int:
     outcome = run_tuner(settings, prepared, track, train_trial, space, tune_config=tune_config,
                         labels=TrialLabels(with_seed=settings.repeats > 1))
     status = close_tracking(track, outcome)
-    print(f"\nsweep {sweep}: {dict(outcome.statuses)} → parent run {track.parent_run_id} {status}")
+    print(f"\nsweep {sweep}: {outcome.summary()} → parent run {track.parent_run_id} {status}")
+    if outcome.interrupted:  # no report: the tables of a partial sweep would pass for the result
+        print(INTERRUPTED, file=sys.stderr)
+        return 130
     reports = settings.cache_dir / "reports" / sweep
     sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)
     if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
@@ -91,9 +98,6 @@ def run_ablation(args: argparse.Namespace) -> int:
         print(f"\nBrowse the runs: {track.uri}")
     else:
         print(f"\nBrowse the runs: mlflow ui --backend-store-uri {track.uri}")
-    if outcome.interrupted:
-        print("The sweep was interrupted: rerun the same command to resume it.")
-        return 130
     if outcome.failed:
         print(f"{outcome.failed} trial(s) FAILED after {settings.max_failures} retries; see their MLflow runs "
               f"(tag {C.LAST_ERROR}, artifacts {C.ERRORS_DIR}/).")

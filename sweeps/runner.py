@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import ray
 from mlflow.tracking import MlflowClient
 from ray import tune
 
 from analysis import contract as C
+from analysis.runs import search_all
+from erc.atomic import DiskFullError
 from sweeps import tracking
+from sweeps.cluster import ClusterResourceError, RayAddressError, init_ray
 from sweeps.gpus import resolve_gpus_per_trial
 from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared
@@ -33,18 +36,6 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 # The snapshot per finished trial (see CheckpointConfig below) is deliberate; silence Tune's advice.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-
-
-def init_ray(settings: SweepSettings) -> None:
-    if ray.is_initialized():
-        return
-    if settings.address:
-        ray.init(address=settings.address, log_to_driver=settings.verbose > 0)
-    else:
-        # "local": a fresh single-machine Ray for this sweep, never a cluster someone else started
-        # on this host (ray.init() would join it); --address auto joins one on purpose.
-        ray.init(address="local", include_dashboard=False, log_to_driver=settings.verbose > 0,
-                 configure_logging=False)
 
 
 @dataclass(frozen=True)
@@ -86,23 +77,86 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
     return Tracking(client, uri, experiment_id, parent, sweep, tags)
 
 
+INTERRUPTED = "interrupted — rerun the same command to resume it (finished trials are kept, not rerun)."
+# Errors a user can act on from their message alone: printed as one line, no traceback.
+USER_ERRORS = (DiskFullError, ClusterResourceError, RayAddressError)
+
+
+def run_cli(main: Callable[..., int], *args: Any) -> int:
+    """Run an entry script's body with exit codes that tell the truth.
+
+    Ctrl-C anywhere (building caches, the second Ctrl-C inside Tune, the report) exits 130 with the
+    way to resume; the errors of ``USER_ERRORS`` exit 1 with their message.
+    """
+    try:
+        return main(*args)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+
+
 @dataclass
 class Outcome:
-    statuses: Counter
+    """What a Tuner run achieved, counted from what really finished.
+
+    Tune's result grid cannot tell: after Ctrl-C it reports the interrupted trials TERMINATED like
+    the finished ones and omits the trials not yet created. A trial counts as finished when its
+    MLflow run is FINISHED, which the callback sets only from Tune's trial-complete event (a trial
+    that ran to the end, or one the scheduler stopped early), never for a trial stopped by an
+    interruption; ``total`` is the number of trials the search space asks for.
+    """
+
+    finished: int
+    failed: int
+    total: int
     results: Any  # ray.tune.ResultGrid
 
     @staticmethod
     def combine(outcomes: list[Outcome]) -> Outcome:
-        """Several Tuners' outcomes as one (the statuses add up; the last result grid is kept)."""
-        return Outcome(sum((o.statuses for o in outcomes), Counter()), outcomes[-1].results)
+        """Several Tuners' outcomes as one (the counts add up; the last result grid is kept)."""
+        return Outcome(sum(o.finished for o in outcomes), sum(o.failed for o in outcomes),
+                       sum(o.total for o in outcomes), outcomes[-1].results)
+
+    @property
+    def unfinished(self) -> int:
+        return max(0, self.total - self.finished - self.failed)
 
     @property
     def interrupted(self) -> bool:
-        return self.statuses.get("UNFINISHED", 0) > 0
+        return self.unfinished > 0
 
     @property
-    def failed(self) -> int:
-        return self.statuses.get("ERROR", 0)
+    def statuses(self) -> Counter:
+        return +Counter({"FINISHED": self.finished, "FAILED": self.failed, "UNFINISHED": self.unfinished})
+
+    def summary(self) -> str:
+        parts = [f"{self.finished} of {self.total} trials finished"]
+        if self.failed:
+            parts.append(f"{self.failed} failed")
+        if self.unfinished:
+            parts.append(f"{self.unfinished} unfinished")
+        return ", ".join(parts)
+
+
+def expected_trials(param_space: Mapping[str, Any], num_samples: int) -> int:
+    """Trials a Tuner creates: every grid_search combination, ``num_samples`` times each."""
+    n = num_samples
+    for value in param_space.values():
+        if isinstance(value, Mapping) and "grid_search" in value:
+            n *= len(value["grid_search"])
+    return n
+
+
+def _outcome(track: Tracking, results: Any, total: int) -> Outcome:
+    ids = {r.metrics["trial_id"] for r in results if r.metrics and "trial_id" in r.metrics}
+    # every trial run carries the sweep's tag, whichever run it nests under (concurrent searches: their own)
+    runs = search_all(track.client, track.experiment_id,
+                      C.tag_filter({C.SWEEP: track.tags.get(C.SWEEP, track.sweep)}, status="FINISHED"))
+    finished = sum(r.data.tags.get(C.TRIAL_ID) in ids for r in runs)
+    return Outcome(finished, results.num_errors, max(total, len(results)), results)
 
 
 def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trainable: Callable,
@@ -114,7 +168,7 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
     ``parent_of`` (picklable) maps a trial's config to the MLflow run it nests under, when that is
     not the sweep's parent run (concurrent searches: each one's own run).
     """
-    init_ray(settings)
+    init_ray(settings)  # started and checked by the entry script (cluster.start_ray) unless a benchmark
     thread_settings = {"cpus_per_trial": settings.cpus_per_trial, "fail_once": settings.fail_once,
                        "fail_once_dir": str(settings.cache_dir / "fault_injection" / track.sweep),
                        "paper_excluded": prepared.paper_excluded, "mode": settings.mode,
@@ -162,14 +216,16 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
         tracking.mark_orphans_killed(track.client, track.experiment_id, track.parent_run_id)
         tracking.end_parent(track.client, track.parent_run_id, "KILLED")
         raise
-    statuses = Counter({"TERMINATED": results.num_terminated, "ERROR": results.num_errors})
-    statuses["UNFINISHED"] = len(results) - results.num_terminated - results.num_errors
-    return Outcome(+statuses, results)
+    num_samples = tune_config.num_samples if tune_config is not None else 1
+    return _outcome(track, results, expected_trials(param_space, num_samples))
 
 
-def close_tracking(track: Tracking, outcome: Outcome) -> str:
-    """Parent status from the trials: KILLED if interrupted, FAILED if any trial failed."""
+def close_tracking(track: Tracking, outcome: Outcome | None) -> str:
+    """Parent status from the trials: KILLED if interrupted (or no outcome), FAILED if any trial failed."""
     killed = tracking.mark_orphans_killed(track.client, track.experiment_id, track.parent_run_id)
-    status = "KILLED" if outcome.interrupted or killed else ("FAILED" if outcome.failed else "FINISHED")
+    if outcome is None or outcome.interrupted or killed:
+        status = "KILLED"
+    else:
+        status = "FAILED" if outcome.failed else "FINISHED"
     tracking.end_parent(track.client, track.parent_run_id, status)
     return status

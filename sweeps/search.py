@@ -14,8 +14,9 @@ from pathlib import Path
 import yaml
 
 from analysis import contract as C
+from sweeps.cluster import start_ray
 from sweeps.prepare import prepare
-from sweeps.runner import close_tracking, open_tracking, tracking_uri
+from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_cli, tracking_uri
 from sweeps.search_run import run_studies
 from sweeps.settings import add_common_arguments, positive, select_metric_argument, settings_from_args
 from sweeps.spaces import SpaceError, load_space
@@ -42,10 +43,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    return run_cli(_search, parse_args(argv))
+
+
+def _search(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, identity={"num_samples": args.num_samples, "metric": args.metric,
                                                   "space": {f: str(s.path) for f, s in args.spaces.items()}})
     tracking_uri(settings)
+    start_ray(settings)
     prepared = prepare(settings)
     sweep = settings.sweep_name(kind="search")
     track = open_tracking(settings, prepared, sweep, stage=C.SEARCH_STAGE)
@@ -57,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
                            bound={"splits": [(fold, ()) for fold in settings.folds]})
     status = close_tracking(track, searches.outcome)
     if searches.outcome.interrupted:
-        print(f"\nsearch {sweep}: interrupted; rerun the same command to resume it.")
+        print(f"\nsearch {sweep}: {searches.outcome.summary()}, parent run {status}")
+        print(INTERRUPTED, file=sys.stderr)
         return 130
     best = {}
     for study in studies:

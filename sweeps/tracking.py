@@ -25,11 +25,15 @@ from pathlib import Path
 from typing import Any
 
 from mlflow.entities import Metric, Param, RunTag
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from analysis import contract as C
 from analysis.runs import search_all
+from erc.atomic import build_lock
+
+log = logging.getLogger(__name__)
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +56,24 @@ def check_reachable(uri: str, timeout: float = 5.0) -> None:
                 "Start it (mlflow server --host … --port …) or pass another --tracking-uri."
             ) from None
     else:
-        MlflowClient(uri).search_experiments(max_results=1)
+        open_store(uri)
+
+
+def open_store(uri: str) -> MlflowClient:
+    """A client on ``uri``, with a SQLite store's tables created by one process at a time.
+
+    MLflow creates and migrates a new SQLite database without a lock, so two sweeps started at
+    once on a fresh cache both die in the migration (``table _alembic_tmp_… already exists``).
+    The first client of a URI in a process builds the store (MLflow caches it per process), so
+    holding a lock beside the database while it is created is enough.
+    """
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(uri)
+    db = Path(uri.removeprefix("sqlite:///"))
+    with build_lock(db.parent / f".{db.name}.lock"):
+        client = MlflowClient(uri)  # the constructor builds the store
+        client.search_experiments(max_results=1)
+    return client
 
 
 def git_commit() -> str:
@@ -78,7 +99,12 @@ def get_or_create_experiment(client: MlflowClient, name: str, artifact_location:
         if experiment.lifecycle_stage == "deleted":
             client.restore_experiment(experiment.experiment_id)
         return experiment.experiment_id
-    return client.create_experiment(name, artifact_location=artifact_location)
+    try:
+        return client.create_experiment(name, artifact_location=artifact_location)
+    except MlflowException as err:  # another sweep created it a moment ago
+        if err.error_code != "RESOURCE_ALREADY_EXISTS" or client.get_experiment_by_name(name) is None:
+            raise
+        return client.get_experiment_by_name(name).experiment_id
 
 
 def find_runs(client: MlflowClient, experiment_id: str, **tags: str) -> list:

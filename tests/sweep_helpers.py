@@ -51,11 +51,12 @@ class MlflowServer:
     """A real ``mlflow server`` on 127.0.0.1: by default with its own SQLite store and proxied
     artifacts under ``root``; ``store_args`` replaces those (e.g. to serve an existing store)."""
 
-    def __init__(self, root: Path, store_args: list[str] | None = None) -> None:
-        self.port = free_port()
+    def __init__(self, root: Path, store_args: list[str] | None = None, port: int | None = None) -> None:
+        self.root, self.store_args = root, store_args
+        self.port = port or free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         root.mkdir(parents=True, exist_ok=True)
-        self.log = (root / "server.log").open("w")
+        self.log = (root / "server.log").open("a")
         store_args = store_args or ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
                                     "--artifacts-destination", str(root / "artifacts")]
         self.proc = subprocess.Popen(
@@ -80,3 +81,7 @@ class MlflowServer:
             os.killpg(self.proc.pid, 15)
             self.proc.wait(timeout=30)
         self.log.close()
+
+    def restart(self) -> MlflowServer:
+        """The same store served again on the same port (after ``stop``)."""
+        return MlflowServer(self.root, self.store_args, port=self.port)

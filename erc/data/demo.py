@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import shutil
 import tempfile
@@ -47,6 +48,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from erc.atomic import build_lock, disk_full_errors, require_space
 from erc.labels import EMOTIONS
 
 VERSION = 2  # bump when the generator changes, so cached demo corpora are rebuilt
@@ -161,6 +163,23 @@ def _utterance(rng: np.random.Generator, female: bool) -> dict:
     }
 
 
+def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
+    # Encoded in memory, written by Python: a full disk then raises OSError(ENOSPC) (libsndfile
+    # writing the file itself reports only "System error."). The bytes are the same.
+    buffer = io.BytesIO()
+    sf.write(buffer, audio, sr, subtype="PCM_16", format="WAV")
+    path.write_bytes(buffer.getvalue())
+
+
+def estimated_bytes(kemdy19_sessions: int = 10, kemdy20_sessions: int = 12, utterances_per_speaker: int = 25) -> int:
+    """About how much disk a demo corpus takes (mean WAV length × the sample-rate mix, plus the
+    transcript and filesystem blocks): ~150 KB per utterance, ~170 MB for the default size."""
+    n = (kemdy19_sessions + kemdy20_sessions) * 2 * utterances_per_speaker
+    mean_seconds = 3.0 * np.exp(0.45**2 / 2)  # the log-normal length of _utterance
+    bytes_per_second = 0.9 * 16000 * 2 + 0.1 * 44100 * 2 * 2  # 16 kHz mono, 10 % 44.1 kHz stereo
+    return int(n * (mean_seconds * bytes_per_second + 8192))
+
+
 def _dialogue_names(n: int) -> list[str]:
     return [f"script{i + 1:02d}" if i % 3 != 2 else f"impro{i // 3 + 1:02d}" for i in range(n)]
 
@@ -185,7 +204,7 @@ def _write_kemdy19(root: Path, rng: np.random.Generator, sessions: int, per_spea
             utt = _utterance(rng, female=speaker == "F")
             wav = base / "wav" / f"Session{s:02d}" / f"Sess{s:02d}_{dialogue}" / f"{seg}.wav"
             wav.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(wav, utt["audio"], utt["sr"], subtype="PCM_16")
+            _write_wav(wav, utt["audio"], utt["sr"])
             wav.with_suffix(".txt").write_text(utt["text"], encoding="utf-8")
             start, end = clock, clock + utt["seconds"]
             clock = end + float(rng.uniform(0.2, 1.5))
@@ -224,7 +243,7 @@ def _write_kemdy20(root: Path, rng: np.random.Generator, sessions: int, per_spea
             utt = _utterance(rng, female=speaker == "F")
             wav = base / "wav" / f"Session{s:02d}" / f"{seg}.wav"
             wav.parent.mkdir(parents=True, exist_ok=True)
-            sf.write(wav, utt["audio"], utt["sr"], subtype="PCM_16")
+            _write_wav(wav, utt["audio"], utt["sr"])
             wav.with_suffix(".txt").write_bytes(utt["text"].encode("cp949"))
             start, end = clock, clock + utt["seconds"]
             clock = end + float(rng.uniform(0.2, 1.5))
@@ -246,32 +265,49 @@ def write_demo_corpus(out_dir: str | Path, seed: int = 0, kemdy19_sessions: int 
 
     Deterministic for a seed. If ``out_dir`` already holds a complete demo corpus with the same
     settings it is reused; the corpus is built in a temporary sibling and renamed into place, so
-    an interrupted build never leaves a half-written corpus behind.
+    an interrupted build never leaves a half-written corpus behind. One builder at a time: a
+    process that finds another one building waits for it and reuses its corpus. A full disk is a
+    :class:`erc.atomic.DiskFullError` naming the directory and the space needed.
     """
     out_dir = Path(out_dir).expanduser().resolve()
     settings = {"version": VERSION, "seed": seed, "kemdy19_sessions": kemdy19_sessions,
                 "kemdy20_sessions": kemdy20_sessions, "utterances_per_speaker": utterances_per_speaker}
     marker = out_dir / MARKER
-    if marker.is_file() and json.loads(marker.read_text())["settings"] == settings:
+
+    def current() -> bool:
+        try:
+            return json.loads(marker.read_text())["settings"] == settings
+        except (OSError, ValueError, KeyError):
+            return False
+
+    if current():
         return out_dir
-    if out_dir.exists() and any(out_dir.iterdir()):
-        if not marker.is_file():
-            raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose an empty directory")
-        shutil.rmtree(out_dir)  # an older demo corpus with other settings
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-    try:
-        rng = np.random.default_rng(seed)
-        n19 = _write_kemdy19(tmp, rng, kemdy19_sessions, utterances_per_speaker)
-        n20 = _write_kemdy20(tmp, rng, kemdy20_sessions, utterances_per_speaker)
-        (tmp / MARKER).write_text(json.dumps({"settings": settings, "utterances": {"KEMDy19": n19,
-                                                                                   "KEMDy20": n20}}, indent=1))
-        if out_dir.exists():
-            out_dir.rmdir()
-        tmp.rename(out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with build_lock(out_dir.parent / f".{out_dir.name}.lock"):
+        if current():  # built by the process we waited for
+            return out_dir
+        if out_dir.exists() and any(out_dir.iterdir()):
+            if not marker.is_file():
+                raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose an empty directory")
+            shutil.rmtree(out_dir)  # an older demo corpus with other settings
+        for leftover in out_dir.parent.glob(f".{out_dir.name}.*"):  # a killed build's; we hold the lock
+            if leftover.is_dir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        needed = estimated_bytes(kemdy19_sessions, kemdy20_sessions, utterances_per_speaker)
+        require_space(out_dir.parent, needed, "the demo corpus")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+        try:
+            with disk_full_errors(out_dir, "the demo corpus", needed):
+                rng = np.random.default_rng(seed)
+                n19 = _write_kemdy19(tmp, rng, kemdy19_sessions, utterances_per_speaker)
+                n20 = _write_kemdy20(tmp, rng, kemdy20_sessions, utterances_per_speaker)
+                (tmp / MARKER).write_text(json.dumps({"settings": settings, "utterances": {"KEMDy19": n19,
+                                                                                           "KEMDy20": n20}}, indent=1))
+            if out_dir.exists():
+                out_dir.rmdir()
+            tmp.rename(out_dir)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
     return out_dir
 
 

@@ -1,0 +1,202 @@
+"""Starting Ray for a sweep, and checking that the cluster can run its trials at all.
+
+Every entry point and benchmark starts Ray through :func:`init_ray`, so they all behave alike:
+- no ``--address``: a private single-machine Ray for this process (``address="local"``), never a
+  cluster someone else started on this host — a bare ``ray.init()`` joins the cluster named in
+  Ray's current-cluster file, and hangs for good when that cluster has died;
+- ``--address auto`` or ``host:port``: the address is resolved as Ray does, then reached with a
+  plain TCP connect first, so a dead cluster is an error naming the address within seconds.
+
+:func:`check_trial_resources` runs before any trial: a request no node can meet (``--gpus-per-trial
+2`` on a machine without GPUs) would otherwise leave every trial PENDING forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import ray
+
+from sweeps.settings import SweepSettings
+from sweeps.worker_setup import SETUP_HOOK
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 10.0  # TCP connect to the cluster's GCS
+INIT_TIMEOUT_S = 120.0  # ray.init against a cluster: registering the driver, worst case
+
+
+class RayAddressError(ConnectionError):
+    """``--address`` names no live Ray cluster."""
+
+
+class ClusterResourceError(RuntimeError):
+    """No node of the cluster (nor any the autoscaler can add) can run one trial."""
+
+
+def init_ray(settings: SweepSettings) -> None:
+    """Start (or join, with ``settings.address``) Ray the way every sweep does; no-op if running."""
+    if ray.is_initialized():
+        return
+    common = {"log_to_driver": settings.verbose > 0,
+              "runtime_env": {"worker_process_setup_hook": SETUP_HOOK}}
+    if settings.address:
+        address = resolve_address(settings.address)
+        with _time_limit(INIT_TIMEOUT_S, f"Ray did not accept this driver at {address} (--address "
+                                         f"{settings.address}) within {INIT_TIMEOUT_S:.0f} s"):
+            try:
+                ray.init(address=address, **common)
+            except ConnectionError as err:  # e.g. the port answers but it is no (or another) Ray
+                raise RayAddressError(f"could not join the Ray cluster at {address} (--address "
+                                      f"{settings.address}): {err}") from None
+    else:
+        ray.init(address="local", include_dashboard=False, configure_logging=False, **common)
+
+
+def start_ray(settings: SweepSettings) -> None:
+    """``init_ray``, then refuse a per-trial request the cluster can never meet (before any trial)."""
+    init_ray(settings)
+    waiting = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    if waiting:
+        print(waiting)
+
+
+def resolve_address(address: str) -> str:
+    """``auto`` / ``host:port`` → the ``host:port`` of a cluster that accepts connections.
+
+    ``auto`` is resolved as Ray does it (``RAY_ADDRESS``, else the current-cluster file written by
+    the last ``ray start`` on this machine, else a running GCS). Client addresses (``ray://``) are
+    passed through: Ray's client has its own connect timeout.
+    """
+    if "://" in address:
+        return address
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die
+    except ImportError:  # moved in a newer Ray: let ray.init resolve it, still under INIT_TIMEOUT_S
+        return address
+    try:
+        resolved = canonicalize_bootstrap_address_or_die(address)
+    except (ConnectionError, ValueError) as err:
+        raise RayAddressError(f"--address {address}: {err}") from None
+    where = resolved if resolved == address else f"{resolved} (--address {address}{_auto_source()})"
+    host, _, port = resolved.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S):
+            pass
+    except (OSError, ValueError) as err:
+        raise RayAddressError(
+            f"no Ray cluster answers at {where}: {err}. Start one there (ray start --head, or ray up "
+            "cluster.yaml), pass the address of a running cluster, or leave out --address to run on "
+            "this machine.") from None
+    return resolved
+
+
+def _auto_source() -> str:
+    if os.environ.get("RAY_ADDRESS"):
+        return ", from RAY_ADDRESS"
+    try:
+        from ray._common.utils import get_ray_address_file
+
+        path = get_ray_address_file(None)
+    except ImportError:
+        return ""
+    if Path(path).is_file():
+        return f", from {path}, written by the last `ray start` on this machine"
+    return ""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float, message: str) -> Iterator[None]:
+    """Raise ``RayAddressError(message)`` if the block runs longer than ``seconds`` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expire(signum: int, frame: Any) -> None:
+        raise RayAddressError(message)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _amount(value: float) -> str:
+    return f"{value:g}"
+
+
+def _fits(resources: dict[str, float], cpus: float, gpus: float) -> bool:
+    return resources.get("CPU", 0) >= cpus and resources.get("GPU", 0) >= gpus
+
+
+def _describe_nodes(nodes: list[dict]) -> str:
+    def one(node: dict) -> str:
+        res = node["Resources"]
+        return f"{_amount(res.get('CPU', 0))} CPU, {_amount(res.get('GPU', 0))} GPU"
+
+    if len(nodes) == 1:
+        return f"the cluster is one node with {one(nodes[0])}"
+    shown = "; ".join(f"{n.get('NodeManagerAddress', '?')}: {one(n)}" for n in nodes[:6])
+    more = f"; … {len(nodes) - 6} more" if len(nodes) > 6 else ""
+    return f"the cluster's {len(nodes)} nodes have {shown}{more}"
+
+
+def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
+    """The node types an autoscaler can start, by name (their resources, or None where the config
+    leaves them to the cloud provider); ``{}`` if unreadable; None when the cluster cannot grow.
+
+    A cluster started by ``ray up`` leaves its config in ``~/ray_bootstrap_config.yaml`` on the head
+    node (Tune checks the same file); autoscaler v2 (e.g. KubeRay) reports its node groups to the
+    GCS. A local or ``ray start`` cluster has neither (its monitor runs a read-only autoscaler).
+    """
+    config = Path("~/ray_bootstrap_config.yaml").expanduser()
+    if config.is_file():
+        import yaml
+
+        try:
+            types = (yaml.safe_load(config.read_text()) or {}).get("available_node_types") or {}
+        except (OSError, yaml.YAMLError):
+            return {}
+        return {name: (spec or {}).get("resources") for name, spec in types.items()}
+    try:
+        reported = ray._private.state.state.get_cluster_config()
+    except Exception as err:  # noqa: BLE001 - an internal API: if it moved, treat the cluster as fixed-size
+        log.debug("autoscaler config not readable: %s", err)
+        return None
+    if reported is None or not reported.node_group_configs:
+        return None
+    return {g.name: dict(g.resources) for g in reported.node_group_configs if g.max_count != 0}
+
+
+def check_trial_resources(cpus: float, gpus: float) -> str | None:
+    """Fail before any trial starts when no node can ever hold one trial's ``cpus`` and ``gpus``.
+
+    Returns a note to print when no node fits yet but the autoscaler can add one that does.
+    """
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    if any(_fits(n["Resources"], cpus, gpus) for n in nodes):
+        return None
+    asked = (f"each trial asks for {_amount(cpus)} CPU and {_amount(gpus)} GPU on one node "
+             f"(--cpus-per-trial {_amount(cpus)} --gpus-per-trial {_amount(gpus)})")
+    have = _describe_nodes(nodes)
+    types = autoscaler_node_types()
+    if types is not None:
+        can = [name for name, res in types.items() if res is None or _fits(res, cpus, gpus)]
+        if can or not types:
+            which = f" ({', '.join(sorted(can))})" if can else ""
+            return f"{asked}, but {have}: waiting for the autoscaler to add a node that has it{which}."
+        raise ClusterResourceError(f"{asked}, but {have}, and no node type the autoscaler can start has "
+                                   f"that much ({', '.join(sorted(types))}).")
+    raise ClusterResourceError(f"{asked}, but {have}. Ask for less per trial, or run on a cluster that has "
+                               "such nodes (--address).")
