@@ -31,7 +31,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import pandas as pd
@@ -177,6 +177,31 @@ def length_buckets(lengths: Sequence[int], max_padded: int) -> list[list[int]]:
     return batches
 
 
+class _DoneLine:
+    """Where stderr is a log, not a terminal: no redrawn bar, one plain line when the work is done."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n = total, desc, 0
+
+    def __enter__(self) -> Self:
+        self.start = time.perf_counter()
+        return self
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def __exit__(self, kind, *rest) -> None:
+        if kind is None:
+            print(f"{self.desc}: {self.n} utterances in {time.perf_counter() - self.start:.1f} s", file=sys.stderr)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    """tqdm's bar on a terminal; a plain line in a log (a redrawn bar writes carriage returns there)."""
+    if enabled and not sys.stderr.isatty():
+        return _DoneLine(total, desc)
+    return tqdm(total=total, desc=desc, unit="utt", disable=not enabled)
+
+
 def extract_audio(encoder: AudioEncoder, paths: Sequence[str], *, max_seconds: float | None = MAX_SECONDS,
                   batch_seconds: float = DEFAULT_BATCH_SECONDS, progress: bool = True) -> np.ndarray:
     """(N, D_a) pooled audio vectors in ``paths`` order, computed in length-bucketed batches."""
@@ -190,7 +215,7 @@ def extract_audio(encoder: AudioEncoder, paths: Sequence[str], *, max_seconds: f
 
     # Decode/resample the next batch in a thread while the model runs on this one.
     with ThreadPoolExecutor(max_workers=1) as pool, \
-            tqdm(total=len(paths), desc="audio features", unit="utt", disable=not progress) as bar:
+            _progress(len(paths), "audio features", progress) as bar:
         pending = pool.submit(read, batches[0]) if batches else None
         for k, batch in enumerate(batches):
             waves = pending.result()
@@ -218,7 +243,7 @@ def extract_text(encoder: TextEncoder, texts: Sequence[str], *, batch_size: int 
     """(N, D_t) first-token vectors in ``texts`` order, batched by similar length."""
     order = sorted(range(len(texts)), key=lambda i: (-len(texts[i]), i))
     out = np.empty((len(texts), encoder.dim), dtype=np.float32)
-    with tqdm(total=len(texts), desc="text features", unit="utt", disable=not progress) as bar:
+    with _progress(len(texts), "text features", progress) as bar:
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
             out[batch] = encoder.pool([texts[i] for i in batch])
@@ -348,7 +373,7 @@ def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, 
     audio per forward pass; it does not change the vectors, so it is not part of the key.
     Returns a ``datasets.Dataset`` read from ``cache_dir/<fingerprint>/``.
     """
-    with _hf_progress(progress):
+    with _hf_progress(progress and sys.stderr.isatty()):  # their bars redraw with carriage returns
         return _build_features(corpus, audio_encoder, text_encoder, Path(cache_dir).expanduser(),
                                max_seconds=max_seconds, batch_seconds=batch_seconds,
                                text_batch_size=text_batch_size, device=device, progress=progress)

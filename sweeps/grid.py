@@ -10,11 +10,12 @@ from ray import tune
 
 from analysis import contract as C
 from analysis.plots import peakl_figure
-from analysis.report import sweep_report
+from analysis.report import one_line_warnings, sweep_report
 from erc.config import defaults
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
+from sweeps.progress import header
 from sweeps.runner import close_tracking, open_tracking, run_tuner, tracking_uri
 from sweeps.settings import SweepSettings, settings_from_args
 from sweeps.trainable import train_trial
@@ -67,15 +68,16 @@ def run_ablation(args: argparse.Namespace) -> int:
     if settings.tune_per_arm:
         settings.arm_hparams = tune_each_arm(settings, prepared, track)
     n = len(settings.folds) * len(settings.arms) * settings.repeats
-    print(f"sweep {sweep}: {n} trials → MLflow {track.uri} (experiment {settings.experiment!r})")
+    print(header(settings, prepared, track, n))
     outcome = run_tuner(settings, prepared, track, train_trial, param_space(settings),
                         labels=TrialLabels(with_seed=settings.repeats > 1))
     status = close_tracking(track, outcome)
     print(f"\nsweep {sweep}: {dict(outcome.statuses)} → parent run {track.parent_run_id} {status}")
     reports = settings.cache_dir / "reports" / sweep
-    sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)
-    if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
-        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best")
+    with one_line_warnings():
+        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)
+        if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
+            sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best")
     if track.uri.startswith(("http://", "https://")):
         print(f"\nBrowse the runs: {track.uri}")
     else:
