@@ -119,10 +119,12 @@ body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: 
        max-width: 78rem; padding: 0 1.5rem; }
 h1 { font-size: 1.6rem; margin-bottom: .3rem; } h2 { font-size: 1.25rem; margin-top: 2.4rem;
   border-bottom: 1px solid #d9dde5; padding-bottom: .2rem; } h3 { font-size: 1.05rem; }
-table { border-collapse: collapse; margin: .6rem 0 1.2rem; font-variant-numeric: tabular-nums; }
+table { border-collapse: collapse; margin: .6rem 0 1.2rem; font-variant-numeric: tabular-nums; font-size: .93em; }
 caption { caption-side: top; text-align: left; font-weight: 600; padding: .2rem 0 .4rem; }
-th, td { border-bottom: 1px solid #e3e6ec; padding: .28rem .7rem; white-space: nowrap; }
-th { background: #f4f6f9; text-align: right; } th:first-child, td:first-child { text-align: left; }
+.scroll { overflow-x: auto; max-width: 100%; }
+th, td { border-bottom: 1px solid #e3e6ec; padding: .25rem .55rem; white-space: nowrap; }
+th { background: #f4f6f9; text-align: right; white-space: normal; min-width: 3.5rem; }
+th:first-child, td:first-child { text-align: left; }
 td.num { text-align: right; } tbody tr:hover { background: #f8fafc; }
 code { background: #f1f3f6; padding: 0 .25rem; border-radius: 3px; font-size: .92em; }
 .warning { border-left: 4px solid #d08a00; background: #fff8e6; padding: .4rem .8rem; }
@@ -160,7 +162,9 @@ def html_table(df: pd.DataFrame, index_label: str, caption: str = "") -> str:
             cells.append(f"<td{cls}>{_inline(text)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
     cap = f"<caption>{_inline(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    # Wide tables scroll on their own instead of widening the page (MLflow shows the page in a pane).
+    return (f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead>'
+            f"<tbody>{''.join(rows)}</tbody></table></div>")
 
 
 def _figure(path: Path, caption: str) -> str:

@@ -15,7 +15,7 @@ from erc.config import defaults
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
-from sweeps.progress import header
+from sweeps.progress import header, quiet_startup
 from sweeps.runner import close_tracking, open_tracking, run_tuner, tracking_uri
 from sweeps.settings import SweepSettings, settings_from_args
 from sweeps.trainable import train_trial
@@ -58,6 +58,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     hparams, arm_hparams = getattr(args, "hparams", None) or ({}, {})
     settings = settings_from_args(args, hparams=hparams, arm_hparams=arm_hparams, repeats=args.repeats,
                                   tune_per_arm=args.tune_per_arm)
+    quiet_startup(settings.verbose)
     tracking_uri(settings)  # fail fast, before the feature cache is built
     prepared = prepare(settings)
     sweep = settings.sweep_name()

@@ -43,6 +43,7 @@ TOKEN_AUTH_NOTICE = "Token authentication is enabled for this Ray cluster"
 # SweepProgress keeps quiet.
 _console: IO[str] | None = None
 _level = DEFAULT
+_quieted = False
 
 
 def duration(seconds: float) -> str:
@@ -135,8 +136,10 @@ def quiet_startup(verbose: int) -> None:
     terminal (Hugging Face's model loading and dataset saving) would write carriage-return redraws into
     a log.
     """
-    if verbose >= VERBOSE:
+    global _quieted
+    if verbose >= VERBOSE or _quieted:
         return
+    _quieted = True
     logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(_DropNotice(TOKEN_AUTH_NOTICE))
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     if not sys.stderr.isatty():
