@@ -13,8 +13,7 @@ import math
 import re
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,17 +78,6 @@ BEST_VALUES_NOTE = (
 
 
 # --------------------------------------------------------------------------- formatting
-
-
-@contextmanager
-def one_line_warnings() -> Iterator[None]:
-    """Within the block, a warning prints as ``warning: <message>`` (not Python's file:line and source)."""
-    saved = warnings.formatwarning
-    warnings.formatwarning = lambda message, *args, **kwargs: f"warning: {message}\n"
-    try:
-        yield
-    finally:
-        warnings.formatwarning = saved
 
 
 def fmt_value(value) -> str:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 from typing import Any
 
 from ray import tune
 
 from analysis import contract as C
 from analysis.plots import peakl_figure
-from analysis.report import one_line_warnings, sweep_report
+from analysis.report import sweep_report
 from erc.config import defaults
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
@@ -75,7 +76,8 @@ def run_ablation(args: argparse.Namespace) -> int:
     status = close_tracking(track, outcome)
     print(f"\nsweep {sweep}: {dict(outcome.statuses)} → parent run {track.parent_run_id} {status}")
     reports = settings.cache_dir / "reports" / sweep
-    with one_line_warnings():
+    with warnings.catch_warnings():  # everything the report warns about is in its text, printed below
+        warnings.simplefilter("ignore")
         sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)
         if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
             sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best")
