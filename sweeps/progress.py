@@ -62,8 +62,9 @@ def tune_log(settings: Any, sweep: str) -> Path:
 
 def header(settings: Any, prepared: Any, track: Any, n_trials: int) -> str:
     """The lines a sweep starts with: corpus, encoders, trials, where the runs go."""
-    per_trial = f"{settings.cpus_per_trial:g} CPU" + (f" + {settings.gpus_per_trial:g} GPU"
-                                                      if settings.gpus_per_trial else "")
+    gpus = settings.gpus_per_trial  # a fraction, or "auto" until the probe has measured one
+    per_trial = f"{settings.cpus_per_trial:g} CPU" + (f" + {gpus} GPU share" if isinstance(gpus, str)
+                                                      else f" + {gpus:g} GPU" if gpus else "")
     grid = (f"{len(settings.folds)} folds × {len(settings.fusions)} fusions × {len(settings.labels)} labels"
             + (f" × {settings.repeats} seeds" if getattr(settings, "repeats", 1) > 1 else ""))
     rows = [

@@ -123,3 +123,22 @@ def test_tune_output_diverts_tune_to_the_log_and_keeps_ours_on_screen(tmp_path, 
         print("Tune's box")
         finish(cb, trials, 1, 0.4)
     assert capsys.readouterr().out == "Tune's box\n"
+
+
+def test_header_names_corpus_encoders_trials_and_where_runs_go(tmp_path):
+    from types import SimpleNamespace
+
+    from sweeps.settings import SweepSettings
+
+    settings = SweepSettings(cache_dir=tmp_path, folds=[0, 1], labels=["peakl"], max_concurrent=2)
+    prepared = SimpleNamespace(corpus_name="KEMDy19", table=range(80), audio_encoder="a", text_encoder="t")
+    track = SimpleNamespace(uri="http://127.0.0.1:5000", parent_run_id="abc", sweep="s1")
+    lines = progress.header(settings, prepared, track, 4).splitlines()
+    assert lines == [
+        "sweep s1",
+        "  corpus    KEMDy19, 80 utterances",
+        "  encoders  a (audio), t (text)",
+        "  trials    4 = 2 folds × 2 fusions × 1 labels, 1 CPU + auto GPU share each, at most 2 at once",
+        "  runs      MLflow http://127.0.0.1:5000, experiment 'erc-sweeps', parent run abc",
+        f"  tune log  {tmp_path}/reports/s1/tune.log (Tune's own output; -v shows it here)",
+    ]
