@@ -1,4 +1,5 @@
-"""Command line: ``python -m analysis compare|report|embeddings`` over a sweep stored in MLflow."""
+"""Command line: ``python -m analysis compare|report|embeddings`` over a sweep stored in MLflow, or
+``compare|report --values-csv FILE`` over per-fold values from a CSV file."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import warnings
 
 from analysis import contract as C
 
+# Repeated from analysis.values so that --help does not import pandas and MLflow.
+VALUES_CSV_HELP = (
+    "one row per run: an integer 'fold' column, optional 'seed', optional fold sizes 'n_train'/'n_valid' "
+    "(for the Nadeau-Bengio correction; equal folds are assumed without them), factor columns (text, e.g. "
+    "fusion, labels, or any name) and metric columns (numbers)"
+)
+
 EPILOG = f"""examples:
   python -m analysis report --experiment erc-sweeps
   python -m analysis compare --experiment erc-sweeps --factor fusion --treatment outer \\
@@ -15,9 +23,12 @@ EPILOG = f"""examples:
   python -m analysis compare --experiment my-runs --factor optimizer --treatment adam --baseline sgd \\
       --filter "params.lr = '0.001'"
   python -m analysis embeddings --experiment erc-sweeps --arm outer-peakl --fold 0
+  python -m analysis report --values-csv analysis/data/paper_fold_values.csv   # the paper's own numbers
+  python -m analysis compare --values-csv my_folds.csv --factor model --treatment ours --baseline theirs
 Runs: a sweep's trials (--sweep; default the latest sweep), or every run of an experiment that has no
 sweep (or with --all-runs / --filter). A run needs {C.MINIMAL_RUN}.
-The tracking URI comes from --tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default."""
+The tracking URI comes from --tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default.
+--values-csv FILE reads no MLflow runs and logs nothing; the file has {VALUES_CSV_HELP}."""
 
 
 # Repeated from analysis.runs so that --help does not import MLflow (seconds on a busy laptop).
@@ -69,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="MLFLOW_FILTER",
         help="only the runs matching this MLflow search filter, e.g. \"params.lr = '0.001'\" "
         "(without --sweep: across the whole experiment)",
+    )
+    common.add_argument(
+        "--values-csv",
+        default=None,
+        metavar="FILE",
+        help="per-fold values from this CSV file instead of MLflow runs (a paper's numbers, a spreadsheet): "
+        "one row per run with a 'fold' column, factor columns and metric columns; nothing is logged",
     )
     common.add_argument(
         "--values",
@@ -137,9 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "report",
         parents=[common],
-        help="the paper's two tables and per-arm mean ± sd",
-        description="fusion: outer vs concat (labels=peakl); labels: peakl vs soft (fusion=outer); "
-        "per-arm mean ± sd of every metric.",
+        help="the paper's tables and per-arm mean ± sd, as Markdown and one HTML page",
+        description="fusion: outer vs concat (labels=peakl); labels: peakl vs soft and peakl vs hard "
+        "(fusion=outer), each as the paper's 8-column table, the corrections and a sentence in plain words; "
+        "per-arm mean ± sd. Writes report.md and a self-contained report.html.",
     )
     _add_embeddings_parser(sub)
     return parser
@@ -192,11 +211,22 @@ def _embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_values_csv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.values_csv is None:
+        return
+    clash = [flag for flag, given in (("--sweep", args.sweep is not None), ("--all-runs", args.all_runs),
+                                      ("--filter", args.filter_string is not None),
+                                      ("--values", args.values != C.DEFAULT_VALUES)) if given]
+    if clash:
+        parser.error(f"--values-csv reads a file, not MLflow runs: drop {', '.join(clash)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command == "embeddings":
         return _embeddings(args)
+    _check_values_csv(parser, args)
     from mlflow.exceptions import MlflowException
 
     from analysis.report import compare_report, sweep_report
@@ -220,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                 filter_string=args.filter_string,
                 all_runs=args.all_runs,
                 values=args.values,
+                values_csv=args.values_csv,
             )
         else:
             sweep_report(
@@ -235,6 +266,7 @@ def main(argv: list[str] | None = None) -> int:
                 filter_string=args.filter_string,
                 all_runs=args.all_runs,
                 values=args.values,
+                values_csv=args.values_csv,
             )
     except (ValueError, argparse.ArgumentTypeError, MlflowException) as err:
         print(f"error: {err}", file=sys.stderr)

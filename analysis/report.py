@@ -1,7 +1,10 @@
-"""Assemble the paper's tables from a sweep: Markdown (printed), CSV, LaTeX and PNG, logged to MLflow.
+"""Assemble the paper's tables from a sweep: Markdown (printed), one HTML page, CSV, LaTeX and PNG,
+logged to MLflow.
 
-``sweep_report`` is what ``sweeps/ablation.py`` calls when a sweep ends; ``compare_report`` backs
-``python -m analysis compare``.
+Per comparison the report shows first the paper's table (the seed's 8 columns, pingouin's paired
+t-test), then the corrections in a second table, then one sentence in plain words. ``sweep_report`` is
+what ``sweeps/ablation.py`` calls when a sweep ends; ``compare_report`` backs ``python -m analysis
+compare``. Both read runs from MLflow or, with ``values_csv``, per-fold values from a CSV file.
 """
 
 from __future__ import annotations
@@ -18,8 +21,22 @@ import numpy as np
 import pandas as pd
 
 from analysis import contract as C
+from analysis.document import (
+    Block,
+    Caveat,
+    Document,
+    Figure,
+    Figures,
+    Heading,
+    Notes,
+    Table,
+    Text,
+    to_html,
+    to_markdown,
+)
 from analysis.plots import arm_plot, paired_plot
 from analysis.runs import (
+    METRIC_ORDER,
     Comparison,
     MissingArmError,
     Sweep,
@@ -30,13 +47,22 @@ from analysis.runs import (
     pair_arms,
     search_all,
 )
-from analysis.stats import key_label, nb_ratio, paired_table, sorted_keys
+from analysis.stats import SEED_COLUMNS, key_label, nb_ratio, paired_table, sorted_keys
+from analysis.values import ValuesFile, load_values_csv
+from erc.metrics import METRIC_KEYS
 
-# The paper's two tables: (factor, treatment, baseline, where).
+# The paper's comparisons: (factor, treatment, baseline, where). The seed prints the first two; the
+# original's results notebook computes its label table against hard (one-hot) labels, the design card
+# names soft labels as PeakL's baseline: both are shown whenever the arms are there.
 PAPER_TABLES = [
     (C.FUSION, "outer", "concat", {C.LABELS: "peakl"}),
     (C.LABELS, "peakl", "soft", {C.FUSION: "outer"}),
+    (C.LABELS, "peakl", "hard", {C.FUSION: "outer"}),
 ]
+# What the per-arm table shows: the metrics a reader compares, in the paper's order (losses, epochs and
+# the like stay in arms.csv).
+ARM_TABLE_METRICS = [m for m in METRIC_ORDER if m in METRIC_KEYS]
+ALPHA = 0.05
 REPORT_ARTIFACT_DIR = C.REPORT_DIR
 COMPARE_ARTIFACT_DIR = C.COMPARE_DIR
 # What the tables' numbers are, per contract.VALUE_PREFIXES key.
@@ -81,15 +107,6 @@ def format_frame(df: pd.DataFrame) -> pd.DataFrame:
     for col in df.columns:
         out[col] = [fmt_value(v) for v in df[col]]
     return out
-
-
-def markdown_table(df: pd.DataFrame, index_label: str) -> str:
-    """A GitHub-flavoured Markdown table of a frame of strings (no tabulate dependency)."""
-    header = [index_label, *map(str, df.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":---"] + ["---:"] * len(df.columns)) + "|"]
-    for idx, row in df.iterrows():
-        lines.append("| " + " | ".join([str(idx), *(str(v) for v in row)]) + " |")
-    return "\n".join(lines)
 
 
 _LATEX_ESCAPES = {
@@ -197,9 +214,85 @@ def table_intro(res: TableResult) -> str:
     )
     if res.values != C.DEFAULT_VALUES:
         text += f" Values: {VALUES_LABEL.get(res.values, res.values)}."
-    if res.ratio is not None and "T (NB)" in res.table.columns:
-        text += f" NB correction with n_test/n_train = {res.ratio:.4g}."
+    if len(res.table.columns) > len(SEED_COLUMNS):
+        text += " First the paper's table (pingouin's paired t-test), then the corrections"
+        if res.ratio is not None and "T (NB)" in res.table.columns:
+            text += f" (Nadeau–Bengio with n_test/n_train = {res.ratio:.4g})"
+        text += "."
     return text
+
+
+def paper_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """The seed's 8 columns, in its order."""
+    return table[SEED_COLUMNS]
+
+
+def correction_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Everything ``paired_table`` adds to the seed's columns (corrected tests, effect sizes, Bayes)."""
+    return table[[c for c in table.columns if c not in SEED_COLUMNS]]
+
+
+def _p(p: float) -> str:
+    return "n/a" if p is None or math.isnan(p) else f"{p:.2g}"
+
+
+def _signed(v: float) -> str:
+    return "n/a" if math.isnan(v) else ("+" if v >= 0 else "−") + fmt_value(abs(v))
+
+
+def mean_differences(res: TableResult) -> dict[str, float]:
+    """Per metric, the mean of treatment − baseline over the paired folds."""
+    c = res.comparison
+    out = {}
+    for m in res.table.index:
+        t, b = c.treatment_values[m], c.baseline_values[m]
+        out[m] = float(np.mean([t[k] - b[k] for k in res.keys]))
+    return out
+
+
+def in_words(res: TableResult, alpha: float = ALPHA) -> str:
+    """One sentence: each metric's mean difference with its CI, and what holds after the correction."""
+    c, t = res.comparison, res.table
+    corrected = "p-val (NB, Holm)" in t.columns
+    ci_col = "CI95% (NB)" if corrected else "CI95%"
+    diffs = mean_differences(res)
+    parts = []
+    for m in t.index:
+        lo, hi = t.loc[m, ci_col]
+        parts.append(f"{m} {_signed(diffs[m])} ({_signed(lo)} to {_signed(hi)})")
+    head = (f"In words: {c.treatment_arm} − {c.baseline_arm}, mean difference "
+            f"({'Nadeau–Bengio ' if corrected else ''}95 % CI): " + ", ".join(parts) + ". ")
+    naive = t["p-val"].astype(float)
+    first = t.index[0]
+    if not corrected:
+        sig = [m for m in t.index if naive[m] < alpha]
+        if not sig:
+            return head + (f"Not significant on any metric (the paper's uncorrected test; {first}: "
+                           f"T {t.loc[first, 'T']:.3g}, p {_p(naive[first])}).")
+        rest = [m for m in t.index if m not in sig]
+        return head + ("With the paper's uncorrected test, p < 0.05 for " + _listing(sig, naive)
+                       + (f"; not for {_listing(rest, naive)}" if rest else "") + ".")
+    adj = t["p-val (NB, Holm)"].astype(float)
+    holds = [m for m in t.index if adj[m] < alpha]
+    fails = [m for m in t.index if m not in holds]
+    family = f"Holm across the {len(t)} metrics" if len(t) > 1 else "Holm"
+    if not holds and not (naive < alpha).any():
+        return head + (f"Not significant on any metric, even uncorrected ({first}: T {t.loc[first, 'T']:.3g}, "
+                       f"p {_p(naive[first])}).")
+    if not holds:
+        sig = [m for m in t.index if naive[m] < alpha]
+        return head + (f"Uncorrected p < 0.05 for {_listing(sig, naive)}, but after the Nadeau–Bengio "
+                       f"correction and {family} it holds for none (smallest p {_p(adj.min())}).")
+    text = f"After the Nadeau–Bengio correction and {family}, it holds for "
+    if not fails:
+        return head + text + f"every metric (p ≤ {_p(adj.max())})."
+    lost = [f"{m} (p {_p(adj[m])}" + (f"; uncorrected {_p(naive[m])}" if naive[m] < alpha else "") + ")"
+            for m in fails]
+    return head + text + _listing(holds, adj) + " but not for " + ", ".join(lost) + "."
+
+
+def _listing(metrics: Sequence[str], p: pd.Series) -> str:
+    return ", ".join(f"{m} (p {_p(p[m])})" for m in metrics)
 
 
 def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = C.DEFAULT_VALUES,
@@ -224,7 +317,7 @@ def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = 
             "significance. T (NB), p-val (NB) and CI95% (NB) are the Nadeau & Bengio (2003) corrected "
             "resampled t-test: variance factor 1/n + n_test/n_train instead of 1/n, n − 1 dof, with "
             + ("n_test/n_train from the fold sizes logged with the runs (mean n_valid / mean n_train)"
-               if sizes_logged else "n_test/n_train = 1/(k − 1), equal folds (the runs log no fold sizes)")
+               if sizes_logged else "n_test/n_train = 1/(k − 1), equal folds (no fold sizes were logged or given)")
             + (
                 "; with several seeds this is Bouckaert & Frank's (2004) corrected repeated k-fold test."
                 if repeated
@@ -253,16 +346,24 @@ def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = 
     return notes
 
 
-def write_table(res: TableResult, out_dir: Path) -> tuple[list[Path], str]:
-    """Write ``<slug>.csv/.tex/.md/.png``; return the paths and the table's Markdown section."""
+
+
+def write_table(res: TableResult, out_dir: Path) -> tuple[list[Path], list[Block]]:
+    """Write ``<slug>.csv/.tex/.md/.png``; return the paths and the table's report blocks.
+
+    The blocks: a heading, the intro, the paper's table, the corrections table (when there are any
+    columns beyond the seed's), the sentence in plain words and the fold-paired figure.
+    """
     c = res.comparison
     slug = c.slug
-    shown = format_frame(res.table)
+    paper = format_frame(paper_columns(res.table))
+    corrections = format_frame(correction_columns(res.table))
     csv_frame(res.table).to_csv(out_dir / f"{slug}.csv")
-    (out_dir / f"{slug}.tex").write_text(
-        latex_table(shown, "metric", f"{c.label}: fold-paired t-tests", slug.replace("_", "-")),
-        encoding="utf-8",
-    )
+    tex = latex_table(paper, "metric", f"{c.label}: fold-paired t-tests (pingouin)", slug.replace("_", "-"))
+    if len(corrections.columns):
+        tex += "\n" + latex_table(corrections, "metric", f"{c.label}: corrections",
+                                  slug.replace("_", "-") + "-corrections")
+    (out_dir / f"{slug}.tex").write_text(tex, encoding="utf-8")
     png = paired_plot(
         c.treatment_values,
         c.baseline_values,
@@ -271,17 +372,19 @@ def write_table(res: TableResult, out_dir: Path) -> tuple[list[Path], str]:
         baseline_name=c.baseline,
         title=c.label,
     )
-    section = "\n\n".join(
-        [
-            f"## {c.label}",
-            table_intro(res),
-            markdown_table(shown, "metric"),
-            f"Fold-paired values: `{png.name}`",
-        ]
-    )
+    blocks: list[Block] = [
+        Heading(c.label, 2),
+        Text(table_intro(res)),
+        Table(paper, "metric", "The paper's table: pingouin.ttest(treatment, baseline, paired=True)"),
+    ]
+    if len(corrections.columns):
+        blocks.append(Table(corrections, "metric", "Corrections: Nadeau–Bengio, d_z, detectable effect, "
+                                                   "Wilcoxon, Holm" + (", Bayesian" if "P(rope)" in corrections
+                                                                        else "")))
+    blocks += [Text(in_words(res)), Figure(png, "Fold-paired values")]
     md = out_dir / f"{slug}.md"
-    md.write_text(section + "\n", encoding="utf-8")
-    return [out_dir / f"{slug}.csv", out_dir / f"{slug}.tex", md, png], section
+    md.write_text(to_markdown(blocks), encoding="utf-8")
+    return [out_dir / f"{slug}.csv", out_dir / f"{slug}.tex", md, png], blocks
 
 
 def arm_summary(trials: Trials, metrics: Sequence[str] | None = None) -> pd.DataFrame:
@@ -344,6 +447,11 @@ def arm_summary_display(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.Dat
     return out
 
 
+def arm_table_metrics(trials: Trials) -> list[str]:
+    """The per-arm table's metrics: those a reader compares (every metric for files of other names)."""
+    return [m for m in ARM_TABLE_METRICS if m in trials.metrics] or list(trials.metrics)
+
+
 # --------------------------------------------------------------------------- reports
 
 
@@ -373,6 +481,8 @@ def analysis_run(client, sweep: Sweep) -> str:
 
 
 def _log(client, trials: Trials, files: Sequence[Path], artifact_dir: str) -> None:
+    if client is None:  # values from a file: there is no run to log to
+        return
     run_id = trials.sweep.parent_run_id or analysis_run(client, trials.sweep)
     # File by file, not the whole directory: --out may point at a folder holding other things.
     for path in files:
@@ -381,40 +491,57 @@ def _log(client, trials: Trials, files: Sequence[Path], artifact_dir: str) -> No
 
 
 def _load(experiment: str, sweep: str | None, tracking_uri: str | None, filter_string: str | None = None,
-          all_runs: bool = False, values: str = C.DEFAULT_VALUES):
+          all_runs: bool = False, values: str = C.DEFAULT_VALUES, values_csv: str | Path | None = None,
+          factors: Sequence[str] = ()):
+    """(MLflow client, trials); the client is None when the values come from a CSV file."""
+    if values_csv is not None:
+        return None, load_values_csv(values_csv, factors)
     client = get_client(tracking_uri)
     selection = find_sweep(client, experiment, sweep, filter_string=filter_string, all_runs=all_runs)
     return client, load_trials(client, selection, values)
 
 
-def _header(trials: Trials) -> str:
+def _header(trials: Trials) -> list[Block]:
     sw = trials.sweep
     runs = trials.runs
     folds = sorted(runs["fold"].unique()) if not runs.empty else []
     seeds = sorted(s for s in runs["seed"].unique() if s) if not runs.empty else []
-    if sw.parent_run_id is not None:
-        title = f"# Sweep {sw.name}"
-        where = f"Experiment `{sw.experiment_name}`, parent run `{sw.parent_run_id}`"
+    if isinstance(sw, ValuesFile):
+        title = f"Fold values from {sw.path.name}"
+        where, what = f"File `{sw.path}`", "rows"
+    elif sw.parent_run_id is not None:
+        title = f"Sweep {sw.name}"
+        where, what = f"Experiment `{sw.experiment_name}`, parent run `{sw.parent_run_id}`", "finished grid trials"
     else:
-        title = f"# Runs of experiment {sw.experiment_name}"
-        where = f"Experiment `{sw.experiment_name}`, {f'runs matching `{sw.filter_string}`' if sw.filter_string else 'all runs'}"
+        title = f"Runs of experiment {sw.experiment_name}"
+        where = (f"Experiment `{sw.experiment_name}`, "
+                 f"{f'runs matching `{sw.filter_string}`' if sw.filter_string else 'all runs'}")
+        what = "finished grid trials"
     if sw.parent_run_id is not None and sw.filter_string:
         where += f", runs matching `{sw.filter_string}`"
-    lines = [
-        title,
-        "",
-        f"{where}: {len(runs)} finished grid "
-        f"trials, arms {', '.join(trials.arms) or 'none'}, folds {', '.join(map(str, folds)) or 'none'}"
-        + (f", seeds {', '.join(seeds)}" if len(seeds) > 1 else "")
-        + f"; values: {VALUES_LABEL.get(trials.values, trials.values)}.",
+    values = "" if isinstance(sw, ValuesFile) else f"; values: {VALUES_LABEL.get(trials.values, trials.values)}"
+    blocks: list[Block] = [
+        Heading(title, 1),
+        Text(f"{where}: {len(runs)} {what}, arms {', '.join(trials.arms) or 'none'}, "
+             f"folds {', '.join(map(str, folds)) or 'none'}"
+             + (f", seeds {', '.join(seeds)}" if len(seeds) > 1 else "") + f"{values}."),
     ]
-    if trials.notes:
-        lines += ["", *(f"> warning: {n}" for n in trials.notes)]
-    return "\n".join(lines)
+    blocks += [Caveat(n) for n in trials.notes]
+    return blocks
 
 
-def _notes_section(notes: Sequence[str]) -> str:
-    return "### Notes\n\n" + "\n".join(f"{i}. {n}" for i, n in enumerate(dict.fromkeys(notes), 1))
+def _comparison_label(factor: str, treatment: str, baseline: str, where: Mapping[str, str]) -> str:
+    cond = ", ".join(f"{k}={v}" for k, v in where.items())
+    return f"{factor}: {treatment} vs {baseline}" + (f" ({cond})" if cond else "")
+
+
+def _write_document(doc: Document, out: Path, name: str) -> tuple[str, list[Path]]:
+    """``<name>.md`` and the self-contained ``<name>.html``; returns the Markdown text and both paths."""
+    text = to_markdown(doc.blocks)
+    md, page = out / f"{name}.md", out / f"{name}.html"
+    md.write_text(text, encoding="utf-8")
+    page.write_text(to_html(doc), encoding="utf-8")
+    return text, [md, page]
 
 
 def sweep_report(
@@ -432,21 +559,25 @@ def sweep_report(
     filter_string: str | None = None,
     all_runs: bool = False,
     values: str = C.DEFAULT_VALUES,
+    values_csv: str | Path | None = None,
 ) -> str:
-    """The paper's two tables plus per-arm mean ± sd, printed, saved and logged to MLflow.
+    """The paper's tables plus per-arm mean ± sd: printed, saved (Markdown, HTML, CSV, LaTeX, PNG), logged.
 
-    Tables: fusion (outer vs concat at labels=peakl) and labels (peakl vs soft at fusion=outer); a
-    table whose arms or folds the runs lack is replaced by a message saying why. Runs: see
-    ``find_sweep`` (``sweep``, ``filter_string``, ``all_runs``). Files go to ``out_dir`` (default
+    Tables: fusion (outer vs concat at labels=peakl) and labels (peakl vs soft, peakl vs hard at
+    fusion=outer); a table whose arms or folds the runs lack is replaced by a message saying why. Runs:
+    see ``find_sweep`` (``sweep``, ``filter_string``, ``all_runs``), or per-fold values from the CSV file
+    ``values_csv`` (see :mod:`analysis.values`; nothing is logged then). Files go to ``out_dir`` (default
     ``analysis_out/<sweep>/report``) and, with ``log_to_mlflow``, to the parent run's artifacts under
-    ``report/`` (an analysis run's when the runs have no parent). ``values="best"`` reads ``best/<m>``
+    ``report/`` (an analysis run's when the runs have no parent): ``report.md``, the self-contained
+    ``report.html`` and the tables and figures they show. ``values="best"`` reads ``best/<m>``
     (optimistic, labelled so) and writes under ``report/best``. Returns the Markdown text.
     """
-    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values)
+    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values, values_csv)
     out = Path(out_dir) if out_dir is not None else _default_out(trials, REPORT_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    sections = [_header(trials)]
+    header = _header(trials)
+    doc = Document(title=header[0].text, blocks=header)
     notes: list[str] = []
     built = 0
     sizes_logged = True
@@ -460,57 +591,54 @@ def sweep_report(
                 )
             caught += [str(w.message) for w in seen]
         except ValueError as err:  # MissingArmError, missing folds: say so, keep the rest of the report
-            label = (
-                f"{factor}: {treatment} vs {baseline} ("
-                + ", ".join(f"{k}={v}" for k, v in where.items())
-                + ")"
-            )
+            label = _comparison_label(factor, treatment, baseline, where)
             reason = "skipped" if isinstance(err, MissingArmError) else "not computed"
-            sections.append(f"## {label}\n\nTable {reason}: {err}")
+            doc.add(Heading(label, 2), Text(f"Table {reason}: {err}"))
             print(f"warning: table {label} {reason}: {err}", file=sys.stderr)
             continue
-        written, section = write_table(res, out)
+        written, blocks = write_table(res, out)
         files += written
-        sections.append(section)
+        doc.add(*blocks)
         notes += res.notes
         built += 1
         sizes_logged = sizes_logged and res.comparison.sizes_logged
-    # Both tables usually raise the same caveat (e.g. the Wilcoxon floor): warn once per text.
+    # The tables usually raise the same caveat (e.g. the Wilcoxon floor): warn once per text.
     for message in dict.fromkeys(caught):
         warnings.warn(message, stacklevel=2)
     if not trials.runs.empty:
         summary = arm_summary(trials)
-        shown = arm_summary_display(summary, trials.metrics)
+        shown_metrics = arm_table_metrics(trials)
+        shown = arm_summary_display(summary, shown_metrics)
         summary.to_csv(out / "arms.csv")
         (out / "arms.tex").write_text(
             latex_table(shown, "arm", f"{trials.sweep.name}: mean ± sd over folds per arm", "arms"),
             encoding="utf-8",
         )
         files += [out / "arms.csv", out / "arms.tex"]
-        figures = write_arm_plots(trials, out)
+        figures = write_arm_plots(trials, out, shown_metrics)
         files += figures
-        sections.append(
-            "## Per-arm mean ± sd\n\nOver folds (and seeds), sd with ddof = 1, "
-            f"{VALUES_LABEL.get(trials.values, trials.values)}.\n\n"
-            + markdown_table(shown, "arm")
-            + ("\n\nFold values per arm, one figure per metric: " + ", ".join(f"`{f.name}`" for f in figures)
-               if figures else "")
+        source = "" if isinstance(trials.sweep, ValuesFile) else f", {VALUES_LABEL.get(trials.values, trials.values)}"
+        doc.add(
+            Heading("Per-arm mean ± sd", 2),
+            Text(f"Over folds (and seeds), sd with ddof = 1{source}; every logged metric is in `arms.csv`."),
+            Table(shown, "arm", "Mean ± sd per arm"),
         )
+        if figures:
+            doc.add(Figures("Fold values per arm, one figure per metric", figures))
     if built:
         repeated = len(set(trials.runs["seed"])) > 1
         notes = [*footnotes(extended, rope, repeated, values=trials.values, sizes_logged=sizes_logged), *notes]
     elif trials.values != C.DEFAULT_VALUES:
         notes = [BEST_VALUES_NOTE, *notes]
     if notes:
-        sections.append(_notes_section(notes))
-    text = "\n\n".join(sections) + "\n"
-    (out / "report.md").write_text(text, encoding="utf-8")
-    files.append(out / "report.md")
+        doc.add(Notes(list(dict.fromkeys(notes))))
+    text, pages = _write_document(doc, out, "report")
+    files += pages
     if echo:
         print(text)
     if log_to_mlflow:
         _log(client, trials, files, _artifact_dir(REPORT_ARTIFACT_DIR, trials.values))
-    print(f"wrote {len(files)} files to {out}", file=sys.stderr)
+    print(f"wrote {len(files)} files to {out} (open report.html in a browser)", file=sys.stderr)
     return text
 
 
@@ -533,23 +661,27 @@ def compare_report(
     filter_string: str | None = None,
     all_runs: bool = False,
     values: str = C.DEFAULT_VALUES,
+    values_csv: str | Path | None = None,
 ) -> str:
-    """One fold-paired table (``python -m analysis compare``): printed, saved, logged under ``compare/``.
+    """One fold-paired comparison (``python -m analysis compare``): printed, saved, logged under ``compare/``.
 
-    ``factor`` and the keys of ``where`` are any tag or param of the runs; runs and values as in
-    :func:`sweep_report`.
+    ``factor`` and the keys of ``where`` are any tag or param of the runs (any column of ``values_csv``);
+    runs and values as in :func:`sweep_report`. Writes ``<slug>.md`` (the printed text), ``<slug>.html``
+    (self-contained), ``<slug>.csv``, ``<slug>.tex`` and ``<slug>.png``.
     """
-    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values)
+    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values, values_csv,
+                           factors=[factor, *(where or {})])
     res = compare_table(trials, factor, treatment, baseline, where, metrics, alternative, extended, rope)
     out = Path(out_dir) if out_dir is not None else _default_out(trials, COMPARE_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
-    files, section = write_table(res, out)
+    files, blocks = write_table(res, out)
     notes = [*footnotes(extended, rope, repeated=res.comparison.runs > 1, values=trials.values,
                         sizes_logged=res.comparison.sizes_logged),
              *trials.notes, *res.notes]
-    text = section + "\n\n" + _notes_section(notes) + "\n"
+    doc = Document(title=res.comparison.label, blocks=[*blocks, Notes(list(dict.fromkeys(notes)))])
     # The .md file holds the full printed text, footnotes included.
-    files[2].write_text(text, encoding="utf-8")
+    text, pages = _write_document(doc, out, res.comparison.slug)
+    files.append(pages[1])
     if echo:
         print(text)
     if log_to_mlflow:

@@ -32,7 +32,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 import pandas as pd
@@ -186,6 +186,31 @@ def length_buckets(lengths: Sequence[int], max_padded: int) -> list[list[int]]:
     return batches
 
 
+class _DoneLine:
+    """Where stderr is a log, not a terminal: no redrawn bar, one plain line when the work is done."""
+
+    def __init__(self, total: int, desc: str) -> None:
+        self.total, self.desc, self.n = total, desc, 0
+
+    def __enter__(self) -> Self:
+        self.start = time.perf_counter()
+        return self
+
+    def update(self, n: int) -> None:
+        self.n += n
+
+    def __exit__(self, kind, *rest) -> None:
+        if kind is None:
+            print(f"{self.desc}: {self.n} utterances in {time.perf_counter() - self.start:.1f} s", file=sys.stderr)
+
+
+def _progress(total: int, desc: str, enabled: bool) -> Any:
+    """tqdm's bar on a terminal; a plain line in a log (a redrawn bar writes carriage returns there)."""
+    if enabled and not sys.stderr.isatty():
+        return _DoneLine(total, desc)
+    return tqdm(total=total, desc=desc, unit="utt", disable=not enabled)
+
+
 @dataclass(frozen=True)
 class ExtractionJob:
     """One build's work, the same for every extractor: inputs in corpus order, the loaded encoders
@@ -298,7 +323,7 @@ def extract_here(job: ExtractionJob, out: Vectors) -> dict[str, Any]:
     batches = job.audio_batches()
     # Decode/resample the next batch in a thread while the model runs on this one.
     with ThreadPoolExecutor(max_workers=1) as pool, \
-            tqdm(total=len(job), desc="audio features", unit="utt", disable=not job.progress) as bar:
+            _progress(len(job), "audio features", job.progress) as bar:
         pending = pool.submit(job.read_audio, batches[0]) if batches else None
         for k, batch in enumerate(batches):
             waves = pending.result()
@@ -306,7 +331,7 @@ def extract_here(job: ExtractionJob, out: Vectors) -> dict[str, Any]:
             out.put("audio", batch, *job.encode_audio(waves))
             bar.update(len(batch))
     t1 = time.perf_counter()
-    with tqdm(total=len(job), desc="text features", unit="utt", disable=not job.progress) as bar:
+    with _progress(len(job), "text features", job.progress) as bar:
         for batch in job.text_batches():
             out.put("text", batch, *job.encode_text([job.texts[i] for i in batch]))
             bar.update(len(batch))
@@ -466,7 +491,8 @@ def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, 
     if layers not in LAYER_MODES:
         raise ValueError(f"layers={layers!r}; choose from {list(LAYER_MODES)}")
     cache_dir = Path(cache_dir).expanduser()
-    with _hf_progress(progress), disk_full_errors(cache_dir, "the feature cache") as need:
+    # datasets' own bars redraw with carriage returns: only on a terminal
+    with _hf_progress(progress and sys.stderr.isatty()), disk_full_errors(cache_dir, "the feature cache") as need:
         return _build_features(corpus, audio_encoder, text_encoder, cache_dir, need=need,
                                max_seconds=max_seconds, batch_seconds=batch_seconds,
                                text_batch_size=text_batch_size, device=device, layers=layers,

@@ -6,6 +6,7 @@ import argparse
 import itertools
 import logging
 import sys
+import warnings
 from typing import Any
 
 from ray import tune
@@ -19,6 +20,7 @@ from sweeps.cluster import start_ray
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
+from sweeps.progress import header, quiet_startup
 from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_tuner, tracking_uri
 from sweeps.settings import SweepSettings, settings_from_args
 from sweeps.trainable import train_trial
@@ -64,6 +66,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     hparams, arm_hparams = getattr(args, "hparams", None) or ({}, {})
     settings = settings_from_args(args, hparams=hparams, arm_hparams=arm_hparams, repeats=args.repeats,
                                   tune_per_arm=args.tune_per_arm)
+    quiet_startup(settings.verbose)
     tracking_uri(settings)  # fail fast, before the feature cache is built
     start_ray(settings)  # a dead --address or an impossible per-trial request fails here, before any work
     prepared = prepare(settings)
@@ -81,7 +84,7 @@ def run_ablation(args: argparse.Namespace) -> int:
             return 130
         settings.arm_hparams = {**settings.arm_hparams, **per_arm.chosen}
     n = len(settings.folds) * len(settings.arms) * settings.repeats
-    print(f"sweep {sweep}: {n} trials → MLflow {track.uri} (experiment {settings.experiment!r})")
+    print(header(settings, prepared, track, n))
     space, tune_config = grid_tuning(settings)
     outcome = run_tuner(settings, prepared, track, train_trial, space, tune_config=tune_config,
                         labels=TrialLabels(with_seed=settings.repeats > 1))
@@ -91,9 +94,11 @@ def run_ablation(args: argparse.Namespace) -> int:
         print(INTERRUPTED, file=sys.stderr)
         return 130
     reports = settings.cache_dir / "reports" / sweep
-    sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)
-    if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
-        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best")
+    with warnings.catch_warnings():  # everything the report warns about is in its text, printed below
+        warnings.simplefilter("ignore")
+        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)
+        if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
+            sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best")
     if track.uri.startswith(("http://", "https://")):
         print(f"\nBrowse the runs: {track.uri}")
     else:

@@ -18,6 +18,7 @@ from erc.features import Extractor, build_features, feature_meta
 from erc.inputs import InputTable, build_inputs, input_meta
 from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
+from sweeps.progress import quiet_startup
 from sweeps.settings import FINETUNE_DEMO_CORPUS, PAPER_AUDIO, PAPER_TEXT, SweepSettings, check_layers
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class Prepared:
 def prepare(settings: SweepSettings) -> Prepared:
     """Demo corpus + demo encoders when no data is given (built once), then cached features (or, in
     finetune mode, the input cache)."""
+    quiet_startup(settings.verbose)  # before any model loads and before Ray starts
     cache = settings.cache_dir
     if settings.data is None:
         # finetune mode's demo is a smaller corpus (with its own demo tokenizer and encoders)

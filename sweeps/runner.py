@@ -21,7 +21,7 @@ from ray import tune
 from analysis import contract as C
 from analysis.runs import search_all
 from erc.atomic import DiskFullError
-from sweeps import tracking
+from sweeps import progress, tracking
 from sweeps.cluster import ClusterResourceError, RayAddressError, init_ray
 from sweeps.gpus import resolve_gpus_per_trial
 from sweeps.naming import TrialLabels
@@ -202,16 +202,17 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
             run_config=tune.RunConfig(
                 name=track.sweep,
                 storage_path=storage if "://" in storage else str(Path(storage).resolve()),
-                callbacks=[callback],
+                callbacks=[callback, progress.SweepProgress(labels)],
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 # num_to_keep forces an experiment snapshot whenever a trial checkpoints, i.e. when
                 # it finishes: a killed driver then cannot forget a finished trial and rerun it.
                 checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
-                verbose=settings.verbose,
+                verbose=max(settings.verbose, 0),  # 0: SweepProgress's lines instead of Tune's boxes
             ),
         )
     try:
-        results = tuner.fit()
+        with progress.tune_output(settings.verbose, progress.tune_log(settings, track.sweep)):
+            results = tuner.fit()
     except KeyboardInterrupt:
         tracking.mark_orphans_killed(track.client, track.experiment_id, track.parent_run_id)
         tracking.end_parent(track.client, track.parent_run_id, "KILLED")

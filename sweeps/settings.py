@@ -68,7 +68,7 @@ class SweepSettings:
     fail_once: str | None = field(default_factory=lambda: os.environ.get(FAIL_ONCE_ENV) or None)
     tune_per_arm: int = 0
     identity: dict[str, Any] = field(default_factory=dict)  # what else defines the sweep (a search's space …)
-    verbose: int = 1
+    verbose: int = 0  # -1 (-q): header, failures, report; 0: a line per trial; 1 (-v): Tune's own output
     layers: str = "last"  # the feature cache: the last layer's vectors, or every layer's too (erc.layers)
     extract_on: str | None = None  # where missing features are computed; None: cluster with an address
 
@@ -241,7 +241,12 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, default_folds: list
     track.add_argument("--experiment", default="erc-sweeps", help="MLflow experiment name")
     track.add_argument("--name", help="sweep name (default: derived from the grid and settings; "
                                       "rerunning the same command resumes the same sweep)")
-    parser.add_argument("--quiet", action="store_true", help="less Tune output")
+    out = parser.add_argument_group("output").add_mutually_exclusive_group()
+    out.add_argument("-v", "--verbose", action="count", default=0,
+                     help="Tune's own output (trial boxes, trial logs) instead of one line per trial; "
+                          "-vv adds every epoch's result")
+    out.add_argument("-q", "--quiet", action="store_true",
+                     help="only the header, failures and the report: no line per trial, no status line")
 
 
 def select_metric_argument(parser: argparse.ArgumentParser, flag: str = "--metric") -> None:
@@ -294,5 +299,5 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> SweepSettings:
         kwargs.update(SMOKE)
     if args.cache_dir is not None:
         kwargs["cache_dir"] = args.cache_dir
-    kwargs["verbose"] = 0 if args.quiet else 1
+    kwargs["verbose"] = -1 if args.quiet else args.verbose
     return SweepSettings(**{**kwargs, **extra})

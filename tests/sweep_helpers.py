@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def sweep_command(script: str, data: Path, encoders: tuple[Path, Path], cache: Path, *args: str) -> list[str]:
     return [sys.executable, str(REPO / "sweeps" / script), "--data", str(data), "--audio-encoder", str(encoders[0]),
-            "--text-encoder", str(encoders[1]), "--cache-dir", str(cache), "--quiet",
+            "--text-encoder", str(encoders[1]), "--cache-dir", str(cache),
             *(["--preset", "demo"] if script == "ablation.py" else []), *args]
 
 

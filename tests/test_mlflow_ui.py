@@ -1,10 +1,13 @@
-"""What a researcher sees in the MLflow UI after a sweep, checked in a real browser (headless Chromium).
+"""What a researcher sees after a sweep: its console output, and the MLflow UI in a real browser.
 
-A tiny real sweep writes its SQLite store; ``mlflow server`` serves that store; Playwright drives
-Debian's Chromium through the clicks a user makes: switch MLflow 3's UI from "GenAI" to "Model
-training", expand the sweep's parent run, tick two child runs, press Compare. The screenshot is kept
-under the test's tmp dir; with ``ERC_UPDATE_SCREENSHOTS=1`` it also replaces ``docs/mlflow_compare.png``
-(the README's picture), so ordinary test runs leave the work tree alone.
+A tiny real sweep (one trial fails once and is retried) runs as the main job runs, with stdout not a
+terminal, and writes its SQLite store; its console output is checked as a log reader sees it.
+``mlflow server`` serves that store; Playwright drives Debian's Chromium through the clicks a user
+makes: switch MLflow 3's UI from "GenAI" to "Model training", expand the sweep's parent run, tick two
+child runs, press Compare; open the parent run's ``report/report.html`` in MLflow's artifact viewer.
+Screenshots are kept under the test's tmp dir; with ``ERC_UPDATE_SCREENSHOTS=1`` they also replace
+``docs/mlflow_compare.png`` and ``docs/report_html.png`` (the README's pictures), so ordinary test runs
+leave the work tree alone.
 """
 
 from __future__ import annotations
@@ -26,7 +29,10 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOCS_SCREENSHOT = REPO / "docs" / "mlflow_compare.png"
+DOCS_REPORT_SCREENSHOT = REPO / "docs" / "report_html.png"
 COMPARED = ("fold0-concat-peakl", "fold0-outer-peakl")
+FAILS_ONCE = "fold1-concat-peakl"
+PAPER_HEADER = "| metric | T | dof | alternative | p-val | CI95% | cohen-d | BF10 | power |"
 UI_TIMEOUT = 60_000  # ms; generous: CI machines run other tests beside this one
 
 needs_chromium = pytest.mark.skipif(
@@ -51,7 +57,7 @@ class StoreServer(MlflowServer):
 
 @pytest.fixture(scope="module")
 def finished_sweep(demo_root, demo_encoders, tmp_path_factory):
-    """A finished 4-trial sweep (folds 0-1 × concat/outer × peakl, 2 epochs) in a SQLite store."""
+    """A finished 4-trial sweep (folds 0-1 × concat/outer × peakl, 2 epochs, one retried failure) in SQLite."""
     work = tmp_path_factory.mktemp("ui_sweep")
     cache = work / "cache"
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
@@ -59,7 +65,7 @@ def finished_sweep(demo_root, demo_encoders, tmp_path_factory):
     # A fresh local Ray instance: on a shared machine ray.init() would otherwise join a `ray start` cluster.
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("RAY_ADDRESS", "local")
-        proc = run(cmd, cwd=work)
+        proc = run(cmd, cwd=work, env={"ERC_FAIL_ONCE": FAILS_ONCE})
     assert proc.returncode == 0, proc.stderr[-3000:]
     db = cache / "mlflow.db"
     client = MlflowClient(f"sqlite:///{db}")
@@ -67,7 +73,7 @@ def finished_sweep(demo_root, demo_encoders, tmp_path_factory):
     exp = client.get_experiment_by_name("erc-sweeps")
     location = Path(exp.artifact_location.removeprefix("file://"))
     return {"work": work, "db": db, "client": client, "parent": parent, "experiment": exp,
-            "artifact_root": location.parent}
+            "artifact_root": location.parent, "proc": proc, "cache": cache}
 
 
 @pytest.fixture(scope="module")
@@ -78,13 +84,41 @@ def server(finished_sweep):
 
 
 @pytest.mark.slow
+def test_console_output_is_a_readable_log(finished_sweep):
+    """Stdout not a terminal (a log, CI): plain lines, one per trial, no traceback, the paper's table first."""
+    proc = finished_sweep["proc"]
+    out, err = proc.stdout, proc.stderr
+    assert "\r" not in out and "\r" not in err  # no redrawn progress bars (Tune's, tqdm's, Hugging Face's)
+    assert "Traceback" not in out + err  # the retried failure is one line; its traceback is in MLflow
+    trials = [re.fullmatch(r"\[(\d)/4\]  (fold \d  \w+-peakl)  acc 0\.\d{3}  macro-F1 0\.\d{3}  \d+ s", line)
+              for line in out.splitlines() if line.startswith("[")]
+    assert all(trials) and sorted(m.group(1) for m in trials) == ["1", "2", "3", "4"]
+    assert sorted(m.group(2) for m in trials) == sorted(f"fold {f}  {fusion}-peakl" for fusion in ("concat", "outer")
+                                                        for f in (0, 1))
+    assert sum("fold 1  concat-peakl  attempt 1 failed, retrying: " in line for line in out.splitlines()) == 1
+    for chatter in ("Token authentication is enabled", "View detailed results here", "tensorboard",
+                    "Trial status:", "Checkpoint successfully created", "Creating initial MLflow database"):
+        assert chatter not in out + err, chatter
+    # The header says where the runs go; Tune's own output is kept in a log beside the report.
+    assert f"  runs      MLflow sqlite:///{finished_sweep['db']}" in out
+    tune_log = re.search(r"  tune log  (\S+) ", out).group(1)
+    assert "View detailed results here" in Path(tune_log).read_text()
+    # The report: the seed's 8 columns are the first table; the label tables need arms this sweep lacks.
+    tables = [line for line in out.splitlines() if line.startswith("| metric |")]
+    assert tables[0] == PAPER_HEADER and tables[1].startswith("| metric | T (NB) |")
+    assert "In words: outer-peakl − concat-peakl, mean difference" in out
+    assert "Table skipped: no finished grid trials with labels=soft" in out
+    assert len(out.splitlines()) < 100
+
+
+@pytest.mark.slow
 def test_parent_run_serves_the_report_figures(finished_sweep, server):
     """The parent run's figures (PeakL labels, per-arm fold values, t-test tables) are readable via the server."""
     parent = finished_sweep["parent"].info.run_id
     listing = requests.get(f"{server.uri}/ajax-api/2.0/mlflow/artifacts/list",
                            params={"run_id": parent, "path": "report"}, timeout=30).json()
     names = {f["path"] for f in listing["files"]}
-    assert {"report/report.md", "report/arms_acc.png", "report/arms_macro_f1.png",
+    assert {"report/report.md", "report/report.html", "report/arms_acc.png", "report/arms_macro_f1.png",
             "report/fusion_outer_vs_concat_labels-peakl.png"} <= names
     for path in ("plots/peakl_labels.png", "report/arms_acc.png"):
         res = requests.get(f"{server.uri}/get-artifact", params={"path": path, "run_uuid": parent}, timeout=30)
@@ -92,6 +126,7 @@ def test_parent_run_serves_the_report_figures(finished_sweep, server):
     report = requests.get(f"{server.uri}/get-artifact", params={"path": "report/report.md", "run_uuid": parent},
                           timeout=30).text
     assert "`arms_acc.png`" in report and "## fusion: outer vs concat (labels=peakl)" in report
+    assert PAPER_HEADER in report
 
 
 @pytest.mark.slow
@@ -143,7 +178,7 @@ def test_compare_two_child_runs_in_the_browser(finished_sweep, server, tmp_path)
             expect(metric).to_be_visible(timeout=UI_TIMEOUT)
             # Only the parameters the two runs differ in (fusion) matter here.
             page.get_by_text("Show diff only").first.click()
-            body = page.inner_text("body")
+            body = page.inner_text("body") + "\n" + _scrolled_metric_rows(page)
             for name in COMPARED:
                 assert name in body
             for key in ("selected/acc", "selected/macro_f1", "selected/ccc_valence", "valid/acc"):
@@ -168,6 +203,84 @@ def test_compare_two_child_runs_in_the_browser(finished_sweep, server, tmp_path)
         DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, DOCS_SCREENSHOT)
         print(f"updated {DOCS_SCREENSHOT}")
+
+
+@pytest.mark.slow
+@needs_chromium
+def test_report_html_renders_in_the_artifact_viewer(finished_sweep, server, tmp_path):
+    """The parent run's report.html, opened in MLflow's artifact viewer: tables and inline figures render."""
+    from playwright.sync_api import expect, sync_playwright
+
+    exp, parent = finished_sweep["experiment"], finished_sweep["parent"]
+    shot = tmp_path / "report_html.png"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        page = None
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1600})
+            page.set_default_timeout(UI_TIMEOUT)
+            got_it = page.get_by_role("button", name="Got it")
+            page.add_locator_handler(got_it, lambda: got_it.click())
+            page.goto(f"{server.uri}/#/experiments/{exp.experiment_id}")
+            page.get_by_role("button", name="Model training", exact=True).click()
+            expect(page).to_have_url(re.compile(r"workflowType=machine_learning"), timeout=UI_TIMEOUT)
+            page.goto(f"{server.uri}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}"
+                      "/artifacts/report/report.html")
+            _close_assistant(page)
+            report = page.frame_locator("iframe").first  # MLflow shows an HTML artifact in a frame
+            expect(report.locator("h1")).to_have_text(f"Sweep {parent.data.tags['sweep']}", timeout=UI_TIMEOUT)
+            first = report.locator("table").first
+            assert first.locator("thead th").all_inner_texts() == PAPER_HEADER.strip("| ").split(" | ")
+            expect(report.get_by_text("In words: outer-peakl − concat-peakl")).to_be_visible()
+            assert report.locator("table").count() >= 3  # paper's, corrections, per-arm
+            frame = next(f for f in page.frames if f.url.startswith("blob:"))
+            widths = frame.evaluate("() => [...document.images].map(i => i.complete ? i.naturalWidth : -1)")
+            # the fold-paired figure and one per reader metric, all decoded from inline data
+            assert len(widths) == 1 + 6 and all(w > 0 for w in widths), widths
+            assert frame.evaluate("() => [...document.images].every(i => i.src.startsWith('data:image/png'))")
+            page.screenshot(path=str(shot))
+        except Exception:
+            if page is not None:
+                page.screenshot(path=str(tmp_path / "failure.png"))
+                print(f"failure screenshot: {tmp_path / 'failure.png'}")
+            raise
+        finally:
+            browser.close()
+    if os.environ.get("ERC_UPDATE_SCREENSHOTS") == "1":
+        shutil.copyfile(shot, DOCS_REPORT_SCREENSHOT)
+        print(f"updated {DOCS_REPORT_SCREENSHOT}")
+
+
+# The compare view's metric table is a react-virtualized grid: a 300 px box that renders only the rows
+# in view (MLflow 3.17), so the page text lacks most metrics until the box is scrolled through.
+_SCROLL_BOX = """() => {
+  const cell = [...document.querySelectorAll('body *')].find(e => e.textContent.trim() === 'best/acc');
+  return cell ? cell.closest('.ReactVirtualized__Grid') : null;
+}"""
+
+
+def _scrolled_metric_rows(page) -> str:
+    """The page's text at every scroll position of the compare view's metric table (names and values)."""
+    box = page.evaluate_handle(_SCROLL_BOX).as_element()
+    if box is None:  # everything fits: nothing is hidden
+        return ""
+    seen, last = [], -1
+    while True:
+        seen.append(page.inner_text("body"))
+        top = box.evaluate("b => { b.scrollTop += b.clientHeight / 2; return b.scrollTop; }")
+        if top == last:
+            return "\n".join(seen)
+        last = top
+        page.wait_for_timeout(150)
+
+
+def _close_assistant(page) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:  # the assistant side panel opens by itself on a first visit; close it to see the page
+        page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]').click(timeout=5_000)
+    except PlaywrightTimeout:
+        pass
 
 
 def test_peakl_and_arm_figures_are_pngs(tmp_path):

@@ -88,16 +88,17 @@ def test_compare_reads_sqlite_store_writes_and_logs_files(store, tmp_path):
         tmp_path,
     )
     assert res.returncode == 0, res.stderr
-    # Printed Markdown with the seed's column names first, then the extended and Bayesian ones.
-    assert (
-        "| metric | T | dof | alternative | p-val | CI95% | cohen-d | BF10 | power | T (NB) |" in res.stdout
-    )
-    assert "P(T>B)" in res.stdout and "d_av" in res.stdout
+    # Printed Markdown: the seed's 8 columns as one table first, then the corrections and Bayes in a second.
+    tables = [line for line in res.stdout.splitlines() if line.startswith("| metric |")]
+    assert tables[0] == "| metric | T | dof | alternative | p-val | CI95% | cohen-d | BF10 | power |"
+    assert tables[1].startswith("| metric | T (NB) | p-val (NB) |") and tables[1].endswith("| P(B>T) |")
+    assert "In words: outer-peakl − concat-peakl, mean difference (Nadeau–Bengio 95 % CI): acc +" in res.stdout
+    assert "d_av" in res.stdout
     # The FAILED and RUNNING runs are ignored and counted in a warning naming them.
     assert "ignored 2 trial run(s) that are not FINISHED (1 FAILED, 1 RUNNING)" in res.stderr
     assert store["failed"] in res.stderr and store["running"] in res.stderr
     slug = "fusion_outer_vs_concat_labels-peakl"
-    files = {f"{slug}.csv", f"{slug}.tex", f"{slug}.md", f"{slug}.png"}
+    files = {f"{slug}.csv", f"{slug}.tex", f"{slug}.md", f"{slug}.png", f"{slug}.html"}
     assert {p.name for p in out.iterdir()} == files
     assert (out / f"{slug}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "\\begin{tabular}" in (out / f"{slug}.tex").read_text()
@@ -128,10 +129,13 @@ def test_report_via_env_uri_prints_both_tables_and_logs_them(store, tmp_path):
     assert "# Sweep demo" in text and store["parent"] in text
     assert "## fusion: outer vs concat (labels=peakl)" in text
     assert "## labels: peakl vs soft (fusion=outer)" in text
+    assert "## labels: peakl vs hard (fusion=outer)" in text
     assert "## Per-arm mean ± sd" in text
     for fusion in FUSIONS:
         for labels in LABELS:
             assert f"| {fusion}-{labels} | 5 |" in text
+    # The per-arm table shows the metrics a reader compares; the loss stays in arms.csv.
+    assert "| arm | runs | acc | macro_f1 | micro_f1 | auroc | ccc_arousal | ccc_valence |" in text
     assert "d_av" in text and "Nadeau & Bengio" in text and "min-dz80" in text
     assert "ignored 2 trial run(s) that are not FINISHED" in text
     names = artifact_names(store["client"], store["parent"], "report")
@@ -141,11 +145,16 @@ def test_report_via_env_uri_prints_both_tables_and_logs_them(store, tmp_path):
         "arms.tex",
         "fusion_outer_vs_concat_labels-peakl.csv",
         "labels_peakl_vs_soft_fusion-outer.png",
+        "labels_peakl_vs_hard_fusion-outer.png",
+        "report.html",
     } <= names
+    page = (out / "report.html").read_text()
+    assert "<table>" in page and "data:image/png;base64," in page and "src=\"http" not in page
     assert (out / "report.md").read_text() == text.rstrip("\n") + "\n"
     arms = pd.read_csv(out / "arms.csv", index_col="arm")
     acc = arm_values("outer", "peakl", "acc")
     assert arms.loc["outer-peakl", "acc_mean"] == pytest.approx(acc.mean())
+    assert "loss_mean" in arms.columns
     assert arms.loc["outer-peakl", "acc_sd"] == pytest.approx(acc.std(ddof=1))
     assert list(arms.index) == [f"{f}-{lab}" for f in FUSIONS for lab in LABELS]
 
@@ -194,6 +203,7 @@ def test_compare_without_extended_columns_in_process(store, tmp_path):
         echo=False,
     )
     assert "| metric | T | dof | alternative | p-val | CI95% | cohen-d | BF10 | power |\n" in text
+    assert "With the paper's uncorrected test" in text or "Not significant on any metric" in text
     assert "T (NB)" not in text and "| auroc |" in text
     table = pd.read_csv(tmp_path / "labels_peakl_vs_soft_fusion-outer.csv", index_col="metric")
     ref = pg.ttest(arm_values("outer", "peakl", "auroc"), arm_values("outer", "soft", "auroc"), paired=True)
