@@ -25,7 +25,7 @@ from typing import Any
 
 import ray
 
-from sweeps.settings import SweepSettings
+from sweeps.settings import AUTO, SweepSettings
 from sweeps.worker_setup import SETUP_HOOK
 
 log = logging.getLogger(__name__)
@@ -64,7 +64,9 @@ def init_ray(settings: SweepSettings) -> None:
 def start_ray(settings: SweepSettings) -> None:
     """``init_ray``, then refuse a per-trial request the cluster can never meet (before any trial)."""
     init_ray(settings)
-    waiting = check_trial_resources(settings.cpus_per_trial, settings.gpus_per_trial)
+    # 'auto' asks for no more GPU than a node has: the probe sizes it later, 0 without GPUs
+    gpus = 0.0 if settings.gpus_per_trial == AUTO else settings.gpus_per_trial
+    waiting = check_trial_resources(settings.cpus_per_trial, gpus)
     if waiting:
         print(waiting)
 
