@@ -14,7 +14,8 @@ the same budget, before the comparison. Here that is nested cross-validation:
 
 All searches run at once, as one Tune experiment (:mod:`sweeps.studies`: one Optuna study and one
 ASHA per search, never informed or stopped by another arm's trials), so every free slot runs some
-search's trial. The tuned metric is the sweep's ``select_metric``, in its own direction (losses are minimised).
+search's trial. The tuned metric is the sweep's ``select_metric``, in its own direction (losses are
+minimised).
 MLflow: grid parent → one ``role=search`` run per (arm, fold) → its search trials
 (``stage=search``), so tools reading the grid can tell them apart.
 """
@@ -42,7 +43,7 @@ from sweeps.runner import Outcome, Tracking
 from sweeps.search_run import run_studies
 from sweeps.settings import SweepSettings
 from sweeps.spaces import SearchSpace, load_space
-from sweeps.studies import Study
+from sweeps.studies import SearchResult, Study
 from sweeps.trainable import Split, train_trial
 
 SEARCH_SUFFIX = "-search"  # the searches' Tune experiment: the sweep's name with this suffix
@@ -125,12 +126,15 @@ def tune_each_arm(settings: SweepSettings, prepared: Prepared, track: Tracking) 
             studies.append(study)
             runs[study.name] = run_id
     print(f"per-arm tuning: {len(studies)} searches × {settings.tune_per_arm} trials, run together")
-    searches = run_studies(settings, prepared, replace(track, sweep=track.sweep + SEARCH_SUFFIX), studies,
-                           metric=metric, trainable=train_inner_split, parents=runs)
+    open_runs = [run_id for run_id in runs.values() if run_id not in done]
+    try:
+        searches = run_studies(settings, prepared, replace(track, sweep=track.sweep + SEARCH_SUFFIX), studies,
+                               metric=metric, trainable=train_inner_split, parents=runs)
+    except KeyboardInterrupt:
+        _end_searches(track, open_runs, "KILLED")
+        raise
     if searches.outcome.interrupted:
-        for run_id in set(runs.values()) - done:
-            tracking.mark_orphans_killed(track.client, track.experiment_id, run_id)
-            track.client.set_terminated(run_id, status="KILLED")
+        _end_searches(track, open_runs, "KILLED")
         return PerArm({}, searches.outcome)
     chosen: dict[str, dict[str, Any]] = {}
     curves: dict[str, list[list[float]]] = {}
@@ -143,18 +147,27 @@ def tune_each_arm(settings: SweepSettings, prepared: Prepared, track: Tracking) 
             curves.setdefault(arm, []).append(running_best(result.scores, mode))
             gains.append({"arm": arm, "fold": fold, "default": result.default, "tuned": result.score,
                           "gain": gain(result.score, result.default, mode)})
-        if run_id in done:  # a rerun of a sweep whose searches had all finished
-            continue
-        client = track.client
-        client.log_text(run_id, searches.searcher.trials_frame(study.name).to_csv(index=False), "trials.csv")
-        if result.best:
-            client.log_dict(run_id, result.best, "best_config.yaml")
-            client.log_metric(run_id, f"{C.SEARCH_PREFIX}best_{metric}", result.score)
-            client.log_metric(run_id, f"{C.SEARCH_PREFIX}default_{metric}", result.default)
-        tracking.mark_orphans_killed(client, track.experiment_id, run_id)  # trials a killed driver lost
-        client.set_terminated(run_id, status="FAILED" if result.failed or not result.best else "FINISHED")
+        if run_id not in done:  # not a rerun of a sweep whose searches had all finished
+            _record_search(track, run_id, result, searches.searcher.trials_frame(study.name), metric)
     _log_summary(track, chosen, gains, curves, metric, mode, settings.tune_per_arm)
     return PerArm(chosen, searches.outcome)
+
+
+def _record_search(track: Tracking, run_id: str, result: SearchResult, trials: Any, metric: str) -> None:
+    """A finished search's run: its Optuna study as ``trials.csv``, its best config and scores, its status."""
+    client = track.client
+    client.log_text(run_id, trials.to_csv(index=False), "trials.csv")
+    if result.best:
+        client.log_dict(run_id, result.best, "best_config.yaml")
+        client.log_metric(run_id, f"{C.SEARCH_PREFIX}best_{metric}", result.score)
+        client.log_metric(run_id, f"{C.SEARCH_PREFIX}default_{metric}", result.default)
+    _end_searches(track, [run_id], "FAILED" if result.failed or not result.best else "FINISHED")
+
+
+def _end_searches(track: Tracking, run_ids: list[str], status: str) -> None:
+    for run_id in run_ids:
+        tracking.mark_orphans_killed(track.client, track.experiment_id, run_id)  # trials a killed driver lost
+        track.client.set_terminated(run_id, status=status)
 
 
 def _log_split(track: Tracking, run_id: str, table: FeatureTable, fold: int) -> None:
