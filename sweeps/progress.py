@@ -162,7 +162,7 @@ def _value(result: Mapping[str, Any], key: str) -> float | None:
 
 def trial_label(config: Mapping[str, Any], labels: TrialLabels | None = None) -> str:
     """``fold 3  outer-peakl`` (``  seed 1`` with repeats); a search trial by its run name."""
-    if labels is not None and labels.prefix is not None:
+    if labels is not None and labels.stage == C.SEARCH_STAGE:
         return labels.name(config)
     with_seed = labels is not None and labels.with_seed
     parts = []

@@ -16,6 +16,7 @@ import yaml
 from analysis import contract as C
 from sweeps.cluster import start_ray
 from sweeps.prepare import prepare
+from sweeps.progress import quiet_startup
 from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_cli, tracking_uri
 from sweeps.search_run import run_studies
 from sweeps.settings import add_common_arguments, positive, select_metric_argument, settings_from_args
@@ -49,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
 def _search(args: argparse.Namespace) -> int:
     settings = settings_from_args(args, identity={"num_samples": args.num_samples, "metric": args.metric,
                                                   "space": {f: str(s.path) for f, s in args.spaces.items()}})
+    quiet_startup(settings.verbose)
     tracking_uri(settings)
     start_ray(settings)
     prepared = prepare(settings)

@@ -125,6 +125,18 @@ def test_tune_output_diverts_tune_to_the_log_and_keeps_ours_on_screen(tmp_path, 
     assert capsys.readouterr().out == "Tune's box\n"
 
 
+def test_a_search_trial_is_named_by_its_study_and_parameters():
+    from analysis import contract as C
+
+    trial = FakeTrial("s0", {"fusion": "outer", "labels": "peakl", "fold": 1, "lr": 0.00123, "dim": 64},
+                      last_result={"valid/acc": 0.41, "score": 0.43, "time_total_s": 3})
+    out = io.StringIO()
+    cb = SweepProgress(TrialLabels(stage=C.SEARCH_STAGE), stream=out)
+    cb.setup(total_num_samples=4)
+    cb.on_trial_complete(1, [trial], trial)
+    assert out.getvalue() == "[1/4]  outer-peakl fold1 lr=0.00123,dim=64  acc 0.410  3 s\n"
+
+
 def test_header_names_corpus_encoders_trials_and_where_runs_go(tmp_path):
     from types import SimpleNamespace
 
