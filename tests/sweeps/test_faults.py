@@ -137,7 +137,7 @@ def test_impossible_requests_fail_before_any_trial(demo_root, demo_encoders, tmp
 
     usage = run(sweep_command("ablation.py", demo_root, demo_encoders, cache, "--cpus-per-trial", "0"),
                 cwd=tmp_path)
-    assert usage.returncode == 2 and "--cpus-per-trial" in usage.stderr and "positive" in usage.stderr
+    assert usage.returncode == 2 and "--cpus-per-trial" in usage.stderr and "must be > 0" in usage.stderr
 
 
 AUTOSCALER_CHECK = textwrap.dedent("""
