@@ -164,6 +164,9 @@ def measure_cluster(job: ExtractionJob, work: Path, repeats: int) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
+    from sweeps.cluster import init_ray
+    from sweeps.settings import SweepSettings
+
     tmp = Path(tempfile.mkdtemp(prefix="rb", dir="/tmp"))  # Ray's socket paths must stay short
     os.environ["RAY_TMPDIR"] = str(tmp)
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "node_ip_address": "127.0.0.1",
@@ -172,7 +175,7 @@ def measure_cluster(job: ExtractionJob, work: Path, repeats: int) -> dict:
     try:
         cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
-        ray.init(address=cluster.address, log_to_driver=False)
+        init_ray(SweepSettings(address=cluster.address, cache_dir=tmp, verbose=0))  # joined as a sweep joins
         second = None
         for _ in range(repeats):
             for workers in (1, 2):
