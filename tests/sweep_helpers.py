@@ -79,7 +79,11 @@ class MlflowServer:
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, 15)
-            self.proc.wait(timeout=30)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a loaded machine: its workers did not exit in time
+                os.killpg(self.proc.pid, 9)
+                self.proc.wait(timeout=30)
         self.log.close()
 
     def restart(self) -> MlflowServer:
