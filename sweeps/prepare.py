@@ -19,7 +19,7 @@ from erc.inputs import InputTable, build_inputs, input_meta
 from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
 from sweeps.progress import quiet_startup
-from sweeps.settings import FINETUNE_DEMO_CORPUS, PAPER_AUDIO, PAPER_TEXT, SweepSettings, check_layers
+from sweeps.settings import AUTO, FINETUNE_DEMO_CORPUS, PAPER_AUDIO, PAPER_TEXT, SweepSettings, check_layers
 
 log = logging.getLogger(__name__)
 
@@ -32,8 +32,16 @@ def _extractor(settings: SweepSettings) -> Extractor | None:
     from sweeps.runner import init_ray  # the runner imports this module
 
     init_ray(settings)
-    # GPU actors when the sweep asks GPUs of its trials, even before an autoscaler has started one
-    return ClusterExtractor(gpus=True if settings.gpus_per_trial else None)
+    return ClusterExtractor(gpus=extraction_gpus(settings))
+
+
+def extraction_gpus(settings: SweepSettings) -> bool | None:
+    """GPU actors when the sweep asks GPUs of its trials, even before an autoscaler has started one.
+
+    ``auto`` (and 0) leave it to what the cluster has now: GPU actors on a CPU-only cluster would wait forever.
+    """
+    asked = settings.gpus_per_trial
+    return True if asked != AUTO and float(asked) > 0 else None
 
 
 @dataclass
