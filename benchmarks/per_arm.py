@@ -130,8 +130,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from sweeps import ablation, grid
+    from sweeps.cluster import init_ray
     from sweeps.prepare import prepare
-    from sweeps.runner import init_ray
     from sweeps.settings import settings_from_args
 
     stamp = time.strftime("%Y%m%d-%H%M%S")

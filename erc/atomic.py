@@ -1,8 +1,8 @@
 """Shared first-run builds: one builder at a time, atomic publish, a clear error when the disk fills.
 
-The demo corpus, the demo encoders and the feature cache are built once under ``$ERC_CACHE`` and
-shared by every process that starts at the same time (two sweeps started in two terminals). Each
-build follows the same pattern:
+The demo corpus, the demo encoders, the feature cache and the input cache are built once under
+``$ERC_CACHE`` and shared by every process that starts at the same time (two sweeps started in two
+terminals). Each build follows the same pattern:
 
 1. ``build_lock(path)``: an exclusive ``flock`` on a lock file beside the output. The kernel drops it
    when its holder dies, so a killed build never blocks the next one. Whoever gets the lock second
@@ -20,17 +20,21 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import os
 import re
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 # ENOSPC: disk full; EDQUOT: quota; EFBIG: a file-size limit (ulimit -f / RLIMIT_FSIZE).
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
-# Libraries that wrap the OS error in their own type keep only its text (safetensors:
-# "I/O error: No space left on device (os error 28)").
-_FULL_TEXT = re.compile(r"No space left on device|Disk quota exceeded|File too large|os error (28|122|27)\b")
+# Libraries that wrap the OS error keep only its text (safetensors: "I/O error: No space left on device
+# (os error 28)"), or report a short write without it (numpy's tofile/np.save: "4581106 requested and
+# 19936 written").
+_FULL_TEXT = re.compile(r"No space left on device|Disk quota exceeded|File too large|os error (28|122|27)\b"
+                        r"|\d+ requested and \d+ written")
 
 
 class DiskFullError(OSError):
@@ -120,5 +124,22 @@ def disk_full_errors(path: str | Path, what: str, needed: int | None = None) -> 
         cause = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().splitlines()[-1]
         if "File too large" in cause or "os error 27" in cause:
             cause = "File too large (a file-size limit of this process, see ulimit -f)"
+        elif re.search(r"\d+ requested and \d+ written", cause):
+            cause = f"the disk took only part of a write ({cause})"
         raise DiskFullError(_message(Path(path), what, need.bytes, cause)) from err
 
+
+def write_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` by a rename: a concurrent reader sees the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

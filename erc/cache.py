@@ -10,12 +10,13 @@ the next build of that key removes. A directory counts as complete when its ``ma
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+from erc.atomic import build_lock
 
 
 def build_once(cache_dir: str | Path, key: str, build: Callable[[Path], None], *, marker: str = "meta.json") -> Path:
@@ -25,8 +26,7 @@ def build_once(cache_dir: str | Path, key: str, build: Callable[[Path], None], *
     final = cache_dir / key
     if (final / marker).is_file():
         return final
-    with open(cache_dir / f".{key}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with build_lock(cache_dir / f".{key}.lock"):
         if (final / marker).is_file():  # built by the process we waited for
             return final
         # We hold the key's lock, so nothing of this key belongs to a live build.

@@ -531,8 +531,12 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
         _remove_stale(cache_dir, fp)
         audio_encoder = _resolve_audio(audio_encoder, device)
         text_encoder = _resolve_text(text_encoder, device)
-        # float32 vectors + labels and transcripts; checked before minutes of extraction, not after
-        need.bytes = len(utterances) * (4 * (audio_encoder.dim + text_encoder.dim) + 1024)
+        # Checked before minutes of extraction, not after. Float32 last-layer vectors, labels and
+        # transcripts; with layers="all" also the stacks, whose float32 memory-mapped scratch and
+        # float16 copy coexist at the end (a memory map on a full disk is a SIGBUS, not an error).
+        dims = audio_encoder.dim + text_encoder.dim
+        stacks = audio_encoder.dim * audio_encoder.n_layers + text_encoder.dim * text_encoder.n_layers
+        need.bytes = len(utterances) * (4 * dims + (6 * stacks if layers == "all" else 0) + 1024)
         require_space(cache_dir, need.bytes, "the feature cache")
         log.info("features: building %s with\n%s", final, describe([audio_encoder, text_encoder]))
         tmp = Path(tempfile.mkdtemp(dir=cache_dir, prefix=f".tmp-{fp}-{os.getpid()}-"))

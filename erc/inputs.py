@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from erc.atomic import Need, disk_full_errors, require_space
 from erc.audio import MAX_SECONDS, load_audio
 from erc.cache import build_once
 from erc.encoders import AudioEncoder, TextEncoder, encoder_identity, load_audio_encoder, load_text_encoder
@@ -131,7 +132,7 @@ def input_key(utterances: pd.DataFrame, digests: list[str], audio_id: str, text_
 
 
 def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextEncoder,
-           max_seconds: float | None, wave_dtype: str, progress: bool) -> None:
+           max_seconds: float | None, wave_dtype: str, progress: bool, need: Need | None = None) -> None:
     t0 = time.perf_counter()
     sr = audio.sample_rate
     paths = utterances["wav_path"].astype(str).tolist()
@@ -148,6 +149,10 @@ def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextE
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
     n = len(utterances)
     votes = np.array([np.asarray(v, dtype=np.int64) for v in utterances["votes"]])
+    size = sum(w.nbytes for w in waves) + 4 * int(lens.sum()) + 512 * n  # waves, token ids, row columns
+    if need is not None:
+        need.bytes = size
+    require_space(tmp, size, "the input cache")  # decoded in memory: nothing is written yet
     np.save(tmp / "waves.npy", np.concatenate(waves) if waves else np.zeros(0, np.int16))
     np.save(tmp / "tokens.npy", np.concatenate([np.asarray(x, np.int32) for x in ids]))
     np.savez(
@@ -200,12 +205,20 @@ def build_inputs(corpus: Any, audio_encoder: str | Path | AudioEncoder, text_enc
     """The input table of ``corpus`` for these encoders, from ``cache_dir/<key>/`` (built once).
 
     Encoders given as a directory or hub id are loaded only when the cache must be built (their
-    identities come from their files). Returns the table and its directory.
+    identities come from their files). Returns the table and its directory. A full disk is an
+    :class:`erc.atomic.DiskFullError` naming the directory and the space the cache needs.
     """
     if wave_dtype not in ("int16", "float16"):
         raise ValueError(f"wave_dtype must be int16 or float16, got {wave_dtype!r}")
-    utterances = _utterances(corpus)
     cache_dir = Path(cache_dir).expanduser()
+    with disk_full_errors(cache_dir, "the input cache") as need:
+        return _build_inputs(corpus, audio_encoder, text_encoder, cache_dir, need, max_seconds, wave_dtype, progress)
+
+
+def _build_inputs(corpus: Any, audio_encoder: str | Path | AudioEncoder, text_encoder: str | Path | TextEncoder,
+                  cache_dir: Path, need: Need, max_seconds: float | None, wave_dtype: WaveDtype,
+                  progress: bool) -> tuple[InputTable, Path]:
+    utterances = _utterances(corpus)
     cache_dir.mkdir(parents=True, exist_ok=True)
     memo = _DigestMemo(cache_dir)
     digests = [memo.digest(p) for p in utterances["wav_path"]]
@@ -223,7 +236,7 @@ def build_inputs(corpus: Any, audio_encoder: str | Path | AudioEncoder, text_enc
         audio = audio_encoder if isinstance(audio_encoder, AudioEncoder) else load_audio_encoder(audio_encoder, "cpu")
         text = text_encoder if isinstance(text_encoder, TextEncoder) else load_text_encoder(text_encoder, "cpu")
         log.info("inputs: decoding %d utterances into %s", len(utterances), cache_dir / key)
-        _write(tmp, utterances, audio, text, max_seconds, wave_dtype, progress)
+        _write(tmp, utterances, audio, text, max_seconds, wave_dtype, progress, need)
         if hasattr(corpus, "save_exclusions"):
             corpus.save_exclusions(tmp / "excluded.csv")
 

@@ -155,8 +155,9 @@ def _describe_nodes(nodes: list[dict]) -> str:
 
 
 def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
-    """The node types an autoscaler can start, by name (their resources, or None where the config
-    leaves them to the cloud provider); ``{}`` if unreadable; None when the cluster cannot grow.
+    """The node types an autoscaler can add, by name, with their resources (None where the config
+    leaves them to the cloud provider to fill in from the instance type); None when the cluster
+    cannot grow.
 
     A cluster started by ``ray up`` leaves its config in ``~/ray_bootstrap_config.yaml`` on the head
     node (Tune checks the same file); autoscaler v2 (e.g. KubeRay) reports its node groups to the
@@ -167,10 +168,13 @@ def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
         import yaml
 
         try:
-            types = (yaml.safe_load(config.read_text()) or {}).get("available_node_types") or {}
+            types = (yaml.safe_load(config.read_text()) or {}).get("available_node_types")
         except (OSError, yaml.YAMLError):
-            return {}
-        return {name: (spec or {}).get("resources") for name, spec in types.items()}
+            types = None
+        if not isinstance(types, dict):
+            return {"(node types not readable from the config)": None}
+        return {name: (spec or {}).get("resources") or None for name, spec in types.items()
+                if (spec or {}).get("max_workers", 1) != 0}
     try:
         reported = ray._private.state.state.get_cluster_config()
     except Exception as err:  # noqa: BLE001 - an internal API: if it moved, treat the cluster as fixed-size
@@ -178,7 +182,7 @@ def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
         return None
     if reported is None or not reported.node_group_configs:
         return None
-    return {g.name: dict(g.resources) for g in reported.node_group_configs if g.max_count != 0}
+    return {g.name: dict(g.resources) or None for g in reported.node_group_configs if g.max_count != 0}
 
 
 def check_trial_resources(cpus: float, gpus: float) -> str | None:
@@ -195,10 +199,9 @@ def check_trial_resources(cpus: float, gpus: float) -> str | None:
     types = autoscaler_node_types()
     if types is not None:
         can = [name for name, res in types.items() if res is None or _fits(res, cpus, gpus)]
-        if can or not types:
-            which = f" ({', '.join(sorted(can))})" if can else ""
-            return f"{asked}, but {have}: waiting for the autoscaler to add a node that has it{which}."
-        raise ClusterResourceError(f"{asked}, but {have}, and no node type the autoscaler can start has "
-                                   f"that much ({', '.join(sorted(types))}).")
+        if can:
+            return f"{asked}, but {have}: waiting for the autoscaler to add a node that has it ({', '.join(sorted(can))})."
+        raise ClusterResourceError(f"{asked}, but {have}, and no node type the autoscaler can add has that "
+                                   f"much ({', '.join(sorted(types)) or 'none'}).")
     raise ClusterResourceError(f"{asked}, but {have}. Ask for less per trial, or run on a cluster that has "
                                "such nodes (--address).")

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from erc.atomic import write_atomic
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
@@ -28,8 +29,8 @@ def _extractor(settings: SweepSettings) -> Extractor | None:
     """None (this process) or the cluster's Ray Data job (``--extract-on cluster``)."""
     if settings.extract_on != "cluster":
         return None
+    from sweeps.cluster import init_ray
     from sweeps.extract import ClusterExtractor
-    from sweeps.runner import init_ray  # the runner imports this module
 
     init_ray(settings)
     return ClusterExtractor(gpus=extraction_gpus(settings))
@@ -133,6 +134,4 @@ def _with_paper_exclusions(reader_csv: Path, paper: pd.DataFrame, cache: Path) -
         print(f"  {n:6d}  {kind}")
     text = table.to_csv(index=False)
     out = cache / "exclusions" / f"paper-protocol-{hashlib.sha1(text.encode()).hexdigest()[:10]}.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
-    return out
+    return write_atomic(out, text)  # shared by sweeps that start together

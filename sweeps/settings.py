@@ -156,6 +156,8 @@ def gpus_argument(text: str) -> float | str:
         raise argparse.ArgumentTypeError(f"{text!r}: expected 'auto' or a number >= 0") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    if value > 1 and not value.is_integer():  # Ray's rule: fractions of one GPU, or whole GPUs
+        raise argparse.ArgumentTypeError(f"{text}: use a fraction of one GPU (e.g. 0.25) or a whole number")
     return value
 
 

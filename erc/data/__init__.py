@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from erc.atomic import write_atomic
 from erc.data.folds import N_FOLDS, session_folds
 from erc.data.kemdy import LAYOUTS, Exclusion, read_layout
 
@@ -56,11 +57,11 @@ class Corpus:
         return "\n".join(lines)
 
     def save_exclusions(self, path: str | Path) -> Path:
-        """Write the exclusion table as CSV (kept next to whatever was built from the corpus)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.excluded.to_csv(path, index=False)
-        return path
+        """Write the exclusion table as CSV (kept next to whatever was built from the corpus).
+
+        By a rename: two sweeps starting together write the same file while the other reads it.
+        """
+        return write_atomic(path, self.excluded.to_csv(index=False))
 
 
 def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True) -> Corpus:

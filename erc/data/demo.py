@@ -293,7 +293,7 @@ def write_demo_corpus(out_dir: str | Path, seed: int = 0, kemdy19_sessions: int 
             if leftover.is_dir():
                 shutil.rmtree(leftover, ignore_errors=True)
         needed = estimated_bytes(kemdy19_sessions, kemdy20_sessions, utterances_per_speaker)
-        require_space(out_dir.parent, needed, "the demo corpus")
+        require_space(out_dir, needed, "the demo corpus")
         tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
         try:
             with disk_full_errors(out_dir, "the demo corpus", needed):

@@ -33,6 +33,9 @@ BUILD = textwrap.dedent("""
         elif what == "encoders":
             from erc.encoders import build_demo_encoders
             build_demo_encoders(out, corpus)
+        elif what == "inputs":
+            from erc.inputs import build_inputs
+            build_inputs(corpus, audio, text, out, progress=False)
         else:
             from erc.features import build_features
             build_features(corpus, audio, text, out, progress=False)
@@ -94,6 +97,19 @@ def test_feature_cache_on_a_full_disk(demo_root, demo_encoders, tmp_path):
     assert ds.num_rows > 0 and len(list(out.glob("*/meta.json"))) == 1
 
 
+@pytest.mark.slow
+def test_input_cache_on_a_full_disk(demo_root, demo_encoders, tmp_path):
+    out = tmp_path / "inputs"
+    message = _build_under_limit("inputs", out, 40_000, demo_root, demo_encoders)  # waveforms ~8 MB
+    assert f"cannot write the input cache at {out}" in message and "it needs about" in message
+    assert not list(out.glob("*/meta.json")) and not list(out.glob(".tmp-*"))
+    from erc.data import load_corpus
+    from erc.inputs import build_inputs
+
+    table, path = build_inputs(load_corpus(demo_root, verbose=False), *map(str, demo_encoders), out, progress=False)
+    assert len(table) > 0 and (path / "meta.json").is_file()
+
+
 def test_a_build_that_cannot_fit_is_refused_before_it_starts(tmp_path):
     free = free_bytes(tmp_path)
     with pytest.raises(DiskFullError) as caught:
@@ -108,6 +124,8 @@ def test_only_a_full_disk_becomes_disk_full_error(tmp_path):
         raise ValueError("unrelated")
     with pytest.raises(DiskFullError, match="No space left on device"), disk_full_errors(tmp_path, "x", 10):
         raise OSError(28, "No space left on device")
+    with pytest.raises(DiskFullError, match="took only part of a write"), disk_full_errors(tmp_path, "x"):
+        raise OSError("4581106 requested and 19936 written")  # numpy's np.save on a full disk
     # libraries that keep only the OS error's text (safetensors)
     with pytest.raises(DiskFullError, match="it needs about 2.0 KB"), disk_full_errors(tmp_path, "x", 2048):
         raise RuntimeError("Error while serializing: I/O error: No space left on device (os error 28)")

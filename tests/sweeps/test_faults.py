@@ -135,39 +135,50 @@ def test_impossible_requests_fail_before_any_trial(demo_root, demo_encoders, tmp
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     assert client.get_experiment_by_name("erc-sweeps") is None or not parents(client)
 
-    usage = run(sweep_command("ablation.py", demo_root, demo_encoders, cache, "--cpus-per-trial", "0"),
-                cwd=tmp_path)
-    assert usage.returncode == 2 and "--cpus-per-trial" in usage.stderr and "must be > 0" in usage.stderr
+    for flag, value, why in (("--cpus-per-trial", "0", "must be > 0"), ("--gpus-per-trial", "1.5", "whole number")):
+        usage = run(sweep_command("ablation.py", demo_root, demo_encoders, cache, flag, value), cwd=tmp_path)
+        assert usage.returncode == 2 and flag in usage.stderr and why in usage.stderr
 
 
 AUTOSCALER_CHECK = textwrap.dedent("""
-    import sys
+    import os, sys
     from sweeps.cluster import ClusterResourceError, check_trial_resources, init_ray
     from sweeps.settings import SweepSettings
     init_ray(SweepSettings(cache_dir=sys.argv[1], verbose=0))
+    os.environ["HOME"] = sys.argv[2]  # the head node of an AWS cluster (cluster.yaml)
     print("note:", check_trial_resources(1, 2))
+    os.environ["HOME"] = sys.argv[3]  # workers with one GPU each
     try:
-        check_trial_resources(1, 8)
+        check_trial_resources(1, 2)
     except ClusterResourceError as err:
         print("error:", err)
 """)
 
+# What `ray up` leaves on the head node: cluster.yaml's types (worker resources autodetected from the
+# instance type), and an on-prem style config that declares them.
+BOOTSTRAP = {
+    "aws": "available_node_types:\n"
+           "  head: {resources: {CPU: 0}, max_workers: 0}\n"
+           "  gpu_worker: {resources: {}, max_workers: 4}\n",
+    "declared": "available_node_types:\n"
+                "  head: {resources: {CPU: 0}, max_workers: 0}\n"
+                "  gpu_worker: {resources: {CPU: 8, GPU: 1}, max_workers: 4}\n",
+}
+
 
 def test_an_autoscaler_that_can_add_the_node_is_waited_for(tmp_path):
-    home = tmp_path / "home"
-    home.mkdir()
-    # what `ray up cluster.yaml` leaves on the head node
-    (home / "ray_bootstrap_config.yaml").write_text(textwrap.dedent("""
-        available_node_types:
-          head: {resources: {CPU: 2, GPU: 0}}
-          gpu_worker: {resources: {CPU: 8, GPU: 4}, max_workers: 2}
-    """))
-    proc = subprocess.run([sys.executable, "-c", AUTOSCALER_CHECK, str(tmp_path)], cwd=REPO, capture_output=True,
-                          text=True, timeout=300, env=_env(HOME=str(home)), check=False)
+    homes = []
+    for name, text in BOOTSTRAP.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ray_bootstrap_config.yaml").write_text(text)
+        homes.append(str(tmp_path / name))
+    proc = subprocess.run([sys.executable, "-c", AUTOSCALER_CHECK, str(tmp_path), *homes], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, env=_env(), check=False)
     print(proc.stdout, proc.stderr[-3000:])
     assert proc.returncode == 0
     assert "waiting for the autoscaler to add a node that has it (gpu_worker)" in proc.stdout
-    assert "no node type the autoscaler can start has that much (gpu_worker, head)" in proc.stdout
+    assert "error: each trial asks for 1 CPU and 2 GPU" in proc.stdout
+    assert "no node type the autoscaler can add has that much (gpu_worker)" in proc.stdout
 
 
 def _closed_port() -> int:
