@@ -10,6 +10,8 @@ Busy fraction = CPU time of the trials (Ray's worker processes, sampled from /pr
 CPUs): how much of the machine did trial work. The trials' CPU time is also the work itself:
 per_arm_vs_grid_cpu_ratio is how much more work per-arm tuning is, which no scheduling removes.
 Work in slot-seconds = the trials' summed wall time as MLflow recorded it.
+Work bound: the per-arm run's trial CPU time / CPUs, over grid_s — the wall ratio a perfect scheduler
+would reach on this work (per_arm_vs_grid_work_bound_ratio).
 Last line: a JSON object with grid_s, per_arm_s, per_arm_vs_grid_wall_ratio, search_s, the busy
 fractions and the work figures.
 """
@@ -179,6 +181,8 @@ def main() -> None:
         "search_trial_cpu_s": round(search.phase.worker_cpu_s, 1),
         "per_arm_trial_cpu_s": round(phases["per_arm"].worker_cpu_s, 1),
         "per_arm_vs_grid_cpu_ratio": round(phases["per_arm"].worker_cpu_s / phases["grid"].worker_cpu_s, 2),
+        # the wall ratio no scheduler can beat: the per-arm run's trial CPU time spread over every CPU
+        "per_arm_vs_grid_work_bound_ratio": round(phases["per_arm"].worker_cpu_s / cpus / phases["grid"].wall_s, 2),
         "grid_trials": grid_trials, "search_trials": search_trials,
         "grid_work_slot_s": round(grid_work, 1), "search_work_slot_s": round(search_work, 1),
         "tuned_grid_work_slot_s": round(tuned_grid_work, 1),
