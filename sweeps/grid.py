@@ -58,8 +58,10 @@ def grid_tuning(settings: SweepSettings) -> tuple[dict[str, Any], tune.TuneConfi
     for key in trials[0]:
         values = list(dict.fromkeys(trial[key] for trial in trials))
         space[key] = values[0] if len(values) == 1 else tune.choice(values)
-    return space, tune.TuneConfig(search_alg=BasicVariantGenerator(points_to_evaluate=trials),
-                                  num_samples=len(trials))
+    # Tune ignores TuneConfig.max_concurrent_trials for a search_alg that is not a Searcher: the limit
+    # belongs to the generator itself.
+    generator = BasicVariantGenerator(points_to_evaluate=trials, max_concurrent=settings.max_concurrent or 0)
+    return space, tune.TuneConfig(search_alg=generator, num_samples=len(trials))
 
 
 def run_ablation(args: argparse.Namespace) -> int:

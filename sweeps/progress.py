@@ -197,6 +197,15 @@ class SweepProgress(Callback):
         self._status_shown = False
         self._last_redraw = 0.0
         self._last_line = time.monotonic()
+        # Trial ids known to have finished: completions seen here, and trials already TERMINATED when this
+        # driver first saw them (a resumed sweep). Tune marks trials it stops on Ctrl-C TERMINATED too,
+        # without a completion: the status must not count those as finished.
+        self._finished: set[str] | None = None
+
+    def _known_finished(self, trials: Sequence[Any]) -> set[str]:
+        if self._finished is None:
+            self._finished = {t.trial_id for t in trials if str(t.status) == "TERMINATED"}
+        return self._finished
 
     def __getstate__(self) -> dict:
         return {"labels": self.labels, "metrics": self.metrics}
@@ -232,8 +241,10 @@ class SweepProgress(Callback):
 
     def status(self, trials: Sequence[Any], finishing: Any = None) -> str:
         """``12/30 finished · 2 running · 16 pending · 1m02s · ETA 1m40s`` (failed when any)."""
-        counts = Counter(str(t.status) for t in trials)
-        if finishing is not None:  # Tune marks a trial TERMINATED only after its callbacks ran
+        finished = self._known_finished(trials)
+        counts = Counter(str(t.status) for t in trials
+                         if not (str(t.status) == "TERMINATED" and t.trial_id not in finished))
+        if finishing is not None and str(finishing.status) != "TERMINATED":  # Tune sets it after the callbacks
             counts[str(finishing.status)] -= 1
             counts["TERMINATED"] += 1
         total = max(self._total, len(trials))
@@ -256,7 +267,8 @@ class SweepProgress(Callback):
 
     def _counter(self, trials: Sequence[Any], trial: Any) -> str:
         total = max(self._total, len(trials))
-        done = sum(1 for t in trials if t is trial or str(t.status) == "TERMINATED")
+        finished = self._known_finished(trials)
+        done = sum(1 for t in trials if t is trial or t.trial_id in finished)
         return f"[{done:>{len(str(total))}}/{total}]"
 
     def trial_line(self, trials: Sequence[Any], trial: Any) -> str:
@@ -306,6 +318,7 @@ class SweepProgress(Callback):
             self._print(self.status(trials))
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info) -> None:
+        self._known_finished(trials).add(trial.trial_id)
         self._done_here += 1
         if self._level() > QUIET:
             self._print(self.trial_line(trials, trial), trials, finishing=trial)

@@ -17,6 +17,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.search.basic_variant import BasicVariantGenerator
 
 from analysis import contract as C
 from analysis.runs import search_all
@@ -193,8 +194,8 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
                                                 params_of=full_params, parent_of=parent_of)
         config = tune_config or tune.TuneConfig()
         config.reuse_actors = reuse_actors  # off by default since Ray 2.9; ~2 s → ~0.2 s per trial here
-        if settings.max_concurrent:
-            config.max_concurrent_trials = settings.max_concurrent
+        if settings.max_concurrent and not isinstance(config.search_alg, BasicVariantGenerator):
+            config.max_concurrent_trials = settings.max_concurrent  # a Searcher: Tune wraps it in a limiter
         tuner = tune.Tuner(
             wrapped,
             param_space=dict(param_space),

@@ -95,6 +95,22 @@ def test_terminal_status_line_redraws_in_place():
     assert "ETA" in cb.status(trials)
 
 
+def test_trials_stopped_by_ctrl_c_are_not_counted_as_finished():
+    out = io.StringIO()
+    cb = SweepProgress(TrialLabels(), stream=out)
+    trials = grid()
+    trials[0].status = "TERMINATED"  # finished before this driver started (a resumed sweep)
+    cb.setup(total_num_samples=3)
+    trials[1].status = trials[2].status = "RUNNING"
+    cb.on_step_end(1, trials)
+    finish(cb, trials, 1, 0.3)
+    trials[2].status = "TERMINATED"  # what Tune does to a running trial on SIGINT: no completion
+    cb.on_experiment_end(trials)
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("[2/3]  fold 1  concat-peakl")
+    assert lines[-1].startswith("2/3 finished · 0 running · 1 pending · ")
+
+
 def test_picklable_without_its_stream_and_silent_without_a_console(capsys):
     cb = SweepProgress(TrialLabels(), stream=io.StringIO())
     again = cloudpickle.loads(cloudpickle.dumps(cb))
