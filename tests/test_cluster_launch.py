@@ -299,7 +299,7 @@ def test_ray_up_submit_down_over_ssh(ssh_host, demo_root, demo_encoders):
     # MLFLOW_TRACKING_URI from the head's ~/.bashrc sent the runs to the head's server
     client = MlflowClient(f"http://127.0.0.1:{MLFLOW_PORT}")
     runs = children(client)
-    assert Counter(r.info.run_name for r in runs) == Counter(["fold0-outer-peakl", "fold0-outer-soft", "fold0-outer-hard"])
+    assert Counter(r.info.run_name for r in runs) == Counter(["fold0-outer-peakl", "fold0-outer-soft"])
     assert {r.info.status for r in runs} == {"FINISHED"}
     assert {r.data.tags[contract.NODE_IP] for r in runs} == {"127.0.0.1"}
     [parent] = parents(client)
@@ -427,7 +427,8 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert f"resuming sweep {sweep} from s3://{s3.bucket}/ray_results/{sweep}" in proc.stdout
         runs = children(client)
-        assert Counter(r.info.run_name for r in runs) == Counter(["fold0-outer-peakl", "fold0-outer-soft", "fold0-outer-hard"])
+        assert Counter(r.info.run_name for r in runs) == Counter(f"fold0-outer-{labels}" for labels in ("peakl", "soft",
+                                                                                                  "hard"))
         assert {r.info.status for r in runs} == {"FINISHED"}
         by_name = {r.info.run_name: r for r in runs}
         for name, run_id in finished_before.items():  # finished before the kill: not rerun
