@@ -13,13 +13,14 @@ machines without a hub, saved so that they load through exactly the same code as
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -434,6 +435,16 @@ def encoder_identity(encoder: str | Path | AudioEncoder | TextEncoder, kind: str
 # demo encoders
 
 
+@contextlib.contextmanager
+def _seeded(seed: int) -> Iterator[None]:
+    """``transformers`` initialises weights from torch's global generator: seed it for the block only,
+    restoring the caller's state after (``torch.random.fork_rng``), so building a demo encoder
+    changes no one else's random numbers."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
+
+
 def _demo_audio_model(seed: int) -> tuple[Any, Any]:
     from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
@@ -446,8 +457,8 @@ def _demo_audio_model(seed: int) -> tuple[Any, Any]:
         num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=4,
         mask_time_prob=0.0, vocab_size=8,
     )
-    torch.manual_seed(seed)
-    model = Wav2Vec2Model(config).eval()
+    with _seeded(seed):
+        model = Wav2Vec2Model(config).eval()
     feature_extractor = Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True,
     )
@@ -475,8 +486,8 @@ def _demo_text_model(texts: list[str], seed: int, work: Path) -> tuple[Any, Any]
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    torch.manual_seed(seed)
-    return RobertaModel(config).eval(), tokenizer
+    with _seeded(seed):
+        return RobertaModel(config).eval(), tokenizer
 
 
 def _texts_of(corpus: Any) -> list[str]:
