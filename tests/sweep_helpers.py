@@ -41,6 +41,38 @@ def parents(client: MlflowClient, experiment: str = "erc-sweeps") -> list:
     return client.search_runs([exp.experiment_id], filter_string="tags.role = 'parent'")
 
 
+def wait_for_runs(client: MlflowClient, driver: subprocess.Popen, ready, *, timeout: float = 300,
+                  experiment: str = "erc-sweeps", stage: str | None = "grid", store: Path | None = None) -> list:
+    """Poll the store until ``ready(runs)`` holds for the sweep's trial runs; an AssertionError if the
+    driver ends first (say, the sweep finished before a test could kill it) or the time runs out.
+
+    ``store``: a SQLite file the driver creates; not read before it exists, so that this client does
+    not create the schema while the driver does.
+    """
+    deadline = time.time() + timeout
+    runs: list = []
+    while time.time() < deadline and driver.poll() is None:
+        time.sleep(0.5)
+        if store is not None and not store.exists():
+            continue
+        try:
+            if client.get_experiment_by_name(experiment) is None:
+                continue
+            runs = children(client, experiment, stage)
+        except Exception:  # noqa: BLE001, S112 - the store is still being created, or the server is away
+            continue
+        if ready(runs):
+            return runs
+    raise AssertionError(f"the sweep never reached the awaited state (driver rc {driver.poll()}): "
+                         f"{[(r.info.run_name, r.info.status) for r in runs]}")
+
+
+def finished_and_running(runs: list, finished: int = 1) -> bool:
+    """At least ``finished`` runs FINISHED while another still runs: the moment to interrupt a sweep."""
+    statuses = [r.info.status for r in runs]
+    return statuses.count("FINISHED") >= finished and "RUNNING" in statuses
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

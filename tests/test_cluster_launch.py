@@ -51,7 +51,17 @@ from mlflow.tracking import MlflowClient
 
 from analysis import contract
 from sweeps.head_mlflow import reachable
-from tests.sweep_helpers import REPO, MlflowServer, children, free_port, parents, run, sweep_command
+from tests.sweep_helpers import (
+    REPO,
+    MlflowServer,
+    children,
+    finished_and_running,
+    free_port,
+    parents,
+    run,
+    sweep_command,
+    wait_for_runs,
+)
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 MLFLOW_PORT, GCS_PORT = 5000, 6379  # as cluster-onprem.yaml has them
@@ -405,17 +415,8 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
         env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
         driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                   start_new_session=True, env=env)
-        deadline = time.time() + 400
-        finished_before: dict[str, str] = {}
-        while time.time() < deadline and driver.poll() is None:
-            time.sleep(1)
-            if client.get_experiment_by_name("erc-sweeps") is None:
-                continue
-            runs = children(client)
-            finished_before = {r.info.run_name: r.info.run_id for r in runs if r.info.status == "FINISHED"}
-            if finished_before and any(r.info.status == "RUNNING" for r in runs):
-                break
-        assert driver.poll() is None, "the sweep ended before it could be killed"
+        runs = wait_for_runs(client, driver, finished_and_running, timeout=400)
+        finished_before = {r.info.run_name: r.info.run_id for r in runs if r.info.status == "FINISHED"}
         [parent] = parents(client)
         sweep = parent.data.tags[contract.SWEEP]
         state = s3.keys(f"ray_results/{sweep}/")

@@ -12,7 +12,15 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.sweep_helpers import MlflowServer, children, parents, run, sweep_command
+from tests.sweep_helpers import (
+    MlflowServer,
+    children,
+    finished_and_running,
+    parents,
+    run,
+    sweep_command,
+    wait_for_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -104,17 +112,8 @@ def test_killed_driver_then_rerun_resumes_without_duplicates(demo_root, demo_enc
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True, env=env)
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
-    deadline = time.time() + 400
-    finished_before: dict[str, str] = {}
-    while time.time() < deadline and driver.poll() is None:
-        time.sleep(1)
-        if not (cache / "mlflow.db").exists() or client.get_experiment_by_name("erc-sweeps") is None:
-            continue
-        runs = children(client)
-        finished_before = {r.info.run_name: r.info.run_id for r in runs if r.info.status == "FINISHED"}
-        if finished_before and any(r.info.status == "RUNNING" for r in runs):
-            break
-    assert driver.poll() is None, "the sweep ended before it could be killed"
+    runs = wait_for_runs(client, driver, finished_and_running, timeout=400, store=cache / "mlflow.db")
+    finished_before = {r.info.run_name: r.info.run_id for r in runs if r.info.status == "FINISHED"}
     assert 1 <= len(finished_before) < 4
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     driver.wait()

@@ -16,7 +16,16 @@ from pathlib import Path
 import pytest
 from mlflow.tracking import MlflowClient
 
-from tests.sweep_helpers import REPO, MlflowServer, children, parents, run, sweep_command
+from tests.sweep_helpers import (
+    REPO,
+    MlflowServer,
+    children,
+    finished_and_running,
+    parents,
+    run,
+    sweep_command,
+    wait_for_runs,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -24,24 +33,6 @@ pytestmark = pytest.mark.slow
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def _wait_for_runs(client: MlflowClient, driver: subprocess.Popen, ready, timeout: float = 300) -> list:
-    """Poll the store until ``ready(runs)`` holds for the sweep's trial runs (or the driver ends)."""
-    deadline = time.time() + timeout
-    runs: list = []
-    while time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-        try:
-            if client.get_experiment_by_name("erc-sweeps") is None:
-                continue
-            runs = children(client)
-        except Exception:  # noqa: BLE001, S112 - the store is still being created, or the server is away
-            continue
-        if ready(runs):
-            return runs
-    raise AssertionError(f"the sweep never reached the awaited state (driver rc {driver.poll()}): "
-                         f"{[(r.info.run_name, r.info.status) for r in runs]}")
 
 
 def test_ctrl_c_exits_130_counts_what_finished_and_writes_no_report(demo_root, demo_encoders, tmp_path):
@@ -53,7 +44,7 @@ def test_ctrl_c_exits_130_counts_what_finished_and_writes_no_report(demo_root, d
                               start_new_session=True, env=_env())
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     try:
-        _wait_for_runs(client, driver, lambda runs: {"FINISHED", "RUNNING"} <= {r.info.status for r in runs})
+        wait_for_runs(client, driver, finished_and_running, store=cache / "mlflow.db")
         os.killpg(driver.pid, signal.SIGINT)
         out, err = driver.communicate(timeout=180)
     finally:
@@ -296,7 +287,7 @@ def test_mlflow_server_away_for_seconds_mid_sweep_loses_nothing(demo_root, demo_
                               start_new_session=True, env=_env())
     try:
         client = MlflowClient(server.uri)
-        _wait_for_runs(client, driver, lambda runs: any(
+        wait_for_runs(client, driver, lambda runs: any(
             r.info.status == "RUNNING" and "valid/acc" in r.data.metrics for r in runs))
         server.stop()  # mid-trial: the driver's MLflow calls now fail; MLflow's client retries them
         time.sleep(6)

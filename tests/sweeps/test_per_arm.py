@@ -7,7 +7,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
@@ -19,7 +18,7 @@ from analysis.runs import find_sweep, load_trials, pair_arms
 from erc.config import RunConfig
 from sweeps.per_arm import default_point, gain, inner_split, running_best
 from sweeps.spaces import load_space
-from tests.sweep_helpers import children, parents, run, sweep_command
+from tests.sweep_helpers import children, finished_and_running, parents, run, sweep_command, wait_for_runs
 from tests.synthetic import synthetic_features
 
 
@@ -147,17 +146,9 @@ def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders,
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True, env=env)
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
-    deadline = time.time() + 600
-    finished_before: dict[str, str] = {}
-    while time.time() < deadline and driver.poll() is None:
-        time.sleep(0.5)
-        if not (cache / "mlflow.db").exists() or client.get_experiment_by_name("erc-sweeps") is None:
-            continue
-        runs = children(client, stage="search")
-        finished_before = {r.data.tags["ray.trial_id"]: r.info.run_id for r in runs if r.info.status == "FINISHED"}
-        if len(finished_before) >= 2 and any(r.info.status == "RUNNING" for r in runs):
-            break
-    assert driver.poll() is None, "the sweep ended before it could be killed"
+    runs = wait_for_runs(client, driver, lambda runs: finished_and_running(runs, finished=2), timeout=600,
+                         stage="search", store=cache / "mlflow.db")
+    finished_before = {r.data.tags["ray.trial_id"]: r.info.run_id for r in runs if r.info.status == "FINISHED"}
     assert 2 <= len(finished_before) < 4 * budget
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     driver.wait()
