@@ -144,17 +144,7 @@ def test_compare_two_child_runs_in_the_browser(finished_sweep, server, tmp_path)
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = None
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1800})
-            page.set_default_timeout(UI_TIMEOUT)
-            # MLflow 3 shows one-off guidance popovers ("Detect Issues … Got it") that cover the page;
-            # dismiss them whenever they show up, as a user would.
-            got_it = page.get_by_role("button", name="Got it")
-            page.add_locator_handler(got_it, lambda: got_it.click())
-
-            page.goto(f"{server.uri}/#/experiments/{exp.experiment_id}")
-            # The UI opens in "GenAI" mode (traces, judges, …); a sweep's runs live in "Model training".
-            page.get_by_role("button", name="Model training", exact=True).click()
-            expect(page).to_have_url(re.compile(r"workflowType=machine_learning"), timeout=UI_TIMEOUT)
+            page = _open_training_view(browser, server, exp, height=1800)
             close_assistant = page.locator('[data-component-id="mlflow.assistant.chat_panel.close"]')
             try:  # the assistant side panel opens by itself on a first visit; close it to see the table
                 close_assistant.click(timeout=5_000)
@@ -217,13 +207,7 @@ def test_report_html_renders_in_the_artifact_viewer(finished_sweep, server, tmp_
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         page = None
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1600})
-            page.set_default_timeout(UI_TIMEOUT)
-            got_it = page.get_by_role("button", name="Got it")
-            page.add_locator_handler(got_it, lambda: got_it.click())
-            page.goto(f"{server.uri}/#/experiments/{exp.experiment_id}")
-            page.get_by_role("button", name="Model training", exact=True).click()
-            expect(page).to_have_url(re.compile(r"workflowType=machine_learning"), timeout=UI_TIMEOUT)
+            page = _open_training_view(browser, server, exp, height=1600)
             page.goto(f"{server.uri}/#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}"
                       "/artifacts/report/report.html")
             _close_assistant(page)
@@ -272,6 +256,23 @@ def _scrolled_metric_rows(page) -> str:
             return "\n".join(seen)
         last = top
         page.wait_for_timeout(150)
+
+
+def _open_training_view(browser, server, exp, *, height: int):
+    """A page on the experiment in MLflow 3's "Model training" view, as a user gets there."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1440, "height": height})
+    page.set_default_timeout(UI_TIMEOUT)
+    # MLflow 3 shows one-off guidance popovers ("Detect Issues … Got it") that cover the page;
+    # dismiss them whenever they show up, as a user would.
+    got_it = page.get_by_role("button", name="Got it")
+    page.add_locator_handler(got_it, lambda: got_it.click())
+    page.goto(f"{server.uri}/#/experiments/{exp.experiment_id}")
+    # The UI opens in "GenAI" mode (traces, judges, …); a sweep's runs live in "Model training".
+    page.get_by_role("button", name="Model training", exact=True).click()
+    expect(page).to_have_url(re.compile(r"workflowType=machine_learning"), timeout=UI_TIMEOUT)
+    return page
 
 
 def _close_assistant(page) -> None:
