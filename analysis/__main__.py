@@ -7,7 +7,7 @@ import argparse
 import sys
 import warnings
 
-from analysis import contract as C
+from erc import contract as C
 
 # Repeated from analysis.values so that --help does not import pandas and MLflow.
 VALUES_CSV_HELP = (

@@ -46,7 +46,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis import contract as C
+from erc import contract as C
 from erc.labels import EMOTIONS
 from erc.table import FeatureTable
 

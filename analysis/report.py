@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis import contract as C
 from analysis.document import (
     Block,
     Caveat,
@@ -49,6 +48,7 @@ from analysis.runs import (
 )
 from analysis.stats import SEED_COLUMNS, key_label, nb_ratio, paired_table, sorted_keys
 from analysis.values import ValuesFile, load_values_csv
+from erc import contract as C
 from erc.metrics import METRIC_KEYS
 
 # The paper's comparisons: (factor, treatment, baseline, where). The seed prints the first two; the

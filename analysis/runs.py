@@ -2,7 +2,7 @@
 
 The reader needs little of a run (``contract.MINIMAL_RUN``): a fold and the compared factors, as tags
 or params, and the metric values (``selected/<m>``, else plain ``<m>``; ``best/<m>`` on request). So it
-reads an erc-sweeps sweep (a parent run and its trial runs, see :mod:`analysis.contract`) as well as
+reads an erc-sweeps sweep (a parent run and its trial runs, see :mod:`erc.contract`) as well as
 runs a researcher logged from their own script with ``mlflow.start_run``/``log_param``/``log_metric``.
 Where erc-sweeps' role/stage tags are present they are honoured: only ``role=trial`` (or untagged)
 runs of ``stage=grid`` (or unstaged) enter the tables.
@@ -24,7 +24,7 @@ import pandas as pd
 from mlflow import MlflowClient
 from mlflow.entities import Run, ViewType
 
-from analysis import contract as C
+from erc import contract as C
 
 DEFAULT_METRICS = ["acc", "macro_f1", "micro_f1", "ccc_arousal", "ccc_valence"]
 # Known metrics first, in the paper's order; anything else the runs carry follows alphabetically.

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import contract as C
 from analysis.runs import BASE_COLUMNS, Sweep, Trials
+from erc import contract as C
 
 FOLD, SEED = "fold", "seed"
 RESERVED = (FOLD, SEED, C.N_TRAIN, C.N_VALID, "run_id")

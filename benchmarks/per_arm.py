@@ -115,7 +115,7 @@ def trial_work_s(sweep: str, cache: Path, stage: str) -> tuple[int, float]:
     """How many trials of a stage the sweep ran, and their summed wall time (slot-seconds)."""
     from mlflow.tracking import MlflowClient
 
-    from analysis import contract as C
+    from erc import contract as C
     from sweeps.tracking import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri(cache))

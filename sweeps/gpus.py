@@ -16,7 +16,7 @@ import numpy as np
 import ray
 import torch
 
-from analysis import contract as C
+from erc import contract as C
 from erc.config import RunConfig
 from erc.probe import HEADROOM, GpuFit, gpu_fraction, step_memory
 from sweeps.prepare import Prepared

@@ -12,9 +12,9 @@ from typing import Any
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from analysis import contract as C
 from analysis.plots import peakl_figure
 from analysis.report import sweep_report
+from erc import contract as C
 from erc.config import RunConfig
 from sweeps.cluster import start_ray
 from sweeps.naming import TrialLabels

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from analysis import contract as C
+from erc import contract as C
 
 # config keys that describe the trial rather than the model (never passed to RunConfig)
 TRIAL_KEYS = (C.FOLD,)

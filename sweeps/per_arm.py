@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from analysis import contract as C
 from analysis.runs import search_all
+from erc import contract as C
 from erc.config import RunConfig
 from erc.data.folds import N_FOLDS
 from erc.metrics import metric_mode

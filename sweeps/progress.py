@@ -26,7 +26,7 @@ from typing import IO, Any
 
 from ray.tune import Callback
 
-from analysis import contract as C
+from erc import contract as C
 from sweeps.naming import TrialLabels
 
 QUIET, DEFAULT, VERBOSE = -1, 0, 1

@@ -19,8 +19,8 @@ from mlflow.tracking import MlflowClient
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from analysis import contract as C
 from analysis.runs import search_all
+from erc import contract as C
 from erc.atomic import DiskFullError
 from sweeps import progress, tracking
 from sweeps.cluster import ClusterResourceError, RayAddressError, init_ray

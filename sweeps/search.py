@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-from analysis import contract as C
+from erc import contract as C
 from sweeps.cluster import start_ray
 from sweeps.prepare import prepare
 from sweeps.progress import quiet_startup

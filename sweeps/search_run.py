@@ -13,7 +13,7 @@ from typing import Any
 
 from ray import tune
 
-from analysis import contract as C
+from erc import contract as C
 from erc.metrics import metric_mode
 from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared

@@ -29,8 +29,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from analysis import contract as C
 from analysis.runs import search_all
+from erc import contract as C
 from erc.atomic import build_lock
 
 log = logging.getLogger(__name__)

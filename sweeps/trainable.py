@@ -25,7 +25,7 @@ import ray
 import torch
 from ray import tune
 
-from analysis import contract as C
+from erc import contract as C
 from erc.config import RunConfig
 from erc.inputs import InputTable
 from erc.layers import layer_weights

@@ -49,7 +49,7 @@ import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
-from analysis import contract
+from erc import contract
 from sweeps.head_mlflow import reachable
 from tests.sweep_helpers import (
     REPO,

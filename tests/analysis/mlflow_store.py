@@ -13,7 +13,7 @@ import numpy as np
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param
 
-from analysis import contract as C
+from erc import contract as C
 
 METRICS = ["acc", "macro_f1", "micro_f1", "auroc", "ccc_valence", "ccc_arousal", "loss"]
 FUSIONS = ["concat", "outer"]

@@ -12,7 +12,6 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from analysis import contract as C
 from analysis.__main__ import main
 from analysis.embeddings import (
     CHECKPOINT,
@@ -24,6 +23,7 @@ from analysis.embeddings import (
     validation_rows,
 )
 from analysis.runs import find_trial_run
+from erc import contract as C
 from erc.config import RunConfig
 from erc.model import build_head
 from erc.predict import load_head

@@ -14,7 +14,6 @@ from mlflow import MlflowClient
 from mlflow.tracking import fluent
 from mlflow.tracking._tracking_service import utils as tracking_utils
 
-from analysis import contract as C
 from analysis import paired_table
 from analysis.__main__ import main
 from analysis.runs import (
@@ -27,6 +26,7 @@ from analysis.runs import (
     metric_values,
     pair_arms,
 )
+from erc import contract as C
 from tests.analysis.mlflow_store import FUSIONS, N_VALID, best_offset, value
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Wilcoxon"), pytest.mark.filterwarnings("ignore:ignored ")]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
-from analysis import contract as C
+from erc import contract as C
 from tests.sweep_helpers import children, parents, run, sweep_command
 
 pytestmark = pytest.mark.slow

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from analysis import contract as C
+from erc import contract as C
 from tests.sweep_helpers import children, run, sweep_command
 
 pytestmark = pytest.mark.slow

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pickle
 
-from analysis import contract as C
+from erc import contract as C
 from sweeps.naming import TrialLabels, run_config_keys, study_name
 
 

@@ -142,7 +142,7 @@ def test_tune_output_diverts_tune_to_the_log_and_keeps_ours_on_screen(tmp_path, 
 
 
 def test_a_search_trial_is_named_by_its_study_and_parameters():
-    from analysis import contract as C
+    from erc import contract as C
 
     trial = FakeTrial("s0", {"fusion": "outer", "labels": "peakl", "fold": 1, "lr": 0.00123, "dim": 64},
                       last_result={"valid/acc": 0.41, "score": 0.43, "time_total_s": 3})

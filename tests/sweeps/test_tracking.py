@@ -15,8 +15,8 @@ import pytest
 from mlflow import MlflowClient
 from ray import cloudpickle
 
-from analysis import contract as C
 from analysis.runs import find_sweep, load_trials, pair_arms
+from erc import contract as C
 from sweeps import tracking
 
 EXPERIMENT = "contract"

@@ -10,7 +10,7 @@ import ray
 import torch
 from ray import tune
 
-from analysis import contract as C
+from erc import contract as C
 from sweeps.trainable import best_values, train_trial
 from tests.synthetic import synthetic_features
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysis import contract as C
+from erc import contract as C
 
 
 def test_quote_picks_the_quote_the_value_does_not_hold():

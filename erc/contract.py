@@ -1,7 +1,8 @@
 """The MLflow naming contract between the sweep layer (writes runs) and analysis (reads them).
 
 Every tag name, role, stage, metric prefix, param name and artifact path that both sides use is
-spelled here once; ``sweeps/`` and ``analysis/`` import it, nothing retypes the strings.
+spelled here once; ``sweeps/`` and ``analysis/`` import it, nothing retypes the strings. It lives in
+``erc`` (names only: it imports no mlflow) because both the writer and the reader stand on ``erc``.
 
 Layout a sweep writes (DESIGN §7)::
 
@@ -18,6 +19,8 @@ factors, as tags or params, and ``selected/<metric>`` (or plain ``<metric>``) va
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+
+from erc import vocab
 
 # --------------------------------------------------------------------------- tags
 SWEEP = "sweep"
@@ -60,7 +63,7 @@ SEARCH_STAGE = "search"
 
 # the scientific factors of the ablation, in the paper's order of their values
 FACTORS = (FUSION, LABELS)
-FACTOR_ORDER = {FUSION: ("concat", "outer"), LABELS: ("hard", "soft", "peakl")}
+FACTOR_ORDER = {FUSION: vocab.FACTOR_ORDER["fusion"], LABELS: vocab.FACTOR_ORDER["labels"]}
 
 # --------------------------------------------------------------------------- params
 N_TRAIN = "n_train"  # utterances the head was trained on (after the hard arm drops ties)
@@ -82,6 +85,12 @@ LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU
 KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
 VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "best": BEST_PREFIX}
 DEFAULT_VALUES = "selected"
+
+# --------------------------------------------------------------------------- Tune result keys
+# what a trial reports to Tune beside its metrics (sweeps/trainable.py writes, the callback reads)
+RESULT_EPOCH = "epoch"
+RESULT_SCORE = "score"  # the running best of a search's tuned metric, in its direction
+RESULT_NODE_ID = "node_id"
 
 # --------------------------------------------------------------------------- artifacts
 CHECKPOINT_DIR = "checkpoint"
