@@ -1,8 +1,8 @@
-"""Shared first-run builds: one builder at a time, atomic publish, a clear error when the disk fills.
+"""The primitives of a shared first-run build: a lock, a clear error when the disk fills, atomic files.
 
 The demo corpus, the demo encoders, the feature cache and the input cache are built once under
 ``$ERC_CACHE`` and shared by every process that starts at the same time (two sweeps started in two
-terminals). Each build follows the same pattern:
+terminals). :func:`erc.cache.build_once` is the one build pattern on top of these:
 
 1. ``build_lock(path)``: an exclusive ``flock`` on a lock file beside the output. The kernel drops it
    when its holder dies, so a killed build never blocks the next one. Whoever gets the lock second
@@ -11,8 +11,8 @@ terminals). Each build follows the same pattern:
    half-written cache, and a failed build leaves nothing that looks complete.
 3. ``disk_full_errors(path, what)``: a full disk (or quota, or file-size limit) mid-build becomes a
    :class:`DiskFullError` naming the path and the space the build needs, instead of whatever the
-   writing library raises (``OSError``, ``SafetensorError``, …). ``require_space`` says the same
-   before any work starts when the estimate already does not fit.
+   writing library raises (``OSError``, ``SafetensorError``, …). ``Need.require`` (``require_space``)
+   says the same before any work starts when the estimate already does not fit.
 """
 
 from __future__ import annotations
@@ -60,6 +60,17 @@ def build_lock(lock_file: str | Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def is_locked(lock_file: str | Path) -> bool:
+    """Whether a live process holds ``lock_file`` (:func:`build_lock`) right now; never waits."""
+    with open(lock_file, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return False
+
+
 def free_bytes(path: str | Path) -> int:
     """Free space on the filesystem that holds ``path`` (or its nearest existing ancestor)."""
     path = Path(path).absolute()
@@ -105,15 +116,22 @@ def is_disk_full(err: BaseException) -> bool:
 
 @dataclass
 class Need:
-    """The size estimate a build fills in once it knows it (for the error message)."""
+    """What a build writes, where, and the size estimate it fills in once it knows it (for the error message)."""
 
+    path: Path
+    what: str
     bytes: int | None = None
+
+    def require(self, needed: int) -> None:
+        """Record the estimate and refuse to go on when it does not fit (:func:`require_space`)."""
+        self.bytes = needed
+        require_space(self.path, needed, self.what)
 
 
 @contextlib.contextmanager
 def disk_full_errors(path: str | Path, what: str, needed: int | None = None) -> Iterator[Need]:
     """Turn a full disk inside the block into :class:`DiskFullError` naming ``path`` and the need."""
-    need = Need(needed)
+    need = Need(Path(path), what, needed)
     try:
         yield need
     except DiskFullError:

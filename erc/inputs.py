@@ -31,18 +31,18 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from erc.atomic import Need, disk_full_errors, require_space
+from erc.atomic import Need
 from erc.audio import MAX_SECONDS, load_audio
-from erc.cache import build_once
-from erc.encoders import AudioEncoder, TextEncoder, encoder_identity, load_audio_encoder, load_text_encoder
-from erc.features import _DigestMemo, _utterances, fingerprint
+from erc.cache import build_once, marked
+from erc.encoders import AudioArg, AudioEncoder, TextArg, TextEncoder, load_encoder, pin
+from erc.features.key import DigestMemo, fingerprint, utterance_table
 from erc.protocol import join_lines
 from erc.table import Rows
+from erc.vocab import EXCLUDED_FILE, META_FILE
 
 log = logging.getLogger(__name__)
 
 INPUTS_VERSION = 1  # bump when the stored layout or the decoding changes meaning
-META_FILE = "meta.json"
 WaveDtype = Literal["int16", "float16"]
 _INT16_SCALE = 32767.0
 
@@ -132,7 +132,7 @@ def input_key(utterances: pd.DataFrame, digests: list[str], audio_id: str, text_
 
 
 def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextEncoder,
-           max_seconds: float | None, wave_dtype: str, progress: bool, need: Need | None = None) -> None:
+           max_seconds: float | None, wave_dtype: str, progress: bool, need: Need) -> None:
     t0 = time.perf_counter()
     sr = audio.sample_rate
     paths = utterances["wav_path"].astype(str).tolist()
@@ -149,10 +149,8 @@ def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextE
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
     n = len(utterances)
     votes = np.array([np.asarray(v, dtype=np.int64) for v in utterances["votes"]])
-    size = sum(w.nbytes for w in waves) + 4 * int(lens.sum()) + 512 * n  # waves, token ids, row columns
-    if need is not None:
-        need.bytes = size
-    require_space(tmp, size, "the input cache")  # decoded in memory: nothing is written yet
+    # waves, token ids, row columns; decoded in memory: nothing is written yet
+    need.require(sum(w.nbytes for w in waves) + 4 * int(lens.sum()) + 512 * n)
     np.save(tmp / "waves.npy", np.concatenate(waves) if waves else np.zeros(0, np.int16))
     np.save(tmp / "tokens.npy", np.concatenate([np.asarray(x, np.int32) for x in ids]))
     np.savez(
@@ -199,8 +197,8 @@ def input_meta(path: str | Path) -> dict[str, Any]:
     return json.loads((Path(path) / META_FILE).read_text())
 
 
-def build_inputs(corpus: Any, audio_encoder: str | Path | AudioEncoder, text_encoder: str | Path | TextEncoder,
-                 cache_dir: str | Path, *, max_seconds: float | None = MAX_SECONDS, wave_dtype: WaveDtype = "int16",
+def build_inputs(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: str | Path, *,
+                 max_seconds: float | None = MAX_SECONDS, wave_dtype: WaveDtype = "int16",
                  progress: bool = True) -> tuple[InputTable, Path]:
     """The input table of ``corpus`` for these encoders, from ``cache_dir/<key>/`` (built once).
 
@@ -211,36 +209,25 @@ def build_inputs(corpus: Any, audio_encoder: str | Path | AudioEncoder, text_enc
     if wave_dtype not in ("int16", "float16"):
         raise ValueError(f"wave_dtype must be int16 or float16, got {wave_dtype!r}")
     cache_dir = Path(cache_dir).expanduser()
-    with disk_full_errors(cache_dir, "the input cache") as need:
-        return _build_inputs(corpus, audio_encoder, text_encoder, cache_dir, need, max_seconds, wave_dtype, progress)
-
-
-def _build_inputs(corpus: Any, audio_encoder: str | Path | AudioEncoder, text_encoder: str | Path | TextEncoder,
-                  cache_dir: Path, need: Need, max_seconds: float | None, wave_dtype: WaveDtype,
-                  progress: bool) -> tuple[InputTable, Path]:
-    utterances = _utterances(corpus)
+    utterances = utterance_table(corpus)
     cache_dir.mkdir(parents=True, exist_ok=True)
-    memo = _DigestMemo(cache_dir)
+    memo = DigestMemo(cache_dir)
     digests = [memo.digest(p) for p in utterances["wav_path"]]
     memo.save()
-    audio_id, text_id = encoder_identity(audio_encoder, "audio"), encoder_identity(text_encoder, "text")
-    if audio_id is None:  # a hub id not yet downloaded: loading it is the only way to pin it
-        audio_encoder = load_audio_encoder(audio_encoder, "cpu")
-        audio_id = audio_encoder.identity
-    if text_id is None:
-        text_encoder = load_text_encoder(text_encoder, "cpu")
-        text_id = text_encoder.identity
+    audio_encoder, audio_id = pin(audio_encoder, "audio", "cpu")
+    text_encoder, text_id = pin(text_encoder, "text", "cpu")
     key = input_key(utterances, digests, audio_id, text_id, max_seconds, wave_dtype)
 
-    def build(tmp: Path) -> None:
-        audio = audio_encoder if isinstance(audio_encoder, AudioEncoder) else load_audio_encoder(audio_encoder, "cpu")
-        text = text_encoder if isinstance(text_encoder, TextEncoder) else load_text_encoder(text_encoder, "cpu")
+    def build(tmp: Path, need: Need) -> None:
+        # an encoder passed loaded stays where it is; one named by a directory or hub id loads on the CPU
+        audio = load_encoder(audio_encoder, "audio", None if isinstance(audio_encoder, AudioEncoder) else "cpu")
+        text = load_encoder(text_encoder, "text", None if isinstance(text_encoder, TextEncoder) else "cpu")
         log.info("inputs: decoding %d utterances into %s", len(utterances), cache_dir / key)
         _write(tmp, utterances, audio, text, max_seconds, wave_dtype, progress, need)
         if hasattr(corpus, "save_exclusions"):
-            corpus.save_exclusions(tmp / "excluded.csv")
+            corpus.save_exclusions(tmp / EXCLUDED_FILE)
 
-    path = build_once(cache_dir, key, build, marker=META_FILE)
+    path = build_once(cache_dir / key, build, load=marked(META_FILE), what="the input cache")
     table = load_inputs(path)
     if table.segment_id.tolist() != utterances["segment_id"].astype(str).tolist():
         raise RuntimeError(f"input cache {path} does not match the corpus it was keyed on")

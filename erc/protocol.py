@@ -13,9 +13,12 @@ one place that names their values. Keys that only mean something when the encode
 (:data:`FINETUNE_ONLY`) are left out of a protocol in ``cached`` mode, and a cached run that sets one
 is an error: the cached vectors were computed from cleaned text and unpadded audio, whatever a key says.
 
-The paper's data selection (:func:`paper_exclusions`) is a list of segment ids with reasons; a run
-with ``data_selection='paper'`` leaves those rows out of training and validation
-(:func:`select_rows`), and the sweep records them beside the reader's own exclusions.
+The paper's data selection (:func:`erc.data.paper_selection.paper_exclusions`, which reads the raw
+annotation files) is a list of segment ids with reasons; a run with ``data_selection='paper'`` leaves
+those rows out of training and validation (:func:`select_rows`), and the sweep records them beside
+the reader's own exclusions.
+
+Imports neither torch nor the data readers, so argument parsers can list protocols and modes cheaply.
 """
 
 from __future__ import annotations
@@ -25,12 +28,8 @@ from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 import numpy as np
-import pandas as pd
 
-from erc.optim import OptimConfig
-
-Mode = Literal["cached", "finetune"]
-MODES: tuple[str, ...] = ("cached", "finetune")
+from erc.vocab import MODES
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -80,55 +79,14 @@ def protocol_values(name: str, mode: str) -> dict[str, Any]:
 
 def check_cached(flat: Mapping[str, Any]) -> None:
     """A cached run must leave the finetune-only keys at their defaults (they could not act)."""
+    # here, not at the top: erc.optim imports torch, and only this check needs its defaults
+    from erc.optim import OptimConfig
+
     own = {f.name: f.default for cls in (OptimConfig, ProtocolConfig) for f in fields(cls)}
     changed = sorted(k for k in FINETUNE_ONLY if k in flat and flat[k] != own[k])
     if changed:
         raise ValueError(f"{changed} act on the encoders or their inputs and apply only in finetune mode; "
                          "cached features were computed from cleaned text and unpadded audio")
-
-
-# --------------------------------------------------------------------------------------------------
-# the original data selection
-
-# Scripts the original code leaves out (by segment-id prefix, in whichever corpus holds them).
-PAPER_SCRIPTS = ("Sess01_impro03", "Sess01_impro04", "Sess03_script04", "Sess06_script02", "Sess07_script02")
-PAPER_REASON = "paper protocol"
-
-
-def paper_exclusions(corpus: Any) -> pd.DataFrame:
-    """Usable utterances the original code leaves out, with reasons ``paper protocol: …``.
-
-    KEMDy19 rows with any empty cell (bio-signal columns included) — the original reads the
-    annotation with pandas and drops rows with a missing value — and the scripts in
-    :data:`PAPER_SCRIPTS`. Columns as ``Corpus.excluded``; rows the reader already excluded are not
-    repeated.
-    """
-    from erc.data.kemdy import KEMDY19, annotation_files, find_segment_column, read_rows
-
-    utterances = corpus.utterances
-    kept = dict(zip(utterances["segment_id"], zip(utterances["corpus"], utterances["session"], strict=True),
-                    strict=True))
-    reasons: dict[str, str] = {}
-    if (corpus.root / KEMDY19.directory).is_dir():
-        for path, name in annotation_files(corpus.root, KEMDY19):
-            rows = read_rows(path)
-            seg_col, width = find_segment_column(rows, path)
-            for line_no, row in enumerate(rows, start=1):
-                cells = [c.strip() for c in row]
-                match = KEMDY19.segment_re.match(cells[seg_col]) if len(cells) == width else None
-                if match is None or match.group("speaker") != name.group("speaker"):
-                    continue  # as the reader: each file rates its own speaker's rows
-                segment_id = cells[seg_col]
-                if segment_id in kept and not all(cells) and segment_id not in reasons:
-                    empty = [i + 1 for i, c in enumerate(cells) if not c]
-                    reasons[segment_id] = (f"{PAPER_REASON}: KEMDy19 row with empty cell(s) in column(s) "
-                                           f"{empty} ({path.name}:{line_no})")
-    for segment_id in kept:
-        script = next((s for s in PAPER_SCRIPTS if segment_id.startswith(s + "_")), None)
-        if script is not None and segment_id not in reasons:
-            reasons[segment_id] = f"{PAPER_REASON}: script {script} is left out"
-    return pd.DataFrame([{"corpus": kept[s][0], "session": kept[s][1], "segment_id": s, "reason": r}
-                         for s, r in sorted(reasons.items())], columns=["corpus", "session", "segment_id", "reason"])
 
 
 def select_rows(rows: Any, data_selection: str, excluded: np.ndarray | None) -> Any:
@@ -137,10 +95,20 @@ def select_rows(rows: Any, data_selection: str, excluded: np.ndarray | None) -> 
         return rows
     if excluded is None:
         raise ValueError("data_selection='paper' needs the paper protocol's excluded segment ids "
-                         "(erc.protocol.paper_exclusions)")
+                         "(erc.data.paper_selection.paper_exclusions)")
     return rows.subset(~np.isin(rows.segment_id, np.asarray(excluded, dtype=str)))
 
 
 def join_lines(text: str) -> str:
     """A raw transcript as the original code fed it: its lines joined by single spaces."""
     return " ".join(line.strip() for line in text.splitlines() if line.strip())
+
+
+def __getattr__(name: str) -> Any:
+    # paper_exclusions moved to erc.data.paper_selection; importing it from here still works, loaded on
+    # first use so that this module stays free of torch and the data readers
+    if name == "paper_exclusions":
+        from erc.data.paper_selection import paper_exclusions
+
+        return paper_exclusions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

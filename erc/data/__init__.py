@@ -10,8 +10,10 @@ import numpy as np
 import pandas as pd
 
 from erc.atomic import write_atomic
-from erc.data.folds import N_FOLDS, session_folds
-from erc.data.kemdy import LAYOUTS, Exclusion, read_layout
+from erc.data.folds import session_folds
+from erc.data.kemdy import Exclusion, read_layout
+from erc.data.layout import ANNOTATION_DIR, LAYOUTS, WAV_DIR
+from erc.vocab import N_FOLDS
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +67,16 @@ class Corpus:
 
 
 def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True) -> Corpus:
-    """Read ``root/KEMDy19`` and/or ``root/KEMDy20_v1_1`` into one table with session folds.
+    """Read every corpus of :data:`erc.data.layout.LAYOUTS` under ``root`` (``KEMDy19/``, ``KEMDy20_v1_1/``)
+    into one table with session folds.
 
     Bad utterances are excluded with a reason, never dropped silently and never fatal; a root
     without either corpus, or with no usable utterance, is an error naming the expected layout.
     """
     root = Path(root).expanduser().resolve()
-    expected = (
-        f"expected {root}/KEMDy19/annotation/Session01_F_res.csv … and/or "
-        f"{root}/KEMDy20_v1_1/annotation/Sess01_eval.csv … with wav/ folders beside them (DESIGN §2)"
-    )
+    firsts = [layout.annotation_path(root, 1, "F" if layout.per_speaker else None) for layout in LAYOUTS]
+    expected = (f"expected {' … and/or '.join(map(str, firsts))} … with {WAV_DIR}/ folders beside the "
+                f"{ANNOTATION_DIR}/ folders (DESIGN §2)")
     if not root.is_dir():
         raise FileNotFoundError(f"data root {root} does not exist; {expected}")
     present = [layout for layout in LAYOUTS if (root / layout.directory).is_dir()]

@@ -41,18 +41,20 @@ import argparse
 import csv
 import io
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
-from erc.atomic import build_lock, disk_full_errors, require_space
-from erc.labels import EMOTIONS
+from erc.atomic import Need
+from erc.cache import build_once
+from erc.data.layout import KEMDY19, KEMDY20, N_EVALUATORS, NUMBER, SEGMENT_ID, TIMES, TOTAL, Layout
+from erc.vocab import EMOTIONS
 
 VERSION = 2  # bump when the generator changes, so cached demo corpora are rebuilt
 MARKER = "DEMO_CORPUS.json"
+# the default size (see the module doc)
+KEMDY19_SESSIONS, KEMDY20_SESSIONS, UTTERANCES_PER_SPEAKER = 10, 12, 25
 
 # (valence, arousal) prototypes on the 1–5 scale, in EMOTIONS order.
 PROTOTYPES = np.array([
@@ -77,7 +79,7 @@ DUALS = ["(그러니까)/(그니까)", "(그런데)/(근데)", "(그래서)/(그
 
 
 def _vote(rng: np.random.Generator, true: int, ambiguous: bool) -> tuple[np.ndarray, int]:
-    """Ten raters' emotion indices for one utterance; also returns the runner-up class."""
+    """The raters' emotion indices for one utterance; also returns the runner-up class."""
     dist = np.linalg.norm(PROTOTYPES - PROTOTYPES[true], axis=1)
     near = np.exp(-dist / 0.8)
     near[true] = 0
@@ -90,7 +92,7 @@ def _vote(rng: np.random.Generator, true: int, ambiguous: bool) -> tuple[np.ndar
         p[true] += 0.4
         p[runner] += 0.4
     p /= p.sum()
-    return rng.choice(len(EMOTIONS), size=10, p=p), runner
+    return rng.choice(len(EMOTIONS), size=N_EVALUATORS, p=p), runner
 
 
 def _voice(rng: np.random.Generator, seconds: float, sr: int, arousal: float, female: bool,
@@ -151,8 +153,8 @@ def _utterance(rng: np.random.Generator, female: bool) -> dict:
     for v in votes:
         word = EMOTIONS[v]
         words.append("disqust" if word == "disgust" and rng.random() < 0.5 else word)
-    val_r = np.clip(np.rint(valence + rng.normal(0, 0.6, 10)), 1, 5).astype(int)
-    aro_r = np.clip(np.rint(arousal + rng.normal(0, 0.6, 10)), 1, 5).astype(int)
+    val_r = np.clip(np.rint(valence + rng.normal(0, 0.6, N_EVALUATORS)), 1, 5).astype(int)
+    aro_r = np.clip(np.rint(arousal + rng.normal(0, 0.6, N_EVALUATORS)), 1, 5).astype(int)
     counts = np.bincount(votes, minlength=len(EMOTIONS))
     top = [EMOTIONS[i] for i in np.flatnonzero(counts == counts.max())]
     return {
@@ -171,7 +173,8 @@ def _write_wav(path: Path, audio: np.ndarray, sr: int) -> None:
     path.write_bytes(buffer.getvalue())
 
 
-def estimated_bytes(kemdy19_sessions: int = 10, kemdy20_sessions: int = 12, utterances_per_speaker: int = 25) -> int:
+def estimated_bytes(kemdy19_sessions: int = KEMDY19_SESSIONS, kemdy20_sessions: int = KEMDY20_SESSIONS,
+                    utterances_per_speaker: int = UTTERANCES_PER_SPEAKER) -> int:
     """About how much disk a demo corpus takes (mean WAV length × the sample-rate mix, plus the
     transcript and filesystem blocks): ~150 KB per utterance, ~170 MB for the default size."""
     n = (kemdy19_sessions + kemdy20_sessions) * 2 * utterances_per_speaker
@@ -184,13 +187,9 @@ def _dialogue_names(n: int) -> list[str]:
     return [f"script{i + 1:02d}" if i % 3 != 2 else f"impro{i // 3 + 1:02d}" for i in range(n)]
 
 
-def _write_kemdy19(root: Path, rng: np.random.Generator, sessions: int, per_speaker: int) -> int:
-    base = root / "KEMDy19"
-    header = ["Numb", "Wav", "", "ECG", "", "E4-EDA", "", "E4-TEMP", "", "Segment ID", "Total Evaluation", "", ""]
-    sub = [""] + ["start", "end"] * 4 + ["", "Emotion", "Valence", "Arousal"]
-    for i in range(10):
-        header += [f"Eval{i + 1:02d}{'FM'[i % 2]}", "", ""]
-        sub += ["Emotion", "Valence", "Arousal"]
+def _write_corpus(root: Path, layout: Layout, rng: np.random.Generator, sessions: int, per_speaker: int) -> int:
+    """One corpus in ``layout``: per session three dialogues, the two speakers taking turns."""
+    header = layout.header_rows()
     count = 0
     for s in range(1, sessions + 1):
         rows, clock = [], 0.0
@@ -200,115 +199,62 @@ def _write_kemdy19(root: Path, rng: np.random.Generator, sessions: int, per_spea
             dialogue = dialogues[min(k * 3 // (2 * per_speaker), 2)]
             speaker = "FM"[k % 2]
             numbers[(dialogue, speaker)] += 1
-            seg = f"Sess{s:02d}_{dialogue}_{speaker}{numbers[(dialogue, speaker)]:03d}"
+            user = 2 * s - (speaker == "F")  # KEMDy20 numbers its speakers: User001F, User002M, …
+            seg = layout.segment_name.format(session=s, dialogue=dialogue, speaker=speaker,
+                                             number=numbers[(dialogue, speaker)], user=user)
             utt = _utterance(rng, female=speaker == "F")
-            wav = base / "wav" / f"Session{s:02d}" / f"Sess{s:02d}_{dialogue}" / f"{seg}.wav"
+            wav = layout.wav_path(root, seg)
             wav.parent.mkdir(parents=True, exist_ok=True)
             _write_wav(wav, utt["audio"], utt["sr"])
-            wav.with_suffix(".txt").write_text(utt["text"], encoding="utf-8")
+            wav.with_suffix(".txt").write_bytes(utt["text"].encode(layout.transcript_encoding))
             start, end = clock, clock + utt["seconds"]
             clock = end + float(rng.uniform(0.2, 1.5))
-            times = [f"{start:.3f}", f"{end:.3f}"] * 4
-            row = [str(len(rows) + 1), *times, seg, *map(str, utt["total"])]
-            for r in utt["raters"]:
-                row += list(map(str, r))
-            rows.append((speaker, row))
-            count += 1
-        for speaker in "FM":  # each file lists the whole session; the reader keeps its speaker's rows
-            path = base / "annotation" / f"Session{s:02d}_{speaker}_res.csv"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("w", newline="", encoding="utf-8") as f:
-                csv.writer(f).writerows([header, sub] + [row for _, row in rows])
-    return count
-
-
-def _write_kemdy20(root: Path, rng: np.random.Generator, sessions: int, per_speaker: int) -> int:
-    base = root / "KEMDy20_v1_1"
-    header = ["Numb", "Wav", "", "Segment ID", "Total Evaluation", "", ""]
-    sub = ["", "start", "end", "", "Emotion", "Valence", "Arousal"]
-    for i in range(10):
-        header += [f"Eval{i + 1:02d}{'FM'[i % 2]}", "", ""]
-        sub += ["Emotion", "Valence", "Arousal"]
-    count = 0
-    for s in range(1, sessions + 1):
-        users = {"F": f"User{2 * s - 1:03d}F", "M": f"User{2 * s:03d}M"}
-        rows, clock = [], 0.0
-        dialogues = _dialogue_names(3)
-        numbers = {(d, sp): 0 for d in dialogues for sp in "FM"}
-        for k in range(2 * per_speaker):
-            dialogue = dialogues[min(k * 3 // (2 * per_speaker), 2)]
-            speaker = "FM"[k % 2]
-            numbers[(dialogue, speaker)] += 1
-            seg = f"Sess{s:02d}_{dialogue}_{users[speaker]}_{numbers[(dialogue, speaker)]:03d}"
-            utt = _utterance(rng, female=speaker == "F")
-            wav = base / "wav" / f"Session{s:02d}" / f"{seg}.wav"
-            wav.parent.mkdir(parents=True, exist_ok=True)
-            _write_wav(wav, utt["audio"], utt["sr"])
-            wav.with_suffix(".txt").write_bytes(utt["text"].encode("cp949"))
-            start, end = clock, clock + utt["seconds"]
-            clock = end + float(rng.uniform(0.2, 1.5))
-            row = [str(len(rows) + 1), f"{start:.3f}", f"{end:.3f}", seg, *map(str, utt["total"])]
+            cells = {NUMBER: [str(len(rows) + 1)], SEGMENT_ID: [seg], TOTAL: [str(v) for v in utt["total"]]}
+            row = [cell for group in layout.columns
+                   for cell in (cells[group.name] if group.cells != TIMES else [f"{start:.3f}", f"{end:.3f}"])]
             for r in utt["raters"]:
                 row += list(map(str, r))
             rows.append(row)
             count += 1
-        path = base / "annotation" / f"Sess{s:02d}_eval.csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as f:
-            csv.writer(f).writerows([header, sub] + rows)
+        # a per-speaker file lists the whole session too; the reader keeps its speaker's rows
+        for speaker in ("F", "M") if layout.per_speaker else (None,):
+            path = layout.annotation_path(root, s, speaker)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("w", newline="", encoding="utf-8") as f:
+                csv.writer(f).writerows(header + rows)
     return count
 
 
-def write_demo_corpus(out_dir: str | Path, seed: int = 0, kemdy19_sessions: int = 10,
-                      kemdy20_sessions: int = 12, utterances_per_speaker: int = 25) -> Path:
+def write_demo_corpus(out_dir: str | Path, seed: int = 0, kemdy19_sessions: int = KEMDY19_SESSIONS,
+                      kemdy20_sessions: int = KEMDY20_SESSIONS, utterances_per_speaker: int = UTTERANCES_PER_SPEAKER) -> Path:
     """Write the demo corpus to ``out_dir`` (both layouts) and return ``out_dir``.
 
     Deterministic for a seed. If ``out_dir`` already holds a complete demo corpus with the same
-    settings it is reused; the corpus is built in a temporary sibling and renamed into place, so
-    an interrupted build never leaves a half-written corpus behind. One builder at a time: a
-    process that finds another one building waits for it and reuses its corpus. A full disk is a
-    :class:`erc.atomic.DiskFullError` naming the directory and the space needed.
+    settings it is reused; otherwise it is built once (:func:`erc.cache.build_once`: in a temporary
+    sibling renamed into place, one builder at a time, the others wait and reuse), so an interrupted
+    build never leaves a half-written corpus behind. ``out_dir`` must be empty, missing or a demo
+    corpus. A full disk is a :class:`erc.atomic.DiskFullError` naming the directory and the space needed.
     """
     out_dir = Path(out_dir).expanduser().resolve()
     settings = {"version": VERSION, "seed": seed, "kemdy19_sessions": kemdy19_sessions,
                 "kemdy20_sessions": kemdy20_sessions, "utterances_per_speaker": utterances_per_speaker}
-    marker = out_dir / MARKER
+    sessions = {KEMDY19: kemdy19_sessions, KEMDY20: kemdy20_sessions}
 
-    def current() -> bool:
+    def load(path: Path) -> Path | None:
         try:
-            return json.loads(marker.read_text())["settings"] == settings
+            return path if json.loads((path / MARKER).read_text())["settings"] == settings else None
         except (OSError, ValueError, KeyError):
-            return False
+            return None
 
-    if current():
-        return out_dir
-    with build_lock(out_dir.parent / f".{out_dir.name}.lock"):
-        if current():  # built by the process we waited for
-            return out_dir
-        if out_dir.exists() and any(out_dir.iterdir()):
-            if not marker.is_file():
-                raise FileExistsError(f"{out_dir} exists and is not a demo corpus; choose an empty directory")
-            shutil.rmtree(out_dir)  # an older demo corpus with other settings
-        for leftover in out_dir.parent.glob(f".{out_dir.name}.*"):  # a killed build's; we hold the lock
-            if leftover.is_dir():
-                shutil.rmtree(leftover, ignore_errors=True)
-        needed = estimated_bytes(kemdy19_sessions, kemdy20_sessions, utterances_per_speaker)
-        require_space(out_dir, needed, "the demo corpus")
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
-        try:
-            with disk_full_errors(out_dir, "the demo corpus", needed):
-                rng = np.random.default_rng(seed)
-                n19 = _write_kemdy19(tmp, rng, kemdy19_sessions, utterances_per_speaker)
-                n20 = _write_kemdy20(tmp, rng, kemdy20_sessions, utterances_per_speaker)
-                (tmp / MARKER).write_text(json.dumps({"settings": settings, "utterances": {"KEMDy19": n19,
-                                                                                           "KEMDy20": n20}}, indent=1))
-            if out_dir.exists():
-                out_dir.rmdir()
-            tmp.rename(out_dir)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    return out_dir
+    def build(tmp: Path, need: Need) -> None:
+        need.require(estimated_bytes(kemdy19_sessions, kemdy20_sessions, utterances_per_speaker))
+        rng = np.random.default_rng(seed)
+        counts = {layout.name: _write_corpus(tmp, layout, rng, n, utterances_per_speaker)
+                  for layout, n in sessions.items()}
+        (tmp / MARKER).write_text(json.dumps({"settings": settings, "utterances": counts}, indent=1))
+
+    return build_once(out_dir, build, load=load, what="the demo corpus",
+                      replaceable=lambda path: (path / MARKER).is_file() or not any(path.iterdir()))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -317,9 +263,9 @@ def main(argv: list[str] | None = None) -> None:
         description="Write the synthetic demo corpus in the KEMDy19 + KEMDy20_v1_1 layouts.")
     parser.add_argument("out_dir", help="directory to create (holds KEMDy19/ and KEMDy20_v1_1/)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--kemdy19-sessions", type=int, default=10)
-    parser.add_argument("--kemdy20-sessions", type=int, default=12)
-    parser.add_argument("--utterances-per-speaker", type=int, default=25)
+    parser.add_argument("--kemdy19-sessions", type=int, default=KEMDY19_SESSIONS)
+    parser.add_argument("--kemdy20-sessions", type=int, default=KEMDY20_SESSIONS)
+    parser.add_argument("--utterances-per-speaker", type=int, default=UTTERANCES_PER_SPEAKER)
     args = parser.parse_args(argv)
     out = write_demo_corpus(args.out_dir, args.seed, args.kemdy19_sessions, args.kemdy20_sessions,
                             args.utterances_per_speaker)

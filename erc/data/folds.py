@@ -6,7 +6,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
-N_FOLDS = 5  # the paper's 5 session folds
+from erc.vocab import N_FOLDS
+
+__all__ = ["N_FOLDS", "session_folds"]  # N_FOLDS: re-exported for callers that import it from here
 
 
 def session_folds(sessions: Iterable[int], n_folds: int = N_FOLDS) -> dict[int, int]:

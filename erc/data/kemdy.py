@@ -1,4 +1,4 @@
-"""Readers for the two KEMDy annotation layouts (DESIGN §2).
+"""The reader of the KEMDy annotation layouts (:mod:`erc.data.layout`; DESIGN §2).
 
 Columns are located by header name (``Segment ID``; the three ``Total Evaluation`` columns follow
 it; the 10 evaluators are the last 30 columns) and data rows are recognised by a well-formed
@@ -24,47 +24,12 @@ from typing import NamedTuple
 import numpy as np
 import soundfile as sf
 
+from erc.data.layout import ANNOTATION_DIR, N_EVALUATORS, SEGMENT_ID, TOTAL, Layout
 from erc.data.transcripts import TranscriptError, clean_transcript, read_transcript
-from erc.labels import EMOTIONS, hard
+from erc.labels import hard
+from erc.vocab import EMOTIONS
 
-N_EVALUATORS = 10
 SPELLINGS = {"disqust": "disgust"}  # the raw files misspell disgust
-
-
-@dataclass(frozen=True)
-class Layout:
-    name: str  # the `corpus` column value
-    directory: str  # folder under the data root
-    annotation_glob: str
-    annotation_re: re.Pattern[str]  # a file name the glob matches must match this, naming its session
-    segment_re: re.Pattern[str]
-    transcript_encoding: str
-
-    def wav_path(self, root: Path, segment_id: str) -> Path:
-        session = int(self.segment_re.match(segment_id).group("session"))  # type: ignore[union-attr]
-        if self.name == "KEMDy19":  # wav/Session01/Sess01_script01/Sess01_script01_M001.wav
-            dialogue = segment_id.rsplit("_", 1)[0]
-            return root / self.directory / "wav" / f"Session{session:02d}" / dialogue / f"{segment_id}.wav"
-        return root / self.directory / "wav" / f"Session{session:02d}" / f"{segment_id}.wav"
-
-
-KEMDY19 = Layout(
-    name="KEMDy19",
-    directory="KEMDy19",
-    annotation_glob="Session*_[FM]_res.csv",
-    annotation_re=re.compile(r"^Session(?P<session>\d+)_(?P<speaker>[FM])_res\.csv$"),
-    segment_re=re.compile(r"^Sess(?P<session>\d+)_[A-Za-z]+\d+_(?P<speaker>[FM])\d+$"),
-    transcript_encoding="utf-8",
-)
-KEMDY20 = Layout(
-    name="KEMDy20",
-    directory="KEMDy20_v1_1",
-    annotation_glob="Sess*_eval.csv",
-    annotation_re=re.compile(r"^Sess(?P<session>\d+)_eval\.csv$"),
-    segment_re=re.compile(r"^Sess(?P<session>\d+)_[A-Za-z]+\d+_User\d+(?P<speaker>[FM])_\d+$"),
-    transcript_encoding="cp949",
-)
-LAYOUTS = (KEMDY19, KEMDY20)
 
 
 class RatingError(ValueError):
@@ -105,23 +70,23 @@ def read_rows(path: Path) -> list[list[str]]:
 
 
 def find_segment_column(rows: list[list[str]], path: Path) -> tuple[int, int]:
-    """Index of the `Segment ID` column and the header's width, from the header rows."""
+    """Index of the segment-id column and the header's width, from the header rows."""
     for row in rows[:10]:
         cells = [c.strip() for c in row]
-        if "Segment ID" in cells:
-            return cells.index("Segment ID"), len(cells)
-    raise ValueError(f"{path}: no 'Segment ID' column in the header rows")
+        if SEGMENT_ID in cells:
+            return cells.index(SEGMENT_ID), len(cells)
+    raise ValueError(f"{path}: no {SEGMENT_ID!r} column in the header rows")
 
 
 def parse_ratings(cells: list[str], seg_col: int) -> dict:
     """Votes, consensus valence/arousal from one well-formed data row."""
     total_emotion = cells[seg_col + 1].strip()
     if not total_emotion:
-        raise RatingError("missing rating: Total Evaluation emotion")
+        raise RatingError(f"missing rating: {TOTAL} emotion")
     for word in total_emotion.split(";"):
-        parse_emotion(word, "Total Evaluation")
-    valence = parse_score(cells[seg_col + 2], "Total Evaluation valence")
-    arousal = parse_score(cells[seg_col + 3], "Total Evaluation arousal")
+        parse_emotion(word, TOTAL)
+    valence = parse_score(cells[seg_col + 2], f"{TOTAL} valence")
+    arousal = parse_score(cells[seg_col + 3], f"{TOTAL} arousal")
     votes = [0] * len(EMOTIONS)
     evaluators = cells[-3 * N_EVALUATORS :]
     for i in range(N_EVALUATORS):
@@ -158,16 +123,16 @@ class LayoutRead:
 def annotation_files(root: Path, layout: Layout) -> list[tuple[Path, re.Match[str]]]:
     """The corpus's annotation files with their parsed names, in order; an error names what was expected."""
     corpus_dir = root / layout.directory
-    files = sorted((corpus_dir / "annotation").glob(layout.annotation_glob))
+    files = sorted((corpus_dir / ANNOTATION_DIR).glob(layout.annotation_glob))
     if not files:
         raise FileNotFoundError(
-            f"{corpus_dir}: no annotation files matching annotation/{layout.annotation_glob}"
+            f"{corpus_dir}: no annotation files matching {ANNOTATION_DIR}/{layout.annotation_glob}"
         )
     named = [(path, layout.annotation_re.match(path.name)) for path in files]
     odd = [path.name for path, match in named if match is None]
     if odd:
         # A stray file would otherwise be read as (or instead of) a session and shift the folds.
-        raise ValueError(f"{corpus_dir / 'annotation'}: file names that name no session "
+        raise ValueError(f"{corpus_dir / ANNOTATION_DIR}: file names that name no session "
                          f"(expected {layout.annotation_re.pattern}): {odd}")
     return named  # type: ignore[return-value]
 

@@ -31,7 +31,7 @@ BUILD = textwrap.dedent("""
             from erc.data.demo import write_demo_corpus
             write_demo_corpus(out, seed=0, kemdy19_sessions=5, kemdy20_sessions=6, utterances_per_speaker=4)
         elif what == "encoders":
-            from erc.encoders import build_demo_encoders
+            from erc.data.demo_encoders import build_demo_encoders
             build_demo_encoders(out, corpus)
         elif what == "inputs":
             from erc.inputs import build_inputs
@@ -76,9 +76,10 @@ def test_demo_encoders_on_a_full_disk(demo_root, demo_encoders, tmp_path):
     out = tmp_path / "encoders"
     message = _build_under_limit("encoders", out, 100_000, demo_root, demo_encoders)  # weights ~1 MB
     assert f"cannot write the demo encoders at {out}" in message and "it needs about" in message
-    assert not (out / "DEMO_ENCODERS.json").exists() and not list(out.glob(".build-*"))
     from erc.data import load_corpus
-    from erc.encoders import DEMO_MARKER, build_demo_encoders
+    from erc.data.demo_encoders import DEMO_MARKER, build_demo_encoders
+
+    assert not (out / DEMO_MARKER).exists() and not list(out.parent.glob(".tmp-*"))
 
     build_demo_encoders(out, load_corpus(demo_root, verbose=False))
     assert (out / DEMO_MARKER).is_file()

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+import erc.protocol
 import erc.trainer as trainer_mod
 from erc.config import RunConfig
-from erc.data import load_corpus
 from erc.metrics import ccc
-from erc.protocol import (
-    FINETUNE_ONLY,
-    PROTOCOLS,
-    check_cached,
-    paper_exclusions,
-    protocol_values,
-    select_rows,
-)
+from erc.protocol import FINETUNE_ONLY, PROTOCOLS, check_cached, protocol_values, select_rows
 from erc.trainer import Trainer, fit
+from erc.vocab import PROTOCOL_NAMES
 from tests.synthetic import synthetic_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -144,31 +137,15 @@ def test_a_restored_trainer_continues_exactly(data):
     assert second.result().selected_epoch == whole.selected_epoch
 
 
-def _copy_with_empty_ecg(root: Path, out: Path) -> str:
-    shutil.copytree(root, out)
-    path = out / "KEMDy19" / "annotation" / "Session02_F_res.csv"
-    rows = list(csv.reader(io.StringIO(path.read_text(encoding="utf-8"))))
-    row = next(r for r in rows[2:] if "_F" in r[9])
-    row[3] = ""  # the ECG start cell
-    with path.open("w", newline="", encoding="utf-8") as f:
-        csv.writer(f).writerows(rows)
-    return row[9]
+def test_the_protocols_are_the_names_every_layer_knows_and_import_without_torch():
+    assert tuple(PROTOCOLS) == PROTOCOL_NAMES
+    # argument parsers list protocols and modes before torch loads
+    code = ("import sys, erc.protocol as p; p.protocol_values('paper', 'cached'); "
+            "assert 'torch' not in sys.modules and 'erc.data' not in sys.modules, sorted(sys.modules)")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60, cwd=Path(erc.protocol.__file__).parents[1])
 
 
-def test_paper_data_selection_is_recorded_with_reasons(demo_root, tmp_path):
-    segment = _copy_with_empty_ecg(demo_root, tmp_path / "data")
-    corpus = load_corpus(tmp_path / "data", verbose=False)
-    assert segment in set(corpus.utterances.segment_id)  # the reader itself keeps it (bio cells unused)
-    excluded = paper_exclusions(corpus)
-    assert list(excluded.columns) == list(corpus.excluded.columns)
-    assert excluded.reason.str.startswith("paper protocol: ").all()
-    by_id = dict(zip(excluded.segment_id, excluded.reason, strict=True))
-    assert "empty cell" in by_id[segment]
-    # of the five scripts only Sess06_script02 exists in the small demo (sessions 1–5 and 1–6)
-    ids = corpus.utterances.segment_id
-    script_rows = set(ids[ids.str.startswith("Sess06_script02_")])
-    assert script_rows and set(by_id) - {segment} == script_rows
-    assert all(by_id[s] == "paper protocol: script Sess06_script02 is left out" for s in script_rows)
+def test_select_rows_leaves_out_the_given_ids():
     table = synthetic_features(n=50)
     kept = select_rows(table, "paper", table.segment_id[:5])
     assert len(kept) == 45 and select_rows(table, "all", None) is table

@@ -1,9 +1,7 @@
-"""erc.features: pooled vectors per utterance, cached under a content fingerprint (DESIGN §4)."""
+"""erc.features.cache: pooled vectors per utterance, cached under a content fingerprint (DESIGN §4)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,8 +18,9 @@ import torch
 from transformers import AutoTokenizer, RobertaModel, Wav2Vec2Model
 
 from erc.audio import load_audio
-from erc.encoders import build_demo_encoders, load_audio_encoder
-from erc.features import build_features, feature_meta, length_buckets, main
+from erc.data.demo_encoders import build_demo_encoders
+from erc.encoders import load_audio_encoder
+from erc.features import build_features, feature_meta
 from erc.table import FeatureTable
 
 # (seconds, rate, channels): short and long (cropped at 7 s), 16 kHz mono and 44.1 kHz stereo.
@@ -238,35 +237,3 @@ def test_killed_process_leaves_no_complete_looking_cache(setup, tmp_path):
     ds = build(corpus, audio_dir, text_dir, tmp_path / "cache")
     assert ds.num_rows == len(corpus)
     assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "cache").iterdir())
-
-
-def test_length_buckets_bound_padded_size_and_cover_everything():
-    lengths = [5, 70, 12, 33, 33, 1, 64, 8, 100]
-    batches = length_buckets(lengths, 100)
-    assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
-    for batch in batches:
-        longest = max(lengths[i] for i in batch)
-        assert lengths[batch[0]] == longest
-        assert len(batch) * longest <= 100 or len(batch) == 1
-    flat = [lengths[i] for b in batches for i in b]
-    assert flat == sorted(flat, reverse=True)  # similar lengths share a batch
-
-
-def test_cli_builds_the_cache_from_a_data_root(tmp_path, capsys):
-    from erc.data.demo import write_demo_corpus
-
-    with pytest.raises(SystemExit) as exit_:
-        main(["--help"])
-    assert exit_.value.code == 0
-    assert "--audio-encoder" in capsys.readouterr().out
-
-    root = write_demo_corpus(tmp_path / "data", seed=0, kemdy19_sessions=5, kemdy20_sessions=5,
-                             utterances_per_speaker=2)
-    assert main(["--data", str(root), "--demo", "--cache-dir", str(tmp_path / "cache"), "--quiet"]) == 0
-    out = capsys.readouterr().out
-    assert "utterances: audio_vec 64-d, text_vec 128-d" in out
-    [fp] = caches(tmp_path / "cache")
-    meta = json.loads((tmp_path / "cache" / fp / "meta.json").read_text())
-    assert meta["n_utterances"] == datasets.load_from_disk(str(tmp_path / "cache" / fp)).num_rows > 0
-    # The demo encoders were built under the cache and are the ones recorded.
-    assert os.path.samefile(meta["audio_encoder"]["name"], tmp_path / "cache" / "demo-encoders" / "audio")

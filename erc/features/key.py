@@ -1,0 +1,120 @@
+"""The feature cache's key: the utterance table a cache is built from and its fingerprint (DESIGN §4).
+
+The fingerprint covers the corpus content (ids, transcripts, labels, folds, and a content hash of
+every WAV), the encoders' identities and the audio settings, so any change builds a new cache and an
+unchanged input never re-runs an encoder. The input cache (:mod:`erc.inputs`) builds its key on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from erc.atomic import write_atomic
+from erc.encoders import file_digest
+
+log = logging.getLogger(__name__)
+
+# Bump when the stored layout or the extraction changes meaning: every cache is then rebuilt.
+FEATURES_VERSION = 1
+LABEL_COLUMNS = ["votes", "majority", "valence", "arousal", "fold", "corpus", "session"]
+REQUIRED_COLUMNS = ["segment_id", "wav_path", "text", *LABEL_COLUMNS]
+DIGEST_MEMO = "wav_digests.json"
+
+
+def utterance_table(corpus: Any) -> pd.DataFrame:
+    """Accept a Corpus, its utterance table, or a data root (read with erc.data.load_corpus)."""
+    if isinstance(corpus, (str, Path)):
+        from erc.data import load_corpus
+
+        corpus = load_corpus(corpus)
+    table = corpus.utterances if hasattr(corpus, "utterances") else corpus
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"expected a Corpus, a DataFrame or a data root, got {type(corpus).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise ValueError(f"utterance table lacks columns {missing} (needs {REQUIRED_COLUMNS})")
+    if table.empty:
+        raise ValueError("the corpus has no utterances to extract features from")
+    if table["segment_id"].duplicated().any():
+        dup = table.loc[table["segment_id"].duplicated(), "segment_id"].iloc[0]
+        raise ValueError(f"duplicate segment id {dup!r} in the utterance table")
+    return table.reset_index(drop=True)
+
+
+
+class DigestMemo:
+    """WAV content hashes remembered by (path, size, mtime) in the cache directory.
+
+    Hashing the content (not the path or mtime) keeps the cache valid when a corpus is copied or
+    moved; the memo makes that a stat() per file after the first build.
+    """
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / DIGEST_MEMO
+        try:
+            self.table: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.table = {}
+        self.dirty = False
+
+    def digest(self, path: str | Path) -> str:
+        real = os.path.realpath(path)
+        st = os.stat(real)
+        hit = self.table.get(real)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        value = file_digest(real)
+        self.table[real] = [st.st_size, st.st_mtime_ns, value]
+        self.dirty = True
+        return value
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        # Memo only: a lost race between two writers costs a re-hash, never a wrong answer, and so does
+        # a memo that could not be written (a full disk is reported by the build that follows).
+        try:
+            write_atomic(self.path, json.dumps(self.table))
+        except OSError as err:
+            log.warning("could not save the WAV digest memo %s (%s); the WAVs are hashed again next time",
+                        self.path, err)
+
+
+def _plain(value: Any) -> Any:
+    """numpy / pandas scalars and arrays → JSON-able Python values (stable across versions)."""
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def fingerprint(utterances: pd.DataFrame, wav_digests: Sequence[str], audio_identity: str,
+                text_identity: str, max_seconds: float | None, layers: str = "last") -> str:
+    """Cache key: corpus content + encoder identities + audio settings (and the cache format).
+
+    Not where or how the vectors were computed (driver or cluster, batch sizes): those do not change them.
+    """
+    h = hashlib.sha256()
+    header = {"version": FEATURES_VERSION, "audio": audio_identity, "text": text_identity,
+              "max_seconds": max_seconds, "columns": LABEL_COLUMNS}
+    if layers != "last":  # a last-layer cache keeps the key it had before stacks existed
+        header["layers"] = layers
+    h.update(json.dumps(header, sort_keys=True).encode())
+    cols = ["segment_id", "text", *LABEL_COLUMNS]
+    for row, digest in zip(utterances[cols].itertuples(index=False, name=None), wav_digests, strict=True):
+        h.update(json.dumps([_plain(v) for v in row] + [digest], ensure_ascii=False).encode())
+        h.update(b"\n")
+    return h.hexdigest()[:24]
+
