@@ -28,6 +28,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from erc.vocab import CACHE_ENV
+
 # ENOSPC: disk full; EDQUOT: quota; EFBIG: a file-size limit (ulimit -f / RLIMIT_FSIZE).
 _FULL_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
 # Libraries that wrap the OS error keep only its text (safetensors: "I/O error: No space left on device
@@ -90,7 +92,7 @@ def human(n: float) -> str:
 def _message(path: Path, what: str, needed: int | None, cause: str) -> str:
     need = f"it needs about {human(needed)}" if needed else "it needs more room"
     return (f"cannot write {what} at {path}: {cause}; {need} and {human(free_bytes(path))} is free there. "
-            f"Free some space, or put the cache on a disk with room (--cache-dir or ERC_CACHE). Nothing "
+            f"Free some space, or put the cache on a disk with room (--cache-dir or {CACHE_ENV}). Nothing "
             f"half-written was kept: the next run builds it again.")
 
 

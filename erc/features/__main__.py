@@ -14,7 +14,7 @@ from pathlib import Path
 from erc.audio import MAX_SECONDS
 from erc.features.cache import build_features, default_cache_dir, feature_meta
 from erc.features.extract import DEFAULT_BATCH_SECONDS
-from erc.vocab import LAYER_MODES, PAPER_AUDIO_ENCODER, PAPER_TEXT_ENCODER
+from erc.vocab import CACHE_ENV, DEFAULT_CACHE_ROOT, LAYER_MODES, PAPER_AUDIO_ENCODER, PAPER_TEXT_ENCODER
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="build the small seeded demo encoders from the corpus transcripts into "
                              "CACHE/demo-encoders and use them (no hub needed)")
     parser.add_argument("--cache-dir", type=Path, default=None,
-                        help="feature cache directory (default: $ERC_CACHE/features or ~/.cache/erc-sweeps/features)")
+                        help=f"feature cache directory (default: ${CACHE_ENV}/features or {DEFAULT_CACHE_ROOT}/features)")
     parser.add_argument("--max-seconds", type=float, default=MAX_SECONDS,
                         help="crop audio to this many seconds; 0 keeps whole files (default 7, the paper's)")
     parser.add_argument("--batch-seconds", type=float, default=DEFAULT_BATCH_SECONDS,
