@@ -11,8 +11,8 @@ from erc.data import load_corpus
 from erc.encoders import load_audio_encoder, load_text_encoder
 from erc.features import build_features
 from erc.finetune import EndToEnd, FinetuneTrainer, collate
+from erc.heads import build_head
 from erc.inputs import build_inputs
-from erc.model import build_head
 from erc.protocol import join_lines
 from erc.table import FeatureTable
 
