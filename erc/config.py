@@ -1,9 +1,10 @@
 """One run's configuration: each component's config composed, and its one flat form.
 
 Each component owns a frozen, keyword-only dataclass beside its code — :class:`erc.heads.HeadConfig`
-(every head's keys, each declared by its head module, with ``paper()``/``demo()`` presets), :class:`erc.losses.LossConfig` (label arm and loss),
-:class:`erc.optim.OptimConfig`, :class:`erc.protocol.ProtocolConfig` (data, inputs, evaluation) — and
-:class:`RunConfig` composes them with the run-level keys.
+(every head's keys, each declared by its head module, with ``paper()``/``demo()`` presets),
+:class:`erc.losses.LossConfig` (label arm and loss), :class:`erc.optim.OptimConfig`,
+:class:`erc.protocol.ProtocolConfig` (data, inputs, evaluation) — and :class:`RunConfig` composes them
+with the run-level keys.
 
 Ray Tune's ``param_space``, MLflow params, YAML config files and the command line all hold the
 *flat* form: ``{"fusion": "outer", "lr": 0.001, …}``. :meth:`RunConfig.from_flat` and

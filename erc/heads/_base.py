@@ -234,9 +234,9 @@ class InputNorm(nn.Module):
     @classmethod
     def sizes(cls, state_dict: Mapping[str, Tensor]) -> tuple[int, int, tuple[int, int]]:
         """(d_audio, d_text, (audio layers, text layers)) of a saved ``InputNorm`` (its own keys)."""
-        counts = tuple(int(state_dict[f"{cls.mix_name(m)}.logits"].shape[0])
+        audio, text = (int(state_dict[f"{cls.mix_name(m)}.logits"].shape[0])
                        if f"{cls.mix_name(m)}.logits" in state_dict else 0 for m in MODALITIES)
-        return int(state_dict["audio_mean"].shape[0]), int(state_dict["text_mean"].shape[0]), counts  # type: ignore[return-value]
+        return int(state_dict["audio_mean"].shape[0]), int(state_dict["text_mean"].shape[0]), (audio, text)
 
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Tensor]) -> InputNorm:
@@ -289,7 +289,8 @@ class BaseHead(nn.Module):
         """(B, E) embedding → (B, outputs) in standard units (the final Linear)."""
         return self.out(h)
 
-    def forward(self, a: HeadInput, t: HeadInput, *, return_embedding: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+    def forward(self, a: HeadInput, t: HeadInput, *,
+                return_embedding: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         """(B, outputs) on the ratings' scale; with ``return_embedding`` also the (B, E) embedding."""
         h = self.embed(a, t)
         y = self.norm.outputs(self.readout(h))
