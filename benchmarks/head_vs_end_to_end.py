@@ -34,9 +34,10 @@ from erc.audio import load_audio
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import AudioEncoder, TextEncoder, build_demo_encoders, load_audio_encoder, load_text_encoder
+from erc.heads import HeadConfig, build_head
 from erc.labels import peakl, soft
 from erc.losses import multitask_loss
-from erc.model import build_head
+from erc.vocab import DIMENSIONS, N_CLASSES, N_DIMENSIONS
 
 
 def _timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -57,9 +58,9 @@ def _timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
 class HeadTrainer:
     """One head + optimizer; ``step(a, t, targets)`` is exactly fit()'s training step."""
 
-    def __init__(self, config: dict, d_audio: int, d_text: int) -> None:
-        torch.manual_seed(0)
+    def __init__(self, config: HeadConfig, d_audio: int, d_text: int) -> None:
         self.head = build_head(config, d_audio, d_text).train()
+        self.head.reset_parameters(torch.Generator().manual_seed(0))
         self.opt = torch.optim.AdamW(self.head.parameters(), lr=1e-3, fused=True)
 
     def loss(self, a: torch.Tensor, t: torch.Tensor, y: torch.Tensor, va: torch.Tensor) -> torch.Tensor:
@@ -98,7 +99,7 @@ def epoch_times(
     audio_vec[order] = torch.as_tensor(np.concatenate([audio_enc.pool([waves[i] for i in b]) for b in batches]))
     text_vec[order] = torch.as_tensor(np.concatenate([text_enc.pool([texts[i] for i in b]) for b in batches]))
 
-    trainer = HeadTrainer({"fusion": "outer", "preset": "demo"}, audio_enc.dim, text_enc.dim)
+    trainer = HeadTrainer(HeadConfig.demo(fusion="outer"), audio_enc.dim, text_enc.dim)
 
     def cached_epoch() -> None:
         for b in batches:
@@ -142,11 +143,11 @@ def mid_encoders(tokenizer) -> tuple[AudioEncoder, TextEncoder]:
 
 def step_gflops(preset: str, d_audio: int, d_text: int, batch_size: int, steps: int) -> tuple[float, float, float]:
     """(GFLOP per step, seconds per step, GFLOP/s) of one tensor-mixer training step."""
-    trainer = HeadTrainer({"fusion": "outer", "preset": preset}, d_audio, d_text)
+    trainer = HeadTrainer(HeadConfig.from_preset(preset, fusion="outer"), d_audio, d_text)
     g = torch.Generator().manual_seed(0)
     a, t = torch.randn(batch_size, d_audio, generator=g), torch.randn(batch_size, d_text, generator=g)
-    y = torch.softmax(torch.randn(batch_size, 7, generator=g), 1)
-    va = torch.rand(batch_size, 2, generator=g) * 4 + 1
+    y = torch.softmax(torch.randn(batch_size, N_CLASSES, generator=g), 1)
+    va = torch.rand(batch_size, N_DIMENSIONS, generator=g) * 4 + 1
     counter = FlopCounterMode(display=False)
     with counter:  # forward + backward (the optimizer's elementwise work is negligible and not counted)
         trainer.loss(a, t, y, va).backward()
@@ -185,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         texts = [str(t) for t in utts["text"]]
         votes = np.stack(utts["votes"].to_numpy())
         targets = torch.as_tensor(peakl(soft(votes)), dtype=torch.float32)
-        va = torch.tensor(utts[["valence", "arousal"]].to_numpy(np.float32))
+        va = torch.tensor(utts[list(DIMENSIONS)].to_numpy(np.float32))
         seconds_audio = sum(len(w) for w in waves) / 16000
         audio_dir, text_dir = build_demo_encoders(work / "encoders", corpus, seed=0)
         demo = (load_audio_encoder(audio_dir, "cpu"), load_text_encoder(text_dir, "cpu"))

@@ -1,9 +1,10 @@
 """One run's configuration: each component's config composed, and its one flat form.
 
-Each component owns a frozen, keyword-only dataclass beside its code — :class:`erc.model.HeadConfig`
-(sizes, with ``paper()``/``demo()`` presets), :class:`erc.losses.LossConfig` (label arm and loss),
-:class:`erc.optim.OptimConfig`, :class:`erc.protocol.ProtocolConfig` (data, inputs, evaluation) — and
-:class:`RunConfig` composes them with the run-level keys.
+Each component owns a frozen, keyword-only dataclass beside its code — :class:`erc.heads.HeadConfig`
+(every head's keys, each declared by its head module, with ``paper()``/``demo()`` presets),
+:class:`erc.losses.LossConfig` (label arm and loss), :class:`erc.optim.OptimConfig`,
+:class:`erc.protocol.ProtocolConfig` (data, inputs, evaluation) — and :class:`RunConfig` composes them
+with the run-level keys.
 
 Ray Tune's ``param_space``, MLflow params, YAML config files and the command line all hold the
 *flat* form: ``{"fusion": "outer", "lr": 0.001, …}``. :meth:`RunConfig.from_flat` and
@@ -22,12 +23,12 @@ from typing import Any, Literal
 
 import numpy as np
 
+from erc.heads import HeadConfig
 from erc.layers import LayerConfig
 from erc.losses import LossConfig
-from erc.metrics import check_metric, metric_mode
-from erc.model import HeadConfig
 from erc.optim import OptimConfig
 from erc.protocol import ProtocolConfig
+from erc.vocab import DEFAULT_SELECT_METRIC, check_metric, metric_mode
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,7 +38,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     layers: LayerConfig = field(default_factory=LayerConfig)
-    select_metric: str = "acc"  # the paper checkpoints on validation accuracy
+    select_metric: str = DEFAULT_SELECT_METRIC  # the paper checkpoints on validation accuracy
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
 

@@ -1,7 +1,7 @@
 """Finetune mode (DESIGN §11): both encoders trained end to end with the fusion head, as the paper did.
 
 :class:`EndToEnd` wraps the audio model (wav2vec2), the text model (RoBERTa) and one of the heads of
-:mod:`erc.model`: the audio vector is the mean of the last hidden states over the valid frames, the
+:mod:`erc.heads`: the audio vector is the mean of the last hidden states over the valid frames, the
 text vector the first token's state — the same pooling as the feature cache (:mod:`erc.encoders`), so
 an untrained ``EndToEnd`` reproduces the cached vectors. Its ``state_dict`` holds the encoders under
 ``audio_encoder.`` / ``text_encoder.`` and the head under ``head.``.
@@ -38,8 +38,8 @@ from torch import Tensor, nn
 from erc.config import RunConfig
 from erc.encoders import AudioEncoder, TextEncoder, load_audio_encoder, load_text_encoder
 from erc.features import length_buckets
+from erc.heads import BaseHead, build_head
 from erc.inputs import InputTable
-from erc.model import build_head
 from erc.trainer import Trainer
 
 STANDARDISE_ROWS = 256  # training utterances whose pretrained vectors give the input statistics
@@ -49,9 +49,9 @@ AUDIO_PREFIX, TEXT_PREFIX, HEAD_PREFIX = "audio_encoder.", "text_encoder.", "hea
 
 
 class EndToEnd(nn.Module):
-    """Audio model + text model + fusion head; ``forward(batch)`` → (B, 9)."""
+    """Audio model + text model + fusion head; ``forward(batch)`` → (B, outputs)."""
 
-    def __init__(self, audio: AudioEncoder, text: TextEncoder, head: nn.Module) -> None:
+    def __init__(self, audio: AudioEncoder, text: TextEncoder, head: BaseHead) -> None:
         super().__init__()
         self.audio_encoder = audio.model
         self.text_encoder = text.model
@@ -261,8 +261,7 @@ class FinetuneTrainer(Trainer):
         for batch in length_buckets(lengths, int(EVAL_BATCH_SECONDS * self.valid_rows.blobs.sample_rate)):
             inputs = self._collate(rows, np.asarray(batch))
             a, t = self.model.vectors(inputs)
-            emb = self.head.embed(a, t) if self.keep_embeddings else None
-            out = self.head.norm.outputs(self.head.out(emb)) if emb is not None else self.head(a, t)
+            out, emb = self.head(a, t, return_embedding=True) if self.keep_embeddings else (self.head(a, t), None)
             for k, i in enumerate(batch):
                 outs[i] = out[k]
                 if emb is not None:

@@ -1,7 +1,7 @@
 """Training targets from the 10 raters' votes (DESIGN §3): soft, hard and PeakL.
 
-Every function is vectorised over an ``(N, 7)`` array and keeps the array library of its input:
-numpy in → numpy out, torch in → torch out.
+Every function is vectorised over an ``(N, K)`` array (K classes, :data:`erc.vocab.EMOTIONS` by default)
+and keeps the array library of its input: numpy in → numpy out, torch in → torch out.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ from typing import TypeVar
 import numpy as np
 import torch
 
-EMOTIONS: tuple[str, ...] = ("surprise", "fear", "angry", "neutral", "happy", "sad", "disgust")
-NUM_CLASSES = len(EMOTIONS)
+from erc.vocab import EMOTIONS, N_CLASSES
+
+__all__ = ["EMOTIONS", "entropy", "hard", "peakl", "soft"]  # EMOTIONS: re-exported, data readers import it here
 
 Array = TypeVar("Array", np.ndarray, torch.Tensor)
 
@@ -38,7 +39,7 @@ def hard(votes: Array) -> Array:
     return np.where(tied, -1, v.argmax(axis=-1))
 
 
-def peakl(y: Array, num_classes: int = NUM_CLASSES) -> Array:
+def peakl(y: Array, num_classes: int = N_CLASSES) -> Array:
     """Peaking Labels: sharpen a soft label by its own entropy.
 
     ``r = tanh(H(y))``, ``y' = max(0, y - r/K) / (1 - r)``, renormalised to sum to 1.

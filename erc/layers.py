@@ -30,11 +30,12 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from erc.vocab import MODALITIES
+
 if TYPE_CHECKING:
     from erc.table import FeatureTable
 
 LayerChoice = int | Literal["last", "weighted"]
-MODALITIES = ("audio", "text")
 # the stack files in a feature cache directory, by modality
 LAYER_FILES = {"audio": "audio_layers.npy", "text": "text_layers.npy"}
 # rows gathered per step when a statistic runs over a whole stack (bounds the float32 copy)
@@ -184,25 +185,6 @@ def n_layers(x: HeadInput) -> int:
     return x.shape[1] if isinstance(x, LayerRows) else 0
 
 
-def _stats(x: HeadInput) -> tuple[Tensor, Tensor]:
-    """Mean/std the head's input standardisation stores: a mixed modality is standardised per layer
-    inside its :class:`LayerMix`, so it passes the head's own standardisation unchanged."""
-    if isinstance(x, LayerRows):
-        return torch.zeros(x.shape[-1]), torch.ones(x.shape[-1])
-    return x.mean(0), x.std(0)
-
-
-def fit_normalisation(head: nn.Module, audio: HeadInput, text: HeadInput, va: Tensor) -> None:
-    """Store the training rows' statistics in ``head`` (its input standardisation and layer mixes)."""
-    for modality, x in (("audio", audio), ("text", text)):
-        mix = getattr(head.norm, f"{modality}_mix", None)
-        if isinstance(x, LayerRows):
-            if mix is None:
-                raise ValueError(f"the head has no layer mix for its {modality} layer stack")
-            mix.set_stats(*(torch.from_numpy(s) for s in x.layers.mean_std()))
-    head.set_normalisation(*_stats(audio), *_stats(text), va.mean(0), va.std(0))
-
-
 class LayerMix(nn.Module):
     """Softmax-weighted sum of standardised layers: (B, L, D) → (B, D) (SUPERB's weighted sum).
 
@@ -234,17 +216,7 @@ class LayerMix(nn.Module):
 
 
 def layer_weights(source: nn.Module | Mapping[str, Tensor]) -> dict[str, list[float]]:
-    """The learned softmax weight of every layer, per mixed modality, from a head or its state_dict."""
-    state = source.state_dict() if isinstance(source, nn.Module) else source
-    out = {}
-    for modality in MODALITIES:
-        logits = state.get(f"norm.{modality}_mix.logits")
-        if logits is not None:
-            out[modality] = torch.softmax(logits.detach().float().cpu(), dim=0).tolist()
-    return out
+    """Deprecated here: :func:`erc.heads.layer_weights` (a head's own keys are read by the head)."""
+    from erc.heads import layer_weights as of_head  # erc.heads builds on this module: import when called
 
-
-def mix_sizes(state_dict: Mapping[str, Tensor]) -> tuple[int, int]:
-    """(audio, text) layer counts of a saved head's mixes (0 where it reads one layer)."""
-    return tuple(int(state_dict[f"norm.{m}_mix.logits"].shape[0]) if f"norm.{m}_mix.logits" in state_dict else 0
-                 for m in MODALITIES)  # type: ignore[return-value]
+    return of_head(source)

@@ -22,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from erc.model import N_CLASSES
+from erc.heads import split_output
+from erc.vocab import LABEL_ARMS
 
-LabelArm = Literal["hard", "soft", "peakl"]
-LABEL_ARMS: tuple[str, ...] = get_args(LabelArm)
+LabelArm = Literal[LABEL_ARMS]  # type: ignore[valid-type]
 Focal = Literal["sample", "batch"]
+FOCAL_VARIANTS: tuple[str, ...] = get_args(Focal)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -45,17 +46,17 @@ class LossConfig:
             raise ValueError(f"focal_gamma must be >= 0, got {self.focal_gamma}")
 
 
-def classification_loss(logits: Tensor, target: Tensor, gamma: float = 0.0, reduction: str = "mean",
-                        focal: str = "sample") -> Tensor:
-    """Cross-entropy of ``logits`` (B, 7) against ``target``: class indices (B,) or probabilities (B, 7).
+def classification_loss(logits: Tensor, target: Tensor, gamma: float = LossConfig.focal_gamma,
+                        reduction: str = "mean", focal: str = LossConfig.focal) -> Tensor:
+    """Cross-entropy of ``logits`` (B, K) against ``target``: class indices (B,) or probabilities (B, K).
 
     ``gamma > 0`` adds the focal weight: per sample ``(1 - p_t)^gamma`` (``focal='sample'``), or
     ``(1 - exp(-CE_mean))^gamma`` on the batch mean (``focal='batch'``, only with reduction 'mean').
     ``reduction``: 'mean' | 'sum' | 'none' (per-sample values, shape (B,)).
     """
-    if focal not in ("sample", "batch"):
-        raise ValueError(f"unknown focal variant {focal!r}; use 'sample' or 'batch'")
-    log_p = F.log_softmax(logits, dim=-1)  # (B, 7)
+    if focal not in FOCAL_VARIANTS:
+        raise ValueError(f"unknown focal variant {focal!r}; use one of {list(FOCAL_VARIANTS)}")
+    log_p = F.log_softmax(logits, dim=-1)  # (B, K)
     if target.dtype in (torch.int64, torch.int32, torch.int16, torch.uint8):
         # class targets: a one-hot distribution
         q = F.one_hot(target.long(), num_classes=logits.shape[-1]).to(log_p.dtype)
@@ -102,18 +103,18 @@ def multitask_loss(
     output: Tensor,
     cls_target: Tensor,
     va_target: Tensor,
-    cls_coef: float = 0.7,
-    gamma: float = 0.0,
+    cls_coef: float = LossConfig.cls_coef,
+    gamma: float = LossConfig.focal_gamma,
     cls_mask: Tensor | None = None,
-    focal: str = "sample",
+    focal: str = LossConfig.focal,
 ) -> LossParts:
-    """The combined loss of a head's (B, 9) output.
+    """The combined loss of a head's (B, classes + 2) output (:func:`erc.heads.split_output`).
 
-    ``cls_target``: (B,) class indices or (B, 7) probabilities; ``va_target``: (B, 2).
+    ``cls_target``: (B,) class indices or (B, classes) probabilities; ``va_target``: (B, 2).
     ``cls_mask`` (B,) bool: samples that count towards ``L_cls`` (e.g. validation utterances with a
     unique majority); ``L_reg`` always uses every sample. An empty mask gives ``L_cls = 0``.
     """
-    logits, va = output[:, :N_CLASSES], output[:, N_CLASSES:]
+    logits, va = split_output(output)
     if cls_mask is not None:
         logits, cls_target = logits[cls_mask], cls_target[cls_mask]
     cls = classification_loss(logits, cls_target, gamma, focal=focal) if logits.shape[0] else output.new_zeros(())

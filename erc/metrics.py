@@ -24,12 +24,21 @@ from torch import Tensor
 from torchmetrics.functional.classification import multiclass_accuracy, multiclass_auroc, multiclass_f1_score
 from torchmetrics.functional.regression import concordance_corrcoef
 
-from erc.model import N_CLASSES
+from erc.heads import split_output
 
-METRIC_KEYS = ("acc", "macro_f1", "micro_f1", "auroc", "ccc_valence", "ccc_arousal")
-LOSS_KEYS = ("loss", "cls_loss", "reg_loss", "train_loss")
-# metrics where lower is better (used to pick the selection mode)
-MINIMISE = frozenset(LOSS_KEYS)
+# the names and their directions live in erc.vocab; re-exported here, where the metrics are computed
+from erc.vocab import (
+    CLASSIFICATION_METRICS,
+    LOSS_KEYS,
+    METRIC_KEYS,
+    MINIMISE,
+    REGRESSION_METRICS,
+    check_metric,
+    metric_mode,
+)
+
+__all__ = ["LOSS_KEYS", "METRIC_KEYS", "MINIMISE", "ccc", "check_metric", "classification_metrics",
+           "evaluate_outputs", "is_better", "metric_mode", "regression_metrics"]
 
 
 def _float(x: Tensor) -> float:
@@ -37,19 +46,20 @@ def _float(x: Tensor) -> float:
 
 
 def classification_metrics(logits: Tensor | np.ndarray, target: Tensor | np.ndarray) -> dict[str, float]:
-    """acc, macro_f1, micro_f1, auroc of (N, 7) ``logits`` against class indices; rows with target -1 skipped."""
+    """acc, macro_f1, micro_f1, auroc of (N, K) ``logits`` against class indices; rows with target -1 skipped."""
     logits, target = torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(target).long()
+    n_classes = logits.shape[1]
     keep = target >= 0
     logits, target = logits[keep], target[keep]
     if target.numel() == 0:
-        return {k: math.nan for k in ("acc", "macro_f1", "micro_f1", "auroc")}
+        return dict.fromkeys(CLASSIFICATION_METRICS, math.nan)
     pred = logits.argmax(dim=1)
     out = {
-        "acc": _float(multiclass_accuracy(pred, target, N_CLASSES, average="micro")),
-        "macro_f1": _float(multiclass_f1_score(pred, target, N_CLASSES, average="macro")),
-        "micro_f1": _float(multiclass_f1_score(pred, target, N_CLASSES, average="micro")),
+        "acc": _float(multiclass_accuracy(pred, target, n_classes, average="micro")),
+        "macro_f1": _float(multiclass_f1_score(pred, target, n_classes, average="macro")),
+        "micro_f1": _float(multiclass_f1_score(pred, target, n_classes, average="micro")),
     }
-    present = torch.bincount(target, minlength=N_CLASSES) > 0
+    present = torch.bincount(target, minlength=n_classes) > 0
     if int(present.sum()) < 2:
         out["auroc"] = math.nan
     else:
@@ -57,7 +67,7 @@ def classification_metrics(logits: Tensor | np.ndarray, target: Tensor | np.ndar
             # torchmetrics scores a class without positives as 0 (with a warning) and would average that
             # in; per-class values, then the mean over the classes present, skip it instead
             warnings.simplefilter("ignore")
-            per_class = multiclass_auroc(logits.softmax(dim=1), target, N_CLASSES, average="none")
+            per_class = multiclass_auroc(logits.softmax(dim=1), target, n_classes, average="none")
         out["auroc"] = _float(per_class[present].mean())
     return out
 
@@ -84,31 +94,14 @@ def ccc(pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> float:
 def regression_metrics(va_pred: Tensor | np.ndarray, va_target: Tensor | np.ndarray) -> dict[str, float]:
     """ccc_valence, ccc_arousal of (N, 2) predictions against (N, 2) ratings."""
     va_pred, va_target = torch.as_tensor(va_pred), torch.as_tensor(va_target)
-    return {
-        "ccc_valence": ccc(va_pred[:, 0], va_target[:, 0]),
-        "ccc_arousal": ccc(va_pred[:, 1], va_target[:, 1]),
-    }
+    # one CCC per dimension, in erc.vocab.DIMENSIONS order
+    return {name: ccc(va_pred[:, i], va_target[:, i]) for i, name in enumerate(REGRESSION_METRICS)}
 
 
 def evaluate_outputs(output: Tensor | np.ndarray, target: Tensor | np.ndarray, va_target: Tensor | np.ndarray) -> dict:
-    """All non-loss metrics from a head's (N, 9) output, class targets (-1 = tie) and (N, 2) ratings."""
-    output = torch.as_tensor(output, dtype=torch.float32)
-    return {
-        **classification_metrics(output[:, :N_CLASSES], target),
-        **regression_metrics(output[:, N_CLASSES:], va_target),
-    }
-
-
-def check_metric(metric: str) -> str:
-    """``metric`` if it is one a run reports, else a ValueError listing them."""
-    if metric not in METRIC_KEYS + LOSS_KEYS:
-        raise ValueError(f"unknown metric {metric!r}; choose from {list(METRIC_KEYS + LOSS_KEYS)}")
-    return metric
-
-
-def metric_mode(metric: str) -> str:
-    """'min' for losses, 'max' for every other metric: the one place a metric's direction is decided."""
-    return "min" if check_metric(metric) in MINIMISE else "max"
+    """All non-loss metrics from a head's (N, classes + 2) output, class targets (-1 = tie) and (N, 2) ratings."""
+    logits, va_pred = split_output(torch.as_tensor(output, dtype=torch.float32))
+    return {**classification_metrics(logits, target), **regression_metrics(va_pred, va_target)}
 
 
 def is_better(value: float, best: float | None, metric: str) -> bool:

@@ -9,12 +9,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from erc.config import RunConfig
-from erc.layers import HeadInput, LayerConfig, head_inputs, mix_sizes
-from erc.model import N_CLASSES, build_head
+from erc.heads import BaseHead, from_state_dict, split_output
+from erc.layers import HeadInput, head_inputs
 from erc.table import FeatureTable
+from erc.vocab import N_OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class Predictions:
     """A head's outputs for N utterances, beside what they are compared with."""
 
     segment_id: np.ndarray  # (N,) str
-    logits: np.ndarray  # (N, 7) float32
+    logits: np.ndarray  # (N, classes) float32
     va_pred: np.ndarray  # (N, 2) predicted valence, arousal on the 1–5 scale
     majority: np.ndarray  # (N,) unique majority class, -1 for a tie
     va: np.ndarray  # (N, 2) rated valence, arousal
@@ -30,10 +31,10 @@ class Predictions:
     @classmethod
     def of(cls, rows: FeatureTable, output: Tensor | np.ndarray) -> Predictions:
         out = output.detach().cpu().numpy() if isinstance(output, Tensor) else np.asarray(output)
-        return cls(rows.segment_id, out[:, :N_CLASSES], out[:, N_CLASSES:], rows.majority, rows.va)
+        return cls(rows.segment_id, *split_output(out), rows.majority, rows.va)
 
     @property
-    def output(self) -> np.ndarray:  # (N, 9): the head's raw output layout
+    def output(self) -> np.ndarray:  # (N, outputs): the head's raw output layout
         return np.concatenate([self.logits, self.va_pred], axis=1)
 
     def to_frame(self) -> pd.DataFrame:
@@ -56,46 +57,42 @@ def device_of(name: str) -> torch.device:
 
 
 @torch.no_grad()
-def forward(head: nn.Module, audio: HeadInput, text: HeadInput, *, embed: bool = False,
+def forward(head: BaseHead, audio: HeadInput, text: HeadInput, *, embed: bool = False,
             chunk: int = 1024) -> tuple[Tensor, Tensor | None]:
-    """Eval-mode outputs (N, 9) and, with ``embed``, embeddings (N, E), in chunks to bound memory."""
+    """Eval-mode outputs (N, outputs) and, with ``embed``, embeddings (N, E), in chunks to bound memory."""
     was_training = head.training
     head.eval()
     outs, embs = [], []
     for i in range(0, audio.shape[0], chunk):
         a, t = audio[i : i + chunk], text[i : i + chunk]
         if embed:
-            e = head.embed(a, t)
+            y, e = head(a, t, return_embedding=True)
+            outs.append(y)
             embs.append(e)
-            outs.append(head.norm.outputs(head.out(e)))  # = head(a, t) in eval mode, in one pass
         else:
             outs.append(head(a, t))
     head.train(was_training)
-    out = torch.cat(outs) if outs else torch.zeros(0, N_CLASSES + 2, device=next(head.parameters()).device)
+    out = torch.cat(outs) if outs else torch.zeros(0, N_OUTPUTS, device=next(head.parameters()).device)
     return out, (torch.cat(embs) if embs else None) if embed else None
 
 
-def load_head(config: RunConfig | Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> nn.Module:
+def load_head(config: RunConfig | Mapping[str, Any], state_dict: Mapping[str, Tensor]) -> BaseHead:
     """Rebuild a trained head (eval mode, CPU) from its config and ``FitResult.state_dict``.
 
     Input sizes come from the saved normalisation buffers (and layer mixes), so nothing else needs storing.
     """
     if not isinstance(config, RunConfig):
         config = RunConfig.from_flat(config)
-    head = build_head(config.head, int(state_dict["norm.audio_mean"].shape[0]),
-                      int(state_dict["norm.text_mean"].shape[0]), layers=config.layers,
-                      n_layers=mix_sizes(state_dict))
-    head.load_state_dict(dict(state_dict))
-    return head.eval()
+    return from_state_dict(config.head, state_dict, layers=config.layers)
 
 
-def predict(head: nn.Module, rows: FeatureTable, *, device: str = "auto",
+def predict(head: BaseHead, rows: FeatureTable, *, device: str = "auto",
             return_embeddings: bool = False) -> tuple[Predictions, np.ndarray | None]:
     """The head's predictions for ``rows`` and, with ``return_embeddings``, the (N, E) inputs of its
     final Linear (the "last hidden layer" the embedding figure reduces)."""
     dev = device_of(device)
     head = head.to(dev)
     # the encoder layer(s) the head was trained on (build_head records them)
-    audio, text = head_inputs(rows, getattr(head, "layers", LayerConfig()), dev)
+    audio, text = head_inputs(rows, head.layers, dev)
     out, emb = forward(head, audio, text, embed=return_embeddings)
     return Predictions.of(rows, out), (emb.cpu().numpy() if emb is not None else None)

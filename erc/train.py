@@ -15,12 +15,11 @@ from typing import Any
 import torch
 
 from erc.config import FLAT_KEYS, RunConfig
-from erc.metrics import LOSS_KEYS, METRIC_KEYS
-from erc.model import FUSIONS
 from erc.trainer import fit
+from erc.vocab import LABEL_ARMS, LOSS_KEYS, METRIC_KEYS, PRESET_NAMES, fusion_names
 
-_TABLE_KEYS = ("epoch", "train_loss", "loss", "cls_loss", "reg_loss", "acc", "macro_f1", "micro_f1", "auroc",
-               "ccc_valence", "ccc_arousal")
+# one line per epoch: the training loss first, then the validation losses and metrics
+_TABLE_KEYS = ("epoch", "train_loss", *(k for k in LOSS_KEYS if k != "train_loss"), *METRIC_KEYS)
 
 
 def _format_row(metrics: Mapping[str, float]) -> str:
@@ -46,12 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--features", required=True,
                         help="directory of one cached feature dataset (erc.features writes it)")
     parser.add_argument("--fold", type=int, default=0, help="validation fold; training uses every other fold")
-    parser.add_argument("--fusion", choices=FUSIONS, default=defaults["fusion"])
-    parser.add_argument("--labels", choices=("hard", "soft", "peakl"), default=defaults["labels"])
-    parser.add_argument("--preset", choices=("demo", "paper"), default=defaults["preset"])
+    parser.add_argument("--fusion", choices=fusion_names(), default=defaults["fusion"])
+    parser.add_argument("--labels", choices=LABEL_ARMS, default=defaults["labels"])
+    parser.add_argument("--preset", choices=PRESET_NAMES, default=defaults["preset"])
     parser.add_argument("--epochs", type=int, default=defaults["epochs"])
     parser.add_argument("--seed", type=int, default=defaults["seed"])
-    parser.add_argument("--select-metric", default=defaults["select_metric"], choices=METRIC_KEYS + LOSS_KEYS)
+    parser.add_argument("--select-metric", default=defaults["select_metric"], choices=(*METRIC_KEYS, *LOSS_KEYS))
     parser.add_argument("--device", default=defaults["device"], help="auto | cpu | cuda[:N]")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="any other config key (JSON value), e.g. --set lr=3e-4 --set append_one=false; "

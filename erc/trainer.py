@@ -33,11 +33,11 @@ import torch
 from torch import Tensor, nn
 
 from erc.config import RunConfig
+from erc.heads import BaseHead, build_head
 from erc.labels import peakl, soft
-from erc.layers import fit_normalisation, head_inputs, n_layers
+from erc.layers import head_inputs, n_layers
 from erc.losses import multitask_loss
 from erc.metrics import evaluate_outputs, is_better
-from erc.model import build_head
 from erc.optim import EarlyStopping, autocast, make_optimizer, make_scheduler
 from erc.predict import Predictions, device_of, forward
 from erc.protocol import check_cached
@@ -109,7 +109,7 @@ class Trainer:
         self.valid_majority = torch.as_tensor(valid.majority, device=dev)
 
         self.generator = torch.Generator().manual_seed(config.seed)  # weights and batch order
-        self.head: nn.Module
+        self.head: BaseHead
         self.model: nn.Module  # what is trained and checkpointed (the head here)
         self._setup(train, valid)
         self.dropout_generator = torch.Generator(device=dev).manual_seed(config.seed + 1)
@@ -135,7 +135,7 @@ class Trainer:
         head.reset_parameters(self.generator)
         if config.head.standardise:
             # fitted on the training rows only; part of the saved state (buffers)
-            fit_normalisation(head, self.audio, self.text, self.va)
+            head.fit_normalisation(self.audio, self.text, self.va)
         self.head = self.model = head.to(dev)
 
     def _param_groups(self) -> Any:
@@ -148,7 +148,7 @@ class Trainer:
         return [order[start : start + bs] for start in range(0, n, bs)]
 
     def _train_output(self, index: Tensor) -> Tensor:
-        return self.head(self.audio[index], self.text[index])  # (B, 9)
+        return self.head(self.audio[index], self.text[index])  # (B, outputs)
 
     def _valid_output(self) -> tuple[Tensor, Tensor | None]:
         return forward(self.head, self.valid_audio, self.valid_text, embed=self.keep_embeddings)
@@ -189,7 +189,7 @@ class Trainer:
         return total / len(self.train_rows)
 
     def evaluate(self) -> tuple[dict[str, float], Tensor, Tensor | None]:
-        """Validation metrics, the (N, 9) outputs and (optionally) the embeddings of the current model."""
+        """Validation metrics, the (N, outputs) outputs and (optionally) the embeddings of the current model."""
         cfg = self.config
         with autocast(self.device, cfg.optim.precision):
             out, emb = self._valid_output()

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from erc.config import FLAT_KEYS, RunConfig, defaults
+from erc.heads import HeadConfig
 from erc.losses import LossConfig
-from erc.model import HeadConfig
 from erc.optim import OptimConfig
 
 

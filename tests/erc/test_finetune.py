@@ -11,8 +11,8 @@ from erc.data import load_corpus
 from erc.encoders import load_audio_encoder, load_text_encoder
 from erc.features import build_features
 from erc.finetune import EndToEnd, FinetuneTrainer, collate
+from erc.heads import build_head
 from erc.inputs import build_inputs
-from erc.model import build_head
 from erc.protocol import join_lines
 from erc.table import FeatureTable
 
@@ -100,6 +100,24 @@ def test_finetuning_changes_the_encoders_and_freezing_keeps_the_cnn(small, demo_
         assert lrs == [1e-3, trainer.config.optim.lr]  # encoders, head
     assert FinetuneTrainer(cfg(), train, valid, audio_encoder=demo_encoders[0],
                            text_encoder=demo_encoders[1]).optimizer.param_groups[0]["lr"] == 1e-5
+
+
+def test_validation_outputs_and_embeddings_are_the_heads_on_the_pooled_vectors(small, demo_encoders):
+    train, valid = small
+    trainer = FinetuneTrainer(cfg(epochs=1, fusion="outer"), train, valid, audio_encoder=demo_encoders[0],
+                              text_encoder=demo_encoders[1], keep_embeddings=True)
+    _, out, emb = trainer.evaluate()
+    assert out.shape == (len(valid), 9) and emb.shape == (len(valid), trainer.config.head.dim)
+    with torch.no_grad():
+        trainer.model.eval()
+        batch = trainer._collate(valid, np.arange(len(valid)))
+        a, t = trainer.model.vectors(batch)
+        torch.testing.assert_close(emb, trainer.head.embed(a, t), rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(out, trainer.head(a, t), rtol=1e-4, atol=1e-5)
+    trainer.keep_embeddings = False
+    _, plain, none = trainer.evaluate()
+    assert none is None
+    torch.testing.assert_close(plain, out, rtol=0, atol=0)
 
 
 def test_a_restored_finetune_trainer_continues_exactly(small, demo_encoders):

@@ -9,11 +9,13 @@ import pytest
 import torch
 from transformers import AutoTokenizer, RobertaModel, Wav2Vec2Model
 
+import erc.layers
 from erc.audio import load_audio
 from erc.config import RunConfig
 from erc.encoders import build_demo_encoders
 from erc.features import build_features, feature_meta
-from erc.layers import LayerConfig, LayerRows, Layers, layer_weights
+from erc.heads import layer_weights
+from erc.layers import LayerConfig, LayerRows, Layers
 from erc.predict import load_head, predict
 from erc.table import FeatureTable
 from erc.trainer import Trainer, fit
@@ -120,6 +122,7 @@ def test_a_weighted_head_learns_where_the_signal_is_and_reloads(tmp_path):
     result = trainer.result()
     weights = layer_weights(result.state_dict)
     assert set(weights) == {"audio"} and sum(weights["audio"]) == pytest.approx(1.0)
+    assert erc.layers.layer_weights(result.state_dict) == weights  # the old name still answers
     others = max(w for i, w in enumerate(weights["audio"]) if i != 2)
     assert weights["audio"][2] > 0.35 and weights["audio"][2] > 1.5 * others, weights  # uniform: 0.25
     # reloaded from its config and weights alone, it predicts what it did in training

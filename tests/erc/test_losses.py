@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
+import typing
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
+from erc import vocab
 from erc.labels import peakl, soft
-from erc.losses import classification_loss, multitask_loss, regression_loss
+from erc.losses import LossConfig, classification_loss, multitask_loss, regression_loss
 
 
 @pytest.fixture
@@ -122,3 +126,15 @@ def test_batch_focal_loss_is_the_focal_weight_of_the_batch_mean_ce(seed, gamma):
         rel=1e-6)
     with pytest.raises(ValueError, match="batch mean"):
         classification_loss(logits, classes, gamma, reduction="none", focal="batch")
+
+
+def test_the_functions_defaults_are_the_configs():
+    defaults = LossConfig()
+    for fn, params in ((multitask_loss, {"cls_coef": "cls_coef", "gamma": "focal_gamma", "focal": "focal"}),
+                       (classification_loss, {"gamma": "focal_gamma", "focal": "focal"})):
+        signature = inspect.signature(fn).parameters
+        for param, key in params.items():
+            assert signature[param].default == getattr(defaults, key), (fn.__name__, param)
+    assert typing.get_args(typing.get_type_hints(LossConfig)["labels"]) == vocab.LABEL_ARMS
+    with pytest.raises(ValueError, match="focal variant 'mean'"):
+        classification_loss(torch.zeros(2, 7), torch.zeros(2, dtype=torch.long), focal="mean")

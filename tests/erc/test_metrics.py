@@ -9,6 +9,8 @@ import pytest
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+import erc.metrics
+from erc import vocab
 from erc.metrics import ccc, classification_metrics, evaluate_outputs, is_better, regression_metrics
 
 
@@ -81,9 +83,19 @@ def test_evaluate_outputs_splits_the_nine_outputs():
     target = rng.integers(0, 7, 50)
     va = rng.uniform(1, 5, (50, 2))
     m = evaluate_outputs(out, target, va)
-    assert set(m) == {"acc", "macro_f1", "micro_f1", "auroc", "ccc_valence", "ccc_arousal"}
+    assert list(m) == list(vocab.METRIC_KEYS) == ["acc", "macro_f1", "micro_f1", "auroc", "ccc_valence",
+                                                  "ccc_arousal"]
+    assert m["ccc_valence"] == pytest.approx(lin_ccc_sample(out[:, 7], va[:, 0]), abs=1e-5)
     assert m["acc"] == pytest.approx(accuracy_score(target, out[:, :7].argmax(1)))
     assert m["ccc_arousal"] == pytest.approx(lin_ccc_sample(out[:, 8], va[:, 1]), abs=1e-5)
+
+
+def test_names_and_directions_are_the_vocabularys():
+    # re-exported where the metrics are computed: the sweep and analysis layers import them from here
+    assert erc.metrics.METRIC_KEYS is vocab.METRIC_KEYS and erc.metrics.LOSS_KEYS is vocab.LOSS_KEYS
+    assert erc.metrics.metric_mode("loss") == "min" and erc.metrics.metric_mode("auroc") == "max"
+    with pytest.raises(ValueError, match="unknown metric 'accuracy'"):
+        erc.metrics.check_metric("accuracy")
 
 
 def test_is_better_modes():

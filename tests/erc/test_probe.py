@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from erc.config import RunConfig
+from erc.losses import multitask_loss
 from erc.probe import gpu_fraction, step_memory
 from erc.trainer import Trainer
 from tests.synthetic import synthetic_features
@@ -37,7 +38,19 @@ def test_a_trial_too_big_for_the_gpu_runs_alone_and_says_so():
 
 def test_probe_step_builds_and_trains_the_configuration_on_a_cpu():
     train, valid = synthetic_features(n=100).split(0)
+    train = train.subset(range(8))
     config = RunConfig.from_flat({"fusion": "outer", "batch_size": 8, "device": "cpu"})
-    result = step_memory(lambda: Trainer(config, train.subset(range(8)), valid), torch.device("cpu"))
-    assert result["rows"] == 8 and result["loss"] > 0
+    made = []
+    result = step_memory(lambda: made.append(Trainer(config, train, valid)) or made[-1], torch.device("cpu"))
+    assert result["rows"] == 8 and result["device"] == "cpu"
     assert result["peak_mb"] is None and result["total_mb"] is None  # memory figures need CUDA
+    # the loss is one step's on all the training rows, from the run's own seeded weights
+    fresh = Trainer(config, train, valid)
+    with torch.no_grad():
+        out = fresh.head.train()(fresh.audio, fresh.text)
+        expected = multitask_loss(out, fresh.target, fresh.va, config.loss.cls_coef, config.loss.focal_gamma).loss
+    assert result["loss"] == pytest.approx(float(expected), rel=1e-6)
+    # and the step was taken: exactly one optimiser step moved the weights
+    probed = made[0]
+    assert probed.optimizer.state_dict()["state"][0]["step"] == 1
+    assert not torch.equal(probed.head.proj_audio.weight, fresh.head.proj_audio.weight)

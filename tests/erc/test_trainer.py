@@ -13,7 +13,7 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 import erc.trainer as trainer_mod
 from erc.config import RunConfig
-from erc.model import HeadConfig
+from erc.heads import HeadConfig
 from erc.predict import load_head, predict
 from erc.trainer import StopTraining, fit
 from tests.synthetic import synthetic_features
