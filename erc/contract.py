@@ -80,7 +80,12 @@ EMBED_PREFIX = "embed/"  # alignment numbers of the embedding figure (analysis.e
 # per epoch, a head mixing encoder layers (audio_layer/text_layer = "weighted"): the softmax weight of
 # each layer, layer_weight/<audio|text>_<layer index>
 LAYER_WEIGHT_PREFIX = "layer_weight/"
-LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX)
+# once per trial, the head's size (erc.heads.model_size): trainable parameters, forward FLOPs per utterance
+MODEL_PREFIX = "model/"
+MODEL_PARAMS = f"{MODEL_PREFIX}params"
+MODEL_FLOPS = f"{MODEL_PREFIX}flops"
+SIZE_METRICS = (MODEL_PARAMS, MODEL_FLOPS)
+LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX, MODEL_PREFIX)
 # Keys under these are never a run's plain "<metric>" (the reader's fallback for runs logged elsewhere).
 KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
 VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "best": BEST_PREFIX}
