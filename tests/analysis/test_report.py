@@ -14,11 +14,10 @@ import pingouin as pg
 import pytest
 from mlflow import MlflowClient
 
-import analysis.__main__ as cli
 from analysis.__main__ import main
+from analysis.options import Contrast, ReportOptions
 from analysis.report import compare_report, sweep_report
 from analysis.runs import (
-    DEFAULT_METRICS,
     DuplicateRunsError,
     MissingArmError,
     find_sweep,
@@ -58,7 +57,6 @@ def test_help_lists_commands(tmp_path):
     res = run_cli(["--help"], tmp_path)
     assert res.returncode == 0
     assert "compare" in res.stdout and "report" in res.stdout and "MLFLOW_TRACKING_URI" in res.stdout
-    assert cli.DEFAULT_METRICS == DEFAULT_METRICS  # the CLI's copy (kept to make --help fast) agrees
 
 
 def test_compare_reads_sqlite_store_writes_and_logs_files(store, tmp_path):
@@ -188,20 +186,10 @@ def test_partial_sweep_report_explains_what_it_cannot_compute(store, tmp_path, c
 
 
 def test_compare_without_extended_columns_in_process(store, tmp_path):
-    text = compare_report(
-        "erc-sweeps",
-        "labels",
-        "peakl",
-        "soft",
-        {"fusion": "outer"},
-        sweep="demo",
-        tracking_uri=store["uri"],
-        out_dir=tmp_path,
-        log_to_mlflow=False,
-        extended=False,
-        metrics=["acc", "auroc"],
-        echo=False,
-    )
+    options = ReportOptions(experiment="erc-sweeps", sweep="demo", tracking_uri=store["uri"], out_dir=tmp_path,
+                            log_to_mlflow=False, extended=False, metrics=["acc", "auroc"], echo=False)
+    text = compare_report(Contrast(factor="labels", treatment="peakl", baseline="soft", where={"fusion": "outer"}),
+                          options)
     assert "| metric | T | dof | alternative | p-val | CI95% | cohen-d | BF10 | power |\n" in text
     assert "With the paper's uncorrected test" in text or "Not significant on any metric" in text
     assert "T (NB)" not in text and "| auroc |" in text
