@@ -1,7 +1,7 @@
 """Fold-paired comparison of two arms: the paper's pingouin table plus the corrections a reviewer asks for.
 
 Everything here works on plain numbers (metric -> {fold key: value}); reading MLflow lives in
-``analysis.runs``. Library calls are used wherever a library has the statistic (pingouin for the
+``analysis.reader``. Library calls are used wherever a library has the statistic (pingouin for the
 t-test, d_z, power, Wilcoxon and Holm; baycomp for the Bayesian correlated t-test); only the
 Nadeau-Bengio corrected t-test is computed here, because no installed library exposes it with a
 user-supplied n_test/n_train ratio.
