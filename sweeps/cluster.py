@@ -185,6 +185,12 @@ def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
     return {g.name: dict(g.resources) or None for g in reported.node_group_configs if g.max_count != 0}
 
 
+def addable_node_types(types: dict[str, dict[str, float] | None] | None, cpus: float, gpus: float) -> list[str]:
+    """Of ``types`` (:func:`autoscaler_node_types`), the names of those whose node could hold ``cpus`` and
+    ``gpus``; a type whose resources come from its instance type counts (it may). [] for None."""
+    return sorted(name for name, res in (types or {}).items() if res is None or _fits(res, cpus, gpus))
+
+
 def check_trial_resources(cpus: float, gpus: float) -> str | None:
     """Fail before any trial starts when no node can ever hold one trial's ``cpus`` and ``gpus``.
 
@@ -198,9 +204,9 @@ def check_trial_resources(cpus: float, gpus: float) -> str | None:
     have = _describe_nodes(nodes)
     types = autoscaler_node_types()
     if types is not None:
-        can = [name for name, res in types.items() if res is None or _fits(res, cpus, gpus)]
+        can = addable_node_types(types, cpus, gpus)
         if can:
-            return f"{asked}, but {have}: waiting for the autoscaler to add a node that has it ({', '.join(sorted(can))})."
+            return f"{asked}, but {have}: waiting for the autoscaler to add a node that has it ({', '.join(can)})."
         raise ClusterResourceError(f"{asked}, but {have}, and no node type the autoscaler can add has that "
                                    f"much ({', '.join(sorted(types)) or 'none'}).")
     raise ClusterResourceError(f"{asked}, but {have}. Ask for less per trial, or run on a cluster that has "
