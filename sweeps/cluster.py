@@ -42,8 +42,14 @@ class ClusterResourceError(RuntimeError):
     """No node of the cluster (nor any the autoscaler can add) can run one trial."""
 
 
-def init_ray(settings: SweepSettings) -> None:
-    """Start (or join, with ``settings.address``) Ray the way every sweep does; no-op if running."""
+def init_ray(settings: SweepSettings, *, num_gpus: int | None = None) -> None:
+    """Start (or join, with ``settings.address``) Ray the way every sweep does; no-op if running.
+
+    ``num_gpus``: the GPUs a private Ray advertises (None: those it detects); logical GPUs on a CPU
+    machine let a benchmark schedule fractional-GPU requests exactly as on a GPU node.
+    """
+    if num_gpus is not None and settings.address:
+        raise ValueError("num_gpus applies to a private Ray only, not to a cluster joined with --address")
     if ray.is_initialized():
         return
     common = {"log_to_driver": settings.verbose > 0,
@@ -58,7 +64,7 @@ def init_ray(settings: SweepSettings) -> None:
                 raise RayAddressError(f"could not join the Ray cluster at {address} (--address "
                                       f"{settings.address}): {err}") from None
     else:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, **common)
+        ray.init(address="local", include_dashboard=False, configure_logging=False, num_gpus=num_gpus, **common)
 
 
 def start_ray(settings: SweepSettings) -> None:

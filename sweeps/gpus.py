@@ -89,25 +89,45 @@ def resolve_gpus_per_trial(settings: SweepSettings, prepared: Prepared, trial_se
         wait = WAIT_FOR_GPU_S
         print(f"--gpus-per-trial auto: no GPU node yet; waiting up to {WAIT_FOR_GPU_S:.0f} s for the autoscaler "
               f"to add one ({', '.join(gpu_types)}) for the probe (pass an explicit --gpus-per-trial to skip)")
-    fold = settings.folds[0]
-    configs = probe_configs(settings)
-    refs = [_remote_probe.options(num_gpus=PROBE_GPUS, num_cpus=PROBE_CPUS).remote(
-        flat, probe_sample(prepared.table, fold, flat["batch_size"]), fold, trial_settings) for flat in configs]
-    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=wait)
-    if pending:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+    probes = run_probes(settings, prepared, trial_settings, wait=wait)
+    if probes is None:
         print("--gpus-per-trial auto: no GPU node came up → 0 (trials run on CPUs)")
         _record(track, 0.0, None, "no GPU node came up")
         return 0.0
-    results = ray.get(ready)
-    for flat, result in zip(configs, results, strict=True):
-        print(f"  probe {flat[C.FUSION]} (batch {flat['batch_size']}) on {result['device']}: "
-              f"peak {result['peak_mb']:.0f} MiB of {result['total_mb']:.0f} MiB")
-    fit = gpu_fraction(max(r["peak_mb"] for r in results), min(r["total_mb"] for r in results), headroom=HEADROOM)
+    fit = probe_fit([result for _, result in probes])
     print(fit.describe())
     _record(track, fit.fraction, fit, fit.describe())
     return fit.fraction
+
+
+def run_probes(settings: SweepSettings, prepared: Prepared, trial_settings: dict[str, Any], *,
+               wait: float | None = None, device: str = "cuda") -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+    """The sweep's probes as whole-GPU Ray tasks: (flat config, :func:`run_probe` result) per fusion,
+    printed; None when they did not all start and finish within ``wait`` seconds (they are cancelled).
+
+    ``device`` is where a probe computes once placed (``cpu``: a check of the path on logical GPUs).
+    """
+    fold = settings.folds[0]
+    configs = probe_configs(settings)
+    refs = [_remote_probe.options(num_gpus=PROBE_GPUS, num_cpus=PROBE_CPUS).remote(
+        flat, probe_sample(prepared.table, fold, flat["batch_size"]), fold, trial_settings, device)
+        for flat in configs]
+    _, pending = ray.wait(refs, num_returns=len(refs), timeout=wait)
+    if pending:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        return None
+    results = ray.get(refs)
+    for flat, result in zip(configs, results, strict=True):
+        peak = "no GPU memory figure" if result["peak_mb"] is None else (
+            f"peak {result['peak_mb']:.0f} MiB of {result['total_mb']:.0f} MiB")
+        print(f"  probe {flat[C.FUSION]} (batch {flat['batch_size']}) on {result['device']}: {peak}")
+    return list(zip(configs, results, strict=True))
+
+
+def probe_fit(results: list[dict[str, Any]]) -> GpuFit:
+    """The packing for the largest probe's peak on the smallest GPU the probes ran on."""
+    return gpu_fraction(max(r["peak_mb"] for r in results), min(r["total_mb"] for r in results), headroom=HEADROOM)
 
 
 def _record(track: Any, fraction: float, fit: GpuFit | None, text: str) -> None:
