@@ -46,6 +46,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -90,7 +91,7 @@ class Sizes:
 PAPER = Sizes(name="paper", preset="paper", corpus={}, grid_folds=4, grid_epochs=2, steps=3)
 TINY = Sizes(name="tiny", preset="demo",
              corpus={"kemdy19_sessions": 5, "kemdy20_sessions": 5, "utterances_per_speaker": 4},
-             grid_folds=2, grid_epochs=1, steps=1)
+             grid_folds=1, grid_epochs=1, steps=1)
 
 
 @dataclass
@@ -236,6 +237,17 @@ def extraction_throughput(setup: Setup) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
+def gpu_name() -> str | None:
+    """The GPU's name from nvidia-smi: asking torch would give this process a CUDA context, and the
+    probes count every byte in use on the GPU as their own."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader", "-i", "0"],
+                             capture_output=True, text=True, timeout=60, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip() or None
+
+
 class Attempts:
     """Runs each measurement on its own: a failure is recorded, the rest go on."""
 
@@ -266,7 +278,7 @@ def run_suite(setup: Setup, timeout: float, only: tuple[str, ...] = MEASUREMENTS
               ) -> tuple[dict[str, Any], dict[str, str]]:
     attempt = Attempts(only)
     figures: dict[str, Any] = {"device": setup.device, "sizes": setup.sizes.name,
-                               "gpu": torch.cuda.get_device_name(0) if setup.device == "cuda" else None}
+                               "gpu": gpu_name() if setup.device == "cuda" else None}
     attempt("setup", setup.build)
     if "setup" in attempt.errors:
         attempt.errors.update({name: "setup failed" for name in only})
