@@ -81,6 +81,7 @@ class Sizes:
     """What differs between the paper-size run and ``--tiny``: sizes only, never code paths."""
 
     name: str
+    encoders: str  # "paper": wav2vec2-large-xlsr and roberta-large geometry, random weights; "demo": the demo's
     preset: str  # the head's size preset
     corpus: dict[str, int]  # write_demo_corpus arguments
     grid_folds: int  # folds of the packed/single grid (× the fusions, one label arm)
@@ -88,8 +89,8 @@ class Sizes:
     steps: int  # timed finetune steps
 
 
-PAPER = Sizes(name="paper", preset="paper", corpus={}, grid_folds=4, grid_epochs=2, steps=3)
-TINY = Sizes(name="tiny", preset="demo",
+PAPER = Sizes(name="paper", encoders="paper", preset="paper", corpus={}, grid_folds=4, grid_epochs=2, steps=3)
+TINY = Sizes(name="tiny", encoders="demo", preset="demo",
              corpus={"kemdy19_sessions": 5, "kemdy20_sessions": 5, "utterances_per_speaker": 4},
              grid_folds=1, grid_epochs=1, steps=1)
 
@@ -113,10 +114,10 @@ class Setup:
         self.root = write_demo_corpus(self.work / "data", seed=0, **self.sizes.corpus)
         self.corpus = load_corpus(self.root, verbose=False)
         demo_audio, self.demo_text_dir = build_demo_encoders(self.work / "demo-encoders", self.corpus, seed=0)
-        if self.sizes.name == "tiny":
-            self.audio_dir, self.text_dir = demo_audio, self.demo_text_dir
-        else:
+        if self.sizes.encoders == "paper":
             self.audio_dir, self.text_dir = save_paper_encoders(self.work / "paper-encoders", self.demo_text_dir)
+        else:
+            self.audio_dir, self.text_dir = demo_audio, self.demo_text_dir
         self.inputs, self.inputs_dir = build_inputs(self.corpus, self.audio_dir, self.text_dir, self.work / "inputs",
                                                     progress=False)
 
@@ -127,7 +128,8 @@ class Setup:
 
 
 def save_paper_encoders(out: Path, demo_text_dir: Path) -> tuple[Path, Path]:
-    """``finetune_step.paper_encoders`` (random weights, the demo feature extractor and tokenizer) on disk."""
+    """``finetune_step.paper_encoders`` on disk: random weights, an xlsr feature extractor, the demo tokenizer
+    (the corpus's transcripts; its ids fit the 32000-entry embedding)."""
     audio, text = finetune_step.paper_encoders(load_text_encoder(demo_text_dir, "cpu").tokenizer)
     audio_dir, text_dir = out / "audio", out / "text"
     audio.model.save_pretrained(audio_dir)
