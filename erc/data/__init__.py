@@ -119,8 +119,8 @@ def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True, 
     if root.is_file() and root.suffix.lower() in MANIFEST_SUFFIXES:
         from erc.data import manifest
 
-        read = manifest.read(root, classes)
-        reads.append((manifest.NAME, manifest.split_kind(read), manifest.SCALE, read))
+        read = manifest.read(root, classes or manifest.ALL)
+        reads.append((MANIFEST, read.split, read.scale, read))
     else:
         if not root.is_dir():
             raise FileNotFoundError(f"data root {root} does not exist; {expected}")
@@ -129,7 +129,7 @@ def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True, 
             raise FileNotFoundError(f"no corpus under {root}; {expected}")
         for spec, folder in present:
             read = spec.read(folder, classes or spec.default_classes)
-            reads.append((spec.name, spec.split, spec.scale, read))
+            reads.append((spec.name, read.split or spec.split, read.scale or spec.scale, read))
     name0, *_, first = reads[0]
     for name, _, _, read in reads[1:]:
         if (read.classes, read.dimensions) != (first.classes, first.dimensions):

@@ -35,6 +35,9 @@ class CorpusRead:
     dimensions: tuple[str, ...]  # DIMENSIONS, or () for a corpus without them
     groups: list[int]  # every session/actor the files name (for folds); empty for an official partition
     records: list[dict | Exclusion] = field(default_factory=list)
+    # a corpus without a spec (the manifest) says these itself: how trials split it, its rating scale
+    split: str | None = None
+    scale: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
