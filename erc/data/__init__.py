@@ -12,6 +12,7 @@ import pandas as pd
 from erc.atomic import write_atomic
 from erc.data.folds import session_folds
 from erc.data.kemdy import Exclusion
+from erc.data.layout import ANNOTATION_DIR, LAYOUTS, WAV_DIR
 from erc.data.registry import CorpusRead, CorpusSpec, registry
 from erc.vocab import DIMENSIONS, EMOTIONS, MANIFEST, MANIFEST_SUFFIXES, N_FOLDS
 
@@ -97,9 +98,12 @@ def find_corpora(root: Path, corpora: list[str] | None = None) -> list[tuple[Cor
 
 
 def expected_layout() -> str:
-    folders = [f"{s.release}/" for s in registry()]
-    return (f"expected release folders ({', '.join(folders)}) under the data root, or a ratings manifest "
-            f"({' / '.join(MANIFEST_SUFFIXES)}) (DESIGN §2)")
+    kemdy = {layout.directory for layout in LAYOUTS}
+    firsts = [layout.annotation_path(Path(), 1, "F" if layout.per_speaker else None) for layout in LAYOUTS]
+    others = [f"{s.release}/" for s in registry() if s.release not in kemdy]
+    return (f"expected {' … and/or '.join(map(str, firsts))} … with {WAV_DIR}/ folders beside the "
+            f"{ANNOTATION_DIR}/ folders, or the release folders {', '.join(others)} under the data root, or a "
+            f"ratings manifest ({' / '.join(MANIFEST_SUFFIXES)}) (DESIGN §2)")
 
 
 def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True, *,
