@@ -27,10 +27,10 @@ import scikit_posthocs as sp
 from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
+from analysis.options import POSTHOC_METHODS
 from erc.vocab import metric_mode
 
 FRIEDMAN_COLUMNS = ("metric", "statistic", "p", "k", "n")
-POSTHOC_METHODS = ("holm", "nemenyi")
 DEFAULT_POSTHOC = POSTHOC_METHODS[0]
 ALPHA = 0.05
 
