@@ -28,7 +28,7 @@ import yaml
 
 from erc import vocab
 from erc.optim import OptimConfig
-from sweeps.faults import FAIL_ONCE_ENV, fail_once_spec
+from sweeps.fault_injection import FAIL_ONCE_ENV, fail_once_spec
 
 FOLDS = vocab.FOLDS
 EXTRACT_ON = ("driver", "cluster")
@@ -211,7 +211,7 @@ class SweepSettings:
     verbose: int = field(default=DEFAULT, metadata=flag(
         "Tune's own output (trial boxes, trial logs) instead of one line per trial; -vv adds every epoch's result",
         "output", flags=("-v", "--verbose"), action="count"))
-    # tests' fault injection (sweeps.faults), from the environment only: no flag, users never see it
+    # tests' fault injection (sweeps.fault_injection), from the environment only: no flag, users never see it
     fail_once: str | None = field(default_factory=lambda: os.environ.get(FAIL_ONCE_ENV) or None)
 
     def __post_init__(self) -> None:

@@ -1,7 +1,7 @@
 """The Tune trainable: one trial = one run configuration trained on one or more splits (DESIGN §6).
 
 Only the trial itself lives here; what it reports is :mod:`sweeps.results`, its checkpoints
-:mod:`sweeps.checkpoints` (figures: :mod:`sweeps.plots`), the test switch that fails it :mod:`sweeps.faults`.
+:mod:`sweeps.checkpoints` (figures: :mod:`sweeps.plots`), the test switch that fails it :mod:`sweeps.fault_injection`.
 
 Grid and search trials share it. The feature table arrives once through Ray's object store
 (``tune.with_parameters``); the trial splits it by fold. A grid trial trains one split (its fold)
@@ -34,7 +34,7 @@ from erc.protocol import select_rows
 from erc.table import FeatureTable
 from erc.trainer import Trainer
 from sweeps import checkpoints
-from sweeps.faults import inject_failure
+from sweeps.fault_injection import inject_failure
 from sweeps.naming import run_config_keys
 from sweeps.results import epoch_report, final_report, gpu_memory, layer_weight_report
 
