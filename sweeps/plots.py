@@ -7,9 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from erc.trainer import FitResult
 from erc.vocab import EMOTIONS
+
+if TYPE_CHECKING:
+    from erc.trainer import FitResult
 
 
 def confusion_png(result: FitResult, path: Path) -> None:

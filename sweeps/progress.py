@@ -28,6 +28,7 @@ from ray.tune import Callback
 from ray.tune.result import TIME_TOTAL_S
 
 from erc import contract as C
+from erc.vocab import REPORTS_DIR
 from sweeps.naming import TrialLabels
 from sweeps.settings import DEFAULT, QUIET, VERBOSE
 
@@ -58,7 +59,7 @@ def duration(seconds: float) -> str:
 
 def tune_log(settings: Any, sweep: str) -> Path:
     """Where Tune's own console output goes below ``-v``: beside the sweep's report."""
-    return Path(settings.cache_dir) / "reports" / sweep / "tune.log"
+    return Path(settings.cache_dir) / REPORTS_DIR / sweep / "tune.log"
 
 
 def header(settings: Any, prepared: Any, track: Any, n_trials: int) -> str:

@@ -29,10 +29,10 @@ from ray import tune
 from erc import contract as C
 from erc.config import RunConfig
 from erc.inputs import InputTable
-from erc.metrics import metric_mode
 from erc.protocol import select_rows
 from erc.table import FeatureTable
 from erc.trainer import Trainer
+from erc.vocab import metric_mode
 from sweeps import checkpoints
 from sweeps.fault_injection import inject_failure
 from sweeps.naming import run_config_keys
