@@ -28,6 +28,7 @@ from ray import tune
 
 from erc import contract as C
 from erc.config import RunConfig
+from erc.heads import model_size
 from erc.inputs import InputTable
 from erc.protocol import select_rows
 from erc.table import FeatureTable
@@ -110,7 +111,8 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
         inject_failure(settings, config, epoch, reported=True)
     if not search:
         result = trainers[0].result()
-        final = final_report(result, base)
+        # the head's size, once (model/params, model/flops); in finetune mode the encoders are not counted
+        final = {**final_report(result, base), **model_size(trainers[0].head)}
         model_file = Path(C.MODEL_CHECKPOINT if settings.get("mode") == "finetune" else C.HEAD_CHECKPOINT).name
         checkpoint, tmp = checkpoints.final_checkpoint(result, final, model_file)
         with tmp:

@@ -11,6 +11,7 @@ import torch
 from ray import tune
 
 from erc import contract as C
+from erc.heads import HeadConfig, build_head, model_size
 from sweeps.trainable import train_trial
 from tests.synthetic import synthetic_features
 
@@ -47,6 +48,9 @@ def test_grid_trials_report_what_they_trained_on(local_ray, tmp_path):
         assert r.metrics[C.BEST_PREFIX + "loss"] == pytest.approx(history[C.VALID_PREFIX + "loss"].min())
         assert r.metrics[C.SELECTED_PREFIX + "acc"] <= r.metrics[C.BEST_PREFIX + "acc"]
         assert r.checkpoint is not None
+        # the head's size, reported once with the final metrics (what MLflow logs as model/params, model/flops)
+        size = model_size(build_head(HeadConfig(fusion="concat"), table.audio.shape[1], table.text.shape[1]))
+        assert {k: r.metrics[k] for k in C.SIZE_METRICS} == size and size[C.MODEL_FLOPS] > 0
 
 
 def test_search_trials_step_their_splits_in_lockstep_and_score_in_the_metrics_direction(local_ray, tmp_path):
