@@ -49,11 +49,11 @@ import torch
 from transformers import AutoFeatureExtractor, Wav2Vec2Config, Wav2Vec2Model
 
 from erc.audio import MAX_SECONDS, load_audio
-from erc.vocab import REGRESSION_METRICS
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import AudioEncoder, build_demo_encoders, load_audio_encoder, load_text_encoder
 from erc.features import ExtractionJob, Vectors, build_features, extract_here, length_buckets
+from erc.vocab import REGRESSION_METRICS
 
 PARTS = ("bucketing", "cluster", "layers")
 
