@@ -72,10 +72,10 @@ def summarise(raw: Path, top: int) -> dict:
             "top": {k: c.most_common(top) for k, c in inclusive.items()}}
 
 
-def run_phase(name: str, cache: Path, out: Path, rate: int, py_spy: str | None) -> float:
+def run_phase(name: str, cache: Path, out: Path, rate: int, py_spy: str | None, extra: list[str]) -> float:
     env = {**os.environ, "ERC_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
-    command = [sys.executable, str(ABLATION), "--quiet", *PHASES[name]]
+    command = [sys.executable, str(ABLATION), "--quiet", *PHASES[name], *extra]
     if py_spy:
         command = [py_spy, "record", "--subprocesses", "--format", "raw", "--rate", str(rate),
                    "--output", str(out / f"{name}.raw"), "--", *command]
@@ -97,6 +97,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=20, help="py-spy samples per second (default %(default)s)")
     parser.add_argument("--top", type=int, default=15, help="functions shown per process kind")
     parser.add_argument("--no-py-spy", dest="py_spy", action="store_false", help="time the phases only")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="every phase with ablation.py's --smoke-test (a check that this runs, not a profile)")
     args = parser.parse_args()
     if unknown := set(args.phases) - set(PHASES):
         parser.error(f"unknown phase(s) {', '.join(sorted(unknown))}; choose from {', '.join(PHASES)}")
@@ -106,7 +108,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     figures: dict[str, dict] = {}
     for name in args.phases:
-        wall = run_phase(name, cache, out, args.rate, py_spy)
+        wall = run_phase(name, cache, out, args.rate, py_spy, ["--smoke-test"] if args.smoke_test else [])
         figures[name] = {"wall_s": round(wall, 1)}
         print(f"\n== {name}: {wall:.1f} s wall (log {out / f'{name}.log'})", flush=True)
         if py_spy:

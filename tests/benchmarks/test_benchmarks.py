@@ -25,6 +25,8 @@ SMALLEST: dict[str, list[str]] = {
     "finetune_step.py": ["--steps", "1", "--batch-size", "2", "--smoke"],
     "head_vs_end_to_end.py": ["--utterances", "8", "--batch-size", "4", "--paper-batch", "1", "--paper-steps", "1"],
     "per_arm.py": ["--smoke-test", "--tune-per-arm", "1"],
+    "profile_job.py": ["--smoke-test"],
+    "targets.py": ["--smoke-test", "--skip", "per_arm", "tune_overhead"],  # those two run above on their own
     "tune_overhead.py": ["--folds", "1"],
 }
 
