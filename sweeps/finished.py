@@ -62,17 +62,19 @@ def finished_sweep(settings: SweepSettings, sweep: str) -> FinishedSweep | None:
     return FinishedSweep(uri, parent, len(wanted))
 
 
-def print_report(settings: SweepSettings, sweep: str, uri: str) -> None:
-    """The sweep's report from MLflow: printed, saved under the cache's reports, logged to the parent run."""
+def print_report(settings: SweepSettings, sweep: str, uri: str, *, log_to_mlflow: bool = True) -> None:
+    """The sweep's report from MLflow: printed, saved under the cache's reports, logged to the parent run
+    (unless ``log_to_mlflow`` is false)."""
     # analysis at the end of a sweep only: importing the sweep layer never imports analysis
     from analysis.report import sweep_report
 
     reports = settings.cache_dir / REPORTS_DIR / sweep
     with warnings.catch_warnings():  # everything the report warns about is in its text, printed below
         warnings.simplefilter("ignore")
-        sweep_report(settings.experiment, sweep=sweep, tracking_uri=uri, out_dir=reports)
+        sweep_report(settings.experiment, sweep=sweep, tracking_uri=uri, out_dir=reports, log_to_mlflow=log_to_mlflow)
         if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
-            sweep_report(settings.experiment, sweep=sweep, tracking_uri=uri, out_dir=reports, values="best")
+            sweep_report(settings.experiment, sweep=sweep, tracking_uri=uri, out_dir=reports, values="best",
+                         log_to_mlflow=log_to_mlflow)
     if uri.startswith(("http://", "https://")):
         print(f"\nBrowse the runs: {uri}")
     else:
@@ -87,5 +89,6 @@ def rerun_finished(settings: SweepSettings) -> int | None:
         return None
     print(f"sweep {sweep}: all {found.trials} trials FINISHED in MLflow (parent run {found.parent_run_id}); "
           "nothing to run — the report from the store:")
-    print_report(settings, sweep, found.uri)
+    # the run that finished the sweep logged this same report to its parent run already
+    print_report(settings, sweep, found.uri, log_to_mlflow=False)
     return 0
