@@ -42,7 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _ablation(args: argparse.Namespace) -> int:
-    from sweeps.grid import run_ablation  # torch, ray and mlflow load here, once the arguments are good
+    from sweeps.finished import rerun_finished  # MLflow only: a finished sweep's rerun starts no Ray
+    from sweeps.settings import settings_from_args
+
+    done = rerun_finished(settings_from_args(args))
+    if done is not None:
+        return done
+    from sweeps.grid import run_ablation  # torch and ray load here, once the arguments are good
 
     return run_ablation(args)
 

@@ -6,7 +6,6 @@ import argparse
 import itertools
 import logging
 import sys
-import warnings
 from typing import Any
 
 from ray import tune
@@ -17,6 +16,7 @@ from erc.config import RunConfig
 from erc.vocab import REPORTS_DIR
 from sweeps.cli import INTERRUPTED
 from sweeps.cluster import start_ray
+from sweeps.finished import print_report
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
@@ -67,7 +67,6 @@ def grid_tuning(settings: SweepSettings) -> tuple[dict[str, Any], tune.TuneConfi
 def run_ablation(args: argparse.Namespace) -> int:
     # analysis at the end of a sweep only: importing the sweep layer never imports analysis
     from analysis.plots import peakl_figure
-    from analysis.report import sweep_report
 
     settings = settings_from_args(args)
     quiet_startup(settings.verbose)
@@ -98,17 +97,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     if outcome.interrupted:  # no report: the tables of a partial sweep would pass for the result
         print(INTERRUPTED, file=sys.stderr)
         return 130
-    with warnings.catch_warnings():  # everything the report warns about is in its text, printed below
-        warnings.simplefilter("ignore")
-        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports,
-                     control=settings.control)
-        if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
-            sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best",
-                         control=settings.control)
-    if track.uri.startswith(("http://", "https://")):
-        print(f"\nBrowse the runs: {track.uri}")
-    else:
-        print(f"\nBrowse the runs: mlflow ui --backend-store-uri {track.uri}")
+    print_report(settings, sweep, track.uri)
     if outcome.failed:
         print(f"{outcome.failed} trial(s) FAILED after {settings.max_failures} retries; see their MLflow runs "
               f"(tag {C.LAST_ERROR}, artifacts {C.ERRORS_DIR}/).")

@@ -193,9 +193,11 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
         with progress.tune_output(settings.verbose, progress.tune_log(settings, track.sweep)):
             results = tuner.fit()
     except KeyboardInterrupt:
+        tracking.flush_writes()  # the trial callback's writes first: then nothing changes the runs behind us
         tracking.mark_orphans_killed(track.client, track.experiment_id, track.parent_run_id)
         tracking.end_parent(track.client, track.parent_run_id, "KILLED")
         raise
+    tracking.flush_writes()  # Tune flushed them at the experiment's end; a restored callback too
     num_samples = tune_config.num_samples if tune_config is not None else 1
     return _outcome(track, results, expected_trials(param_space, num_samples))
 

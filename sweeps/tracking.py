@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
+import queue
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -30,48 +32,12 @@ from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
 from erc import contract as C
-from erc.atomic import build_lock
 from erc.contract import search_all
 
+# the store's address and opening it: import-light, in sweeps.store (a finished sweep's rerun needs no Ray)
+from sweeps.store import check_reachable, default_tracking_uri, open_store  # noqa: F401 - re-exported
+
 log = logging.getLogger(__name__)
-
-
-def default_tracking_uri(cache_dir: Path) -> str:
-    """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the cache dir."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cache_dir / 'mlflow.db').resolve()}"
-
-
-def check_reachable(uri: str, timeout: float = 5.0) -> None:
-    """Fail fast, before any trial starts, when the tracking server does not answer."""
-    if uri.startswith(("http://", "https://")):
-        import requests
-
-        try:
-            requests.get(uri.rstrip("/") + "/health", timeout=timeout).raise_for_status()
-        except requests.RequestException as err:
-            raise ConnectionError(
-                f"MLflow tracking server {uri} is not reachable ({err.__class__.__name__}: {err}). "
-                "Start it (mlflow server --host … --port …) or pass another --tracking-uri."
-            ) from None
-    else:
-        open_store(uri)
-
-
-def open_store(uri: str) -> MlflowClient:
-    """A client on ``uri``, with a SQLite store's tables created by one process at a time.
-
-    MLflow creates and migrates a new SQLite database without a lock, so two sweeps started at
-    once on a fresh cache both die in the migration (``table _alembic_tmp_… already exists``).
-    The first client of a URI in a process builds the store (MLflow caches it per process), so
-    holding a lock beside the database while it is created is enough.
-    """
-    if not uri.startswith("sqlite:///"):
-        return MlflowClient(uri)
-    db = Path(uri.removeprefix("sqlite:///"))
-    with build_lock(db.parent / f".{db.name}.lock"):
-        client = MlflowClient(uri)  # the constructor builds the store
-        client.search_experiments(max_results=1)
-    return client
 
 
 def git_commit() -> str:
@@ -144,6 +110,58 @@ def metric_key(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./: " else "_" for ch in key)
 
 
+class _Writer:
+    """The callback's MLflow writes, in submission order, on one background thread.
+
+    A Tune trial waits in ``tune.report`` until the driver has processed its previous result, so a
+    result's SQLite writes (tens to hundreds of ms each) on the driver's thread would idle the trial's
+    slot every epoch. Here they run behind the driver loop; :meth:`flush` waits for them. The callback
+    flushes before every experiment snapshot (``get_state``) and at the end of the experiment, so a
+    snapshot never records more than MLflow holds (the SIGKILL guarantees stay as they were). A
+    failed write is raised by the next submit or flush, as a synchronous write would have been.
+    """
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="mlflow-trial-writes", daemon=True)
+        self._thread.start()
+        _WRITERS.add(self)
+
+    def _work(self) -> None:
+        while True:
+            fn, args = self._queue.get()
+            try:
+                if self._error is None:  # after a failure nothing more is written: the next call raises it
+                    fn(*args)
+            except BaseException as err:  # noqa: BLE001 - handed to the driver's thread by _raise
+                self._error = err
+            finally:
+                self._queue.task_done()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._raise()
+        self._queue.put((fn, args))
+
+    def flush(self) -> None:
+        self._queue.join()
+        self._raise()
+
+
+_WRITERS: weakref.WeakSet[_Writer] = weakref.WeakSet()
+
+
+def flush_writes() -> None:
+    """Wait for every trial callback's pending MLflow writes (a driver about to read or end its runs)."""
+    for writer in list(_WRITERS):
+        writer.flush()
+
+
 class MlflowTrialCallback(Callback):
     """Tune callback mirroring every trial into exactly one nested MLflow run.
 
@@ -167,6 +185,7 @@ class MlflowTrialCallback(Callback):
 
     def _reset_caches(self) -> None:
         self._client: MlflowClient | None = None
+        self._writer: _Writer | None = None
         self._runs: dict[str, str] = {}
         self._attempt: dict[str, int] = {}
         self._node_tagged: set[str] = set()
@@ -187,6 +206,23 @@ class MlflowTrialCallback(Callback):
         if self._client is None:
             self._client = MlflowClient(self.tracking_uri)
         return self._client
+
+    def _write(self, fn: Callable[..., Any], *args: Any) -> None:
+        if self._writer is None:
+            self._writer = _Writer()
+        self._writer.submit(fn, *args)
+
+    def flush(self) -> None:
+        """Wait until every write so far is in the store."""
+        if self._writer is not None:
+            self._writer.flush()
+
+    def get_state(self) -> None:
+        # Tune asks just before it saves an experiment snapshot: let the snapshot follow the store
+        self.flush()  # and returns no state: the callback's state is the store
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self.flush()
 
     def _known_runs(self, parent: str) -> dict[str, Any]:
         """A parent's child runs by trial id: one query per parent and driver session, not one per trial."""
@@ -214,7 +250,7 @@ class MlflowTrialCallback(Callback):
             name = self.run_name(config) if self.run_name else trial.trial_id
             run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
             params = self.params_of(config) if self.params_of else config
-            self.client.log_batch(run_id, params=[Param(k, _param(v)) for k, v in sorted(params.items())])
+            self._write(self.client.log_batch, run_id, (), [Param(k, _param(v)) for k, v in sorted(params.items())])
             self._attempt[trial.trial_id] = 0
             self._fresh.add(trial.trial_id)
         self._runs[trial.trial_id] = run_id
@@ -230,8 +266,8 @@ class MlflowTrialCallback(Callback):
         if trial.trial_id in self._fresh:  # created RUNNING with attempts=1 a moment ago
             self._fresh.discard(trial.trial_id)
             return
-        self.client.update_run(run_id, status="RUNNING")
-        self.client.set_tag(run_id, C.ATTEMPTS, str(attempt))
+        self._write(self.client.update_run, run_id, "RUNNING")
+        self._write(self.client.set_tag, run_id, C.ATTEMPTS, str(attempt))
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         run_id = self.run_id(trial)
@@ -246,11 +282,16 @@ class MlflowTrialCallback(Callback):
             self._node_tagged.add(trial.trial_id)
             tags = [RunTag(C.NODE_ID, str(result[C.RESULT_NODE_ID])),
                     RunTag(C.NODE_IP, str(result.get(C.RESULT_NODE_IP)))]
-            existing = self.client.get_run(run_id).data.params
             # The result reports them under the contract's param names (what the head trained / was scored on).
-            params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID) if k in result and k not in existing]
+            params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID) if k in result]
             if self._attempt.get(trial.trial_id, 1) > 1:
                 tags.append(RunTag(C.node_attempt_tag(self._attempt[trial.trial_id]), str(result[C.RESULT_NODE_ID])))
+        self._write(self._log_result, run_id, metrics, params, tags)
+
+    def _log_result(self, run_id: str, metrics: list, params: list, tags: list) -> None:
+        if params:  # a retry's params are logged already (MLflow refuses to log a param twice)
+            existing = self.client.get_run(run_id).data.params
+            params = [p for p in params if p.key not in existing]
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
     def _record_error(self, trial, final: bool) -> None:
@@ -264,11 +305,12 @@ class MlflowTrialCallback(Callback):
         else:
             error = trial.get_error()
             text = str(error) if error is not None else "(Tune recorded no error text)"
-        self.client.log_text(run_id, text, C.error_artifact(attempt))
-        self.client.set_tag(run_id, C.LAST_ERROR, text.strip().splitlines()[-1][:500] if text.strip() else "")
-        self.client.set_tag(run_id, C.FAILED_ATTEMPTS, str(trial.num_failures))
+        self._write(self.client.log_text, run_id, text, C.error_artifact(attempt))
+        self._write(self.client.set_tag, run_id, C.LAST_ERROR,
+                    text.strip().splitlines()[-1][:500] if text.strip() else "")
+        self._write(self.client.set_tag, run_id, C.FAILED_ATTEMPTS, str(trial.num_failures))
         if final:
-            self.client.set_terminated(run_id, status="FAILED")
+            self._write(self.client.set_terminated, run_id, "FAILED")
 
     def on_trial_recover(self, iteration: int, trials: list, trial, **info) -> None:
         self._record_error(trial, final=False)  # Tune retries it; the retry continues this run
@@ -280,10 +322,14 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_id(trial)
         if trial.trial_id in self._done_before:
             return
-        if trial.checkpoint is not None:
+        self._write(self._finish, run_id, trial.checkpoint)
+
+    def _finish(self, run_id: str, checkpoint: Any) -> None:
+        """The finished trial's files as its artifacts, then its status: FINISHED only once they are in."""
+        if checkpoint is not None:
             with tempfile.TemporaryDirectory() as tmp:
                 # to_directory also fetches a checkpoint kept on remote storage (s3://, NFS on a node)
-                local = trial.checkpoint.to_directory(str(Path(tmp) / "checkpoint"))
+                local = checkpoint.to_directory(str(Path(tmp) / "checkpoint"))
                 for path in sorted(Path(local).iterdir()):
                     self.client.log_artifact(run_id, str(path), artifact_path=_artifact_dir(path))
         self.client.set_terminated(run_id, status="FINISHED")

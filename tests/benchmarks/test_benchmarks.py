@@ -25,12 +25,19 @@ SMALLEST: dict[str, list[str]] = {
     "finetune_step.py": ["--steps", "1", "--batch-size", "2", "--smoke"],
     "head_vs_end_to_end.py": ["--utterances", "8", "--batch-size", "4", "--paper-batch", "1", "--paper-steps", "1"],
     "per_arm.py": ["--smoke-test", "--tune-per-arm", "1"],
+    "profile_job.py": ["--smoke-test"],
+    "targets.py": ["--smoke-test", "--skip", "per_arm", "tune_overhead"],  # those two run above on their own
     "tune_overhead.py": ["--folds", "1"],
 }
 
 
+# benchmarks with a test module of their own, which checks their figures too
+OWN_TEST = {"gpu_suite.py": "tests/benchmarks/test_gpu_suite.py"}
+
+
 def test_every_benchmark_is_run_here():
-    assert set(SMALLEST) == {p.name for p in BENCHMARKS.glob("*.py")}
+    assert set(SMALLEST) | set(OWN_TEST) == {p.name for p in BENCHMARKS.glob("*.py")}
+    assert all((REPO / test).is_file() for test in OWN_TEST.values())
 
 
 @pytest.mark.slow

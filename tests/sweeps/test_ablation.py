@@ -67,6 +67,9 @@ def test_reduced_grid_nested_runs_tags_and_a_retried_failure(demo_root, demo_enc
     # rerunning the finished sweep reruns nothing and duplicates nothing
     again = run(cmd, cwd=tmp_path)
     assert again.returncode == 0
+    # … and reprints the report from the store without starting Ray (sweeps/finished.py)
+    assert "nothing to run" in again.stdout and "Per-arm mean" in again.stdout
+    assert "resuming sweep" not in again.stdout
     runs2 = children(client)
     assert sorted(r.info.run_id for r in runs2) == sorted(r.info.run_id for r in runs)
     assert all(r.data.tags["attempts"] in ("1", "2") and r.info.status == "FINISHED" for r in runs2)

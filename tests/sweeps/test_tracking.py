@@ -119,6 +119,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     b = trial("b", 0, "outer", "soft")
     cb.on_trial_start(0, [], b)
     results(cb, b, [0.4], "node-1")
+    cb.flush()  # what Tune's snapshot before the death asks of it (writes run behind the driver loop)
 
     # The second driver: Tuner.restore unpickles the callback from the experiment state.
     _, exp2, parent2 = open_driver(uri)
@@ -137,6 +138,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory) -> dict:
     cb2.on_trial_error(0, [], b2)
     # D: a trial the second driver starts.
     finish(cb2, trial("d", 1, "outer"), [0.6, 0.72])
+    cb2.on_experiment_end([])
     runs = client.search_runs([exp], C.tag_filter(parent=parent))
     by_trial: dict[str, list] = {}
     for r in runs:
@@ -203,3 +205,22 @@ def test_analysis_reads_the_callbacks_runs(sweep):
     assert comp.baseline_values["acc"] == {0: 0.6, 1: 0.61}
     assert comp.n_train == {0: N_TRAIN, 1: N_TRAIN} and comp.n_test == {0: N_VALID, 1: N_VALID}
     assert comp.treatment_arm == "outer-peakl" and comp.baseline_arm == "concat-peakl"
+
+
+def test_writes_run_in_order_behind_the_driver_and_a_failed_one_is_raised_by_the_next_call(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, exp, parent = open_driver(uri)
+    cb = tracking.MlflowTrialCallback(uri, exp, parent, tags={C.SWEEP: SWEEP}, run_name=run_name,
+                                      trial_tags=trial_tags)
+    t = trial("w", 0, "outer")
+    cb.on_trial_start(0, [], t)
+    results(cb, t, [0.1, 0.2, 0.3], "node-1", selected=2)
+    cb.on_trial_complete(0, [], t)
+    assert cb.get_state() is None  # Tune's snapshot waits for the writes; the callback keeps no state
+    [run] = client.search_runs([exp], C.tag_filter(parent=parent))
+    assert run.info.status == "FINISHED" and run.data.metrics["selected/acc"] == 0.3
+    assert [m.value for m in client.get_metric_history(run.info.run_id, "valid/acc")] == [0.1, 0.2, 0.3]
+    client.delete_run(run.info.run_id)  # MLflow refuses writes to a deleted run: the next write fails
+    cb.on_trial_start(0, [], t)
+    with pytest.raises(Exception, match="deleted|active"):
+        cb.flush()

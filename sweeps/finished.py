@@ -1,0 +1,95 @@
+"""A finished sweep's rerun, and the report a grid sweep ends with (imports MLflow, never Ray or torch).
+
+Rerunning the command of a sweep whose every trial finished has nothing to run: Tune would restore
+its experiment, start no trial, and the report would be built from MLflow again. The store alone says
+whether that is the case, so the rerun reprints the report from it without starting Ray or loading
+torch (seconds instead of tens of seconds). It is the case only when the sweep's parent run is
+FINISHED (its driver ended it after every trial completed, none failed, nothing was interrupted) *and*
+every grid trial the settings ask for — each fold × fusion × labels × seed — has a FINISHED run under
+it. Anything else (an interrupted sweep, a failed trial, a grid the settings extend, a store the
+driver died in) takes the normal path, which resumes exactly as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from erc import contract as C
+from erc.vocab import REPORTS_DIR
+from sweeps.settings import SweepSettings
+
+
+@dataclass(frozen=True)
+class FinishedSweep:
+    uri: str
+    parent_run_id: str
+    trials: int
+
+
+def grid_keys(settings: SweepSettings) -> set[tuple[str, str, str, str]]:
+    """(fold, fusion, labels, seed) of every grid trial, as the trial runs' params spell them."""
+    seeds = settings.seeds if settings.repeats > 1 else [settings.seed]
+    return {(str(fold), fusion, labels, str(seed))
+            for seed, labels, fusion, fold in itertools.product(seeds, settings.labels, settings.fusions, settings.folds)}
+
+
+def finished_sweep(settings: SweepSettings, sweep: str) -> FinishedSweep | None:
+    """The sweep, when the store shows it finished with every grid trial the settings ask for; else None."""
+    from sweeps.store import check_reachable, default_tracking_uri, open_store
+
+    uri = settings.tracking_uri or default_tracking_uri(settings.cache_dir)
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
+        return None  # a fresh store: nothing has run (and nothing to import MLflow for)
+    check_reachable(uri)
+    client = open_store(uri)
+    experiment = client.get_experiment_by_name(settings.experiment)
+    if experiment is None or experiment.lifecycle_stage != "active":
+        return None
+    parents = C.search_all(client, experiment.experiment_id, C.tag_filter({C.SWEEP: sweep, C.ROLE: C.PARENT_ROLE}))
+    if len(parents) != 1 or parents[0].info.status != "FINISHED":
+        return None
+    parent = parents[0].info.run_id
+    runs = C.search_all(client, experiment.experiment_id,
+                        C.tag_filter({C.SWEEP: sweep, C.ROLE: C.TRIAL_ROLE, C.STAGE: C.GRID_STAGE},
+                                     parent=parent, status="FINISHED"))
+    done = {tuple(r.data.params.get(k) for k in (C.FOLD, C.FUSION, C.LABELS, C.SEED)) for r in runs}
+    wanted = grid_keys(settings)
+    if not wanted <= done:
+        return None
+    return FinishedSweep(uri, parent, len(wanted))
+
+
+def print_report(settings: SweepSettings, sweep: str, uri: str, *, log_to_mlflow: bool = True) -> None:
+    """The sweep's report from MLflow: printed, saved under the cache's reports, logged to the parent run
+    (unless ``log_to_mlflow`` is false)."""
+    # analysis at the end of a sweep only: importing the sweep layer never imports analysis
+    from analysis.report import sweep_report
+
+    reports = settings.cache_dir / REPORTS_DIR / sweep
+    with warnings.catch_warnings():  # everything the report warns about is in its text, printed below
+        warnings.simplefilter("ignore")
+        sweep_report(settings.experiment, sweep=sweep, tracking_uri=uri, out_dir=reports, log_to_mlflow=log_to_mlflow,
+                     control=settings.control)
+        if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
+            sweep_report(settings.experiment, sweep=sweep, tracking_uri=uri, out_dir=reports, values="best",
+                         log_to_mlflow=log_to_mlflow, control=settings.control)
+    if uri.startswith(("http://", "https://")):
+        print(f"\nBrowse the runs: {uri}")
+    else:
+        print(f"\nBrowse the runs: mlflow ui --backend-store-uri {uri}")
+
+
+def rerun_finished(settings: SweepSettings) -> int | None:
+    """Reprint a finished sweep's report (exit code 0); None when the sweep has anything left to run."""
+    sweep = settings.sweep_name()
+    found = finished_sweep(settings, sweep)
+    if found is None:
+        return None
+    print(f"sweep {sweep}: all {found.trials} trials FINISHED in MLflow (parent run {found.parent_run_id}); "
+          "nothing to run — the report from the store:")
+    # the run that finished the sweep logged this same report to its parent run already
+    print_report(settings, sweep, found.uri, log_to_mlflow=False)
+    return 0
