@@ -39,7 +39,7 @@ def test_head_config_holds_every_heads_keys_once():
         assert {f.name for f in dataclasses.fields(get(name).Config)} <= set(names)
         assert isinstance(HeadConfig(fusion=name), get(name).Config)  # each head gets the whole config
     assert {"fusion", "preset", "proj_dim", "dropout", "append_one", "standardise", "patch", "dim", "depth",
-            "token_mult", "channel_mult"} == set(names)
+            "token_mult", "channel_mult", "n_classes", "n_dimensions"} == set(names)
     assert typing.get_args(typing.get_type_hints(HeadConfig)["fusion"]) == FUSIONS
     # today's defaults: the demo preset
     assert HeadConfig() == HeadConfig.demo() == HeadConfig(fusion="outer", preset="demo", proj_dim=16, patch=4, dim=64,
