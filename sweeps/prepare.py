@@ -166,6 +166,13 @@ def _other_corpora(settings: SweepSettings, prepared: Prepared, agreement: pd.Da
                    notes: list[str]) -> Prepared:
     prepared.table = cross_corpus_table(settings, prepared.table)
     prepared.agreement, prepared.notes = agreement, notes
+    # the trials' run config names the head's output layout (MLflow params); KEMDy's is the default,
+    # so a KEMDy sweep's settings (and name) stay what they were
+    layout = {"n_classes": len(prepared.table.classes), "n_dimensions": len(prepared.table.dimensions)}
+    from erc.config import defaults
+
+    if any(defaults()[k] != v for k, v in layout.items()):
+        settings.hparams = {**settings.hparams, **layout}
     if settings.cross_corpus:
         prepared.corpus_name = f"{settings.train_corpus} -> {settings.test_corpus}"
     return prepared
