@@ -7,7 +7,7 @@ lines and points of) and saved by the function the report calls (``paired_plot``
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
@@ -144,12 +144,13 @@ def _short(name: str) -> str:
     return name[:3]
 
 
-def peakl_figure(votes: np.ndarray, path: str | Path, examples: int = 4) -> Path:
+def peakl_figure(votes: np.ndarray, path: str | Path, examples: int = 4,
+                 classes: Sequence[str] = vocab.EMOTIONS) -> Path:
     """Save :func:`draw_peakl` as a PNG at ``path``."""
-    return save(draw_peakl(votes, examples), path)
+    return save(draw_peakl(votes, examples, classes), path)
 
 
-def draw_peakl(votes: np.ndarray, examples: int = 4) -> Figure:
+def draw_peakl(votes: np.ndarray, examples: int = 4, classes: Sequence[str] = vocab.EMOTIONS) -> Figure:
     """The training labels before (soft vote shares) and after PeakL.
 
     Top: histograms of the entropy and of the top-class probability of every soft label and its PeakL
@@ -159,13 +160,13 @@ def draw_peakl(votes: np.ndarray, examples: int = 4) -> Figure:
     """
     from erc.labels import entropy, peakl, soft  # torch: only when a PeakL figure is drawn
 
-    emotions = vocab.EMOTIONS
+    emotions = tuple(classes)  # the corpus's class set (KEMDy's by default); PeakL's K is its size
     v = np.asarray(votes, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] != len(emotions):
         raise ValueError(f"votes must be (N, {len(emotions)}) counts, got shape {v.shape}")
     v = v[v.sum(axis=1) > 0]
     y_soft = soft(v)
-    y_peak = peakl(y_soft)
+    y_peak = peakl(y_soft, len(emotions))
     # clip: a one-hot PeakL target's entropy comes out as -0.0 and would print as "-0.00"
     h_soft, h_peak = np.clip(entropy(y_soft), 0, None) + 0.0, np.clip(entropy(y_peak), 0, None) + 0.0
     m_soft, m_peak = y_soft.max(axis=1), y_peak.max(axis=1)

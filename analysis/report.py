@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import pandas as pd
+
 from analysis.document import (
     Block,
     Caveat,
@@ -54,6 +56,7 @@ from analysis.tables import (
 from analysis.trials import Trials
 from analysis.values import ValuesFile, load_values_csv
 from erc import contract as C
+from erc.vocab import REGRESSION_METRICS
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -210,6 +213,35 @@ def header(trials: Trials) -> list[Block]:
     return blocks
 
 
+def corpus_blocks(client: MlflowClient | None, trials: Trials) -> list[Block]:
+    """What the sweep's parent run says about its corpora: rater agreement per corpus (the metrics
+    ``agreement/<corpus>/<statistic>``), the corpora's notes (e.g. CREMA-D's text carries no emotion),
+    and that a corpus without valence/arousal has no CCC metrics."""
+    blocks: list[Block] = []
+    parent = getattr(trials.sweep, "parent_run_id", None)
+    if client is not None and parent is not None:
+        run = client.get_run(parent)
+        notes = run.data.tags.get(C.CORPUS_NOTES, "")
+        blocks += [Caveat(note) for note in notes.split("\n") if note]
+        values: dict[str, dict[str, float]] = {}
+        for key, value in run.data.metrics.items():
+            if key.startswith(C.AGREEMENT_PREFIX):
+                corpus, statistic = key.removeprefix(C.AGREEMENT_PREFIX).rsplit("/", 1)
+                values.setdefault(corpus, {})[statistic] = value
+        if values:
+            frame = pd.DataFrame.from_dict(values, orient="index").sort_index()
+            frame = frame.map(lambda v: "" if pd.isna(v) else f"{v:.0f}" if float(v).is_integer() and v > 1
+                              else f"{v:.3f}")
+            blocks += [Heading("Rater agreement", 2),
+                       Text("Krippendorff's α of the raters' categories (nominal) and of each dimension (interval); "
+                            "Fleiss' κ where every item has the same number of raters."),
+                       Table(frame, "corpus", "Rater agreement per corpus")]
+    if not trials.runs.empty and not any(m in trials.metrics for m in REGRESSION_METRICS):
+        blocks.append(Caveat("No valence/arousal ratings in these runs' corpus: the loss was the classification "
+                             "loss alone, and the tables have no CCC rows."))
+    return blocks
+
+
 def write_table(res: TableResult, out_dir: Path) -> tuple[list[Path], list[Block]]:
     """Write ``<slug>.csv/.tex/.md/.png``; return the paths and the table's report blocks.
 
@@ -304,7 +336,7 @@ def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> st
     out = Path(options.out_dir) if options.out_dir is not None else default_out(trials, REPORT_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    top = header(trials)
+    top = [*header(trials), *corpus_blocks(client, trials)]
     doc = Document(title=top[0].text, blocks=top)
     notes: list[str] = []
     built = 0

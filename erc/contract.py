@@ -82,6 +82,8 @@ EMBED_PREFIX = "embed/"  # alignment numbers of the embedding figure (analysis.e
 # per epoch, a head mixing encoder layers (audio_layer/text_layer = "weighted"): the softmax weight of
 # each layer, layer_weight/<audio|text>_<layer index>
 LAYER_WEIGHT_PREFIX = "layer_weight/"
+# parent run: rater agreement per corpus, ``agreement/<corpus>/<statistic>`` (erc.data.agreement's columns)
+AGREEMENT_PREFIX = "agreement/"
 GPU_PEAK_MEMORY = GPU_PREFIX + "peak_memory_mb"  # a trial's peak CUDA memory
 # parent run (--gpus-per-trial auto): the probe's measurement and the packing it chose
 GPU_PROBE_PEAK_MEMORY = GPU_PREFIX + "probe_peak_memory_mb"
@@ -127,6 +129,8 @@ PREDICTIONS_FILE = "predictions.jsonl"
 HISTORY_FILE = "history.json"
 CONFUSION_PLOT = "confusion_matrix.png"
 LAYER_WEIGHTS_PLOT = "layer_weights.png"
+AGREEMENT_FILE = "agreement.csv"  # parent run, data/: the rater agreement table (one row per corpus)
+CORPUS_NOTES = "corpus_notes"  # parent run tag: what a user of the corpora must know (erc.data registry notes)
 PEAKL_PLOT = "peakl_labels.png"  # parent run, plots/: the corpus's labels before and after PeakL
 # a --tune-per-arm search run's artifacts, and the grid parent's summary under PER_ARM_DIR
 SPLIT_FILE = "split.json"
@@ -147,6 +151,11 @@ OPTIONAL_RUN = (
     "correction; equal folds are assumed without them); a parent run (--sweep); 'role'/'stage' tags (runs "
     "whose role is not 'trial' or whose stage is not 'grid' are left out)"
 )
+
+
+def agreement_metric(corpus: str, statistic: str) -> str:
+    """A parent run's rater agreement value: ``agreement/KEMDy19/alpha_categories``."""
+    return f"{AGREEMENT_PREFIX}{corpus}/{statistic}"
 
 
 def arm_name(fusion: str, labels: str) -> str:

@@ -35,10 +35,11 @@ from erc.atomic import Need
 from erc.audio import MAX_SECONDS, load_audio
 from erc.cache import build_once, marked
 from erc.encoders import AudioArg, AudioEncoder, TextArg, TextEncoder, load_encoder, pin
-from erc.features.key import DigestMemo, fingerprint, utterance_table
+from erc.features.key import DigestMemo, corpus_labels, fingerprint, read_corpus, utterance_table
+from erc.features.schema import has_partition, vote_array
 from erc.protocol import join_lines
-from erc.table import Rows
-from erc.vocab import EXCLUDED_FILE, META_FILE
+from erc.table import LABEL_SPACE, Rows
+from erc.vocab import DIMENSIONS, EMOTIONS, EXCLUDED_FILE, META_FILE
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ class InputTable(Rows):
     corpus: np.ndarray  # (N,) str
     session: np.ndarray  # (N,) int
     fold: np.ndarray  # (N,) int
-    votes: np.ndarray  # (N, 7) int
+    votes: np.ndarray  # (N, classes): int64 counts, float64 where fractional
     majority: np.ndarray  # (N,) int, -1 for a tie
     valence: np.ndarray  # (N,) float32
     arousal: np.ndarray  # (N,) float32
@@ -78,9 +79,13 @@ class InputTable(Rows):
     raw_start: np.ndarray  # the raw transcript's ids (lines joined)
     raw_len: np.ndarray
     blobs: InputBlobs
+    partition: np.ndarray | None = None  # (N,) str: the official partition's part (`split`), if any
+    classes: tuple[str, ...] = EMOTIONS  # the vote columns' class names, in order
+    dimensions: tuple[str, ...] = DIMENSIONS  # the dimensional targets, () for a corpus without them
 
     def _rows(self) -> list[str]:
-        return [f.name for f in fields(self) if f.name != "blobs"]
+        return [f.name for f in fields(self)
+                if f.name != "blobs" and f.name not in LABEL_SPACE and getattr(self, f.name) is not None]
 
     def __post_init__(self) -> None:
         lengths = {name: len(getattr(self, name)) for name in self._rows()}
@@ -90,7 +95,8 @@ class InputTable(Rows):
     def subset(self, index: np.ndarray) -> InputTable:
         """The rows ``index`` selects (a boolean mask or positions); the blobs are shared, not copied."""
         index = np.asarray(index)
-        return InputTable(**{name: getattr(self, name)[index] for name in self._rows()}, blobs=self.blobs)
+        return InputTable(**{name: getattr(self, name)[index] for name in self._rows()}, blobs=self.blobs,
+                          classes=self.classes, dimensions=self.dimensions)
 
     def split(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[InputTable, InputTable]:
         return super().split(valid, exclude=exclude)
@@ -120,10 +126,12 @@ def _to_storage(wave: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def input_key(utterances: pd.DataFrame, digests: list[str], audio_id: str, text_id: str,
-              max_seconds: float | None, wave_dtype: str) -> str:
+              max_seconds: float | None, wave_dtype: str, *, classes: Sequence[str] = EMOTIONS,
+              dimensions: Sequence[str] = DIMENSIONS) -> str:
     """Cache key: the feature cache's corpus fingerprint, the raw transcripts and the input settings."""
     h = hashlib.sha256()
-    h.update(fingerprint(utterances, digests, audio_id, text_id, max_seconds).encode())
+    h.update(fingerprint(utterances, digests, audio_id, text_id, max_seconds, classes=classes,
+                         dimensions=dimensions).encode())
     h.update(json.dumps({"inputs_version": INPUTS_VERSION, "wave_dtype": wave_dtype}).encode())
     for raw in utterances["text_raw"].astype(str):
         h.update(raw.encode())
@@ -132,7 +140,8 @@ def input_key(utterances: pd.DataFrame, digests: list[str], audio_id: str, text_
 
 
 def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextEncoder,
-           max_seconds: float | None, wave_dtype: str, progress: bool, need: Need) -> None:
+           max_seconds: float | None, wave_dtype: str, progress: bool, need: Need,
+           classes: Sequence[str] = EMOTIONS, dimensions: Sequence[str] = DIMENSIONS) -> None:
     t0 = time.perf_counter()
     sr = audio.sample_rate
     paths = utterances["wav_path"].astype(str).tolist()
@@ -148,7 +157,7 @@ def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextE
     lens = np.array([len(x) for x in ids], dtype=np.int64)
     starts = np.concatenate([[0], np.cumsum(lens)[:-1]]).astype(np.int64)
     n = len(utterances)
-    votes = np.array([np.asarray(v, dtype=np.int64) for v in utterances["votes"]])
+    votes = vote_array(utterances["votes"], len(classes))
     # waves, token ids, row columns; decoded in memory: nothing is written yet
     need.require(sum(w.nbytes for w in waves) + 4 * int(lens.sum()) + 512 * n)
     np.save(tmp / "waves.npy", np.concatenate(waves) if waves else np.zeros(0, np.int16))
@@ -166,6 +175,7 @@ def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextE
         wave_start=np.concatenate([[0], np.cumsum(wave_len)[:-1]]).astype(np.int64),
         wave_len=wave_len,
         text_start=starts[:n], text_len=lens[:n], raw_start=starts[n:], raw_len=lens[n:],
+        **({"partition": utterances["split"].astype(str).to_numpy(dtype=str)} if has_partition(utterances) else {}),
     )
     meta = {
         "inputs_version": INPUTS_VERSION, "n_utterances": n, "sample_rate": sr, "max_seconds": max_seconds,
@@ -174,6 +184,7 @@ def _write(tmp: Path, utterances: pd.DataFrame, audio: AudioEncoder, text: TextE
         "max_length": text.max_length,
         "audio_encoder": {"name": audio.name, "identity": audio.identity},
         "text_encoder": {"name": text.name, "identity": text.identity},
+        "classes": list(classes), "dimensions": list(dimensions),  # what votes and ratings mean
         "decode_seconds": round(t1 - t0, 3), "tokenize_seconds": round(time.perf_counter() - t1, 3),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -190,7 +201,9 @@ def load_inputs(path: str | Path) -> InputTable:
                        sample_rate=int(meta["sample_rate"]), max_seconds=meta["max_seconds"],
                        pad_token_id=int(meta["pad_token_id"]),
                        eos_token_id=int(meta["eos_token_id"]))
-    return InputTable(**columns, blobs=blobs)
+    # a cache from before other corpora is KEMDy's
+    space = {name: tuple(meta[name]) for name in LABEL_SPACE if name in meta}
+    return InputTable(**columns, blobs=blobs, **space)
 
 
 def input_meta(path: str | Path) -> dict[str, Any]:
@@ -209,21 +222,24 @@ def build_inputs(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, ca
     if wave_dtype not in ("int16", "float16"):
         raise ValueError(f"wave_dtype must be int16 or float16, got {wave_dtype!r}")
     cache_dir = Path(cache_dir).expanduser()
+    corpus = read_corpus(corpus)
     utterances = utterance_table(corpus)
+    classes, dimensions = corpus_labels(corpus)
     cache_dir.mkdir(parents=True, exist_ok=True)
     memo = DigestMemo(cache_dir)
     digests = [memo.digest(p) for p in utterances["wav_path"]]
     memo.save()
     audio_encoder, audio_id = pin(audio_encoder, "audio", "cpu")
     text_encoder, text_id = pin(text_encoder, "text", "cpu")
-    key = input_key(utterances, digests, audio_id, text_id, max_seconds, wave_dtype)
+    key = input_key(utterances, digests, audio_id, text_id, max_seconds, wave_dtype, classes=classes,
+                    dimensions=dimensions)
 
     def build(tmp: Path, need: Need) -> None:
         # an encoder passed loaded stays where it is; one named by a directory or hub id loads on the CPU
         audio = load_encoder(audio_encoder, "audio", None if isinstance(audio_encoder, AudioEncoder) else "cpu")
         text = load_encoder(text_encoder, "text", None if isinstance(text_encoder, TextEncoder) else "cpu")
         log.info("inputs: decoding %d utterances into %s", len(utterances), cache_dir / key)
-        _write(tmp, utterances, audio, text, max_seconds, wave_dtype, progress, need)
+        _write(tmp, utterances, audio, text, max_seconds, wave_dtype, progress, need, classes, dimensions)
         if hasattr(corpus, "save_exclusions"):
             corpus.save_exclusions(tmp / EXCLUDED_FILE)
 

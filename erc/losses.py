@@ -11,6 +11,10 @@
 
   gamma = 0 is plain CE in both.
 - ``L_reg``: mean squared error on valence and arousal (mean over both).
+
+A corpus without dimensions (CREMA-D; ``va_target`` of shape (B, 0), a head with no dimensional
+outputs) has no ``L_reg``: the loss is ``L_cls`` alone (``cls_coef`` does not scale it) and
+``reg_loss`` is 0 in the training loss and absent from the validation metrics (:mod:`erc.trainer`).
 """
 
 from __future__ import annotations
@@ -108,15 +112,18 @@ def multitask_loss(
     cls_mask: Tensor | None = None,
     focal: str = LossConfig.focal,
 ) -> LossParts:
-    """The combined loss of a head's (B, classes + 2) output (:func:`erc.heads.split_output`).
+    """The combined loss of a head's (B, classes + dimensions) output (:func:`erc.heads.split_output`).
 
-    ``cls_target``: (B,) class indices or (B, classes) probabilities; ``va_target``: (B, 2).
+    ``cls_target``: (B,) class indices or (B, classes) probabilities; ``va_target``: (B, dimensions),
+    (B, 0) for a corpus without dimensions: then the loss is ``L_cls`` alone.
     ``cls_mask`` (B,) bool: samples that count towards ``L_cls`` (e.g. validation utterances with a
     unique majority); ``L_reg`` always uses every sample. An empty mask gives ``L_cls = 0``.
     """
-    logits, va = split_output(output)
+    logits, va = split_output(output, va_target.shape[-1])
     if cls_mask is not None:
         logits, cls_target = logits[cls_mask], cls_target[cls_mask]
     cls = classification_loss(logits, cls_target, gamma, focal=focal) if logits.shape[0] else output.new_zeros(())
+    if va_target.shape[-1] == 0:  # no dimensions: the classification loss alone
+        return LossParts(cls, cls, output.new_zeros(()))
     reg = regression_loss(va, va_target)
     return LossParts(cls_coef * cls + (1.0 - cls_coef) * reg, cls, reg)

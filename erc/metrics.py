@@ -10,7 +10,8 @@ scored against that class; the valence/arousal metrics use every utterance.
 - ``auroc``: macro one-vs-rest AUROC over the classes present in the targets; a class absent from
   the fold has no defined AUROC and is left out of the mean (NaN if fewer than 2 classes remain).
 - ``ccc_valence``, ``ccc_arousal``: Lin's concordance correlation coefficient as torchmetrics computes
-  it, ``2·cov / (var_pred + var_true + (mean_pred - mean_true)²)`` with sample (n-1) moments.
+  it, ``2·cov / (var_pred + var_true + (mean_pred - mean_true)²)`` with sample (n-1) moments. A corpus
+  without dimensions (ratings of shape (N, 0)) has none: the keys are absent, not NaN.
 """
 
 from __future__ import annotations
@@ -92,15 +93,18 @@ def ccc(pred: Tensor | np.ndarray, target: Tensor | np.ndarray) -> float:
 
 
 def regression_metrics(va_pred: Tensor | np.ndarray, va_target: Tensor | np.ndarray) -> dict[str, float]:
-    """ccc_valence, ccc_arousal of (N, 2) predictions against (N, 2) ratings."""
+    """ccc_valence, ccc_arousal of (N, 2) predictions against (N, 2) ratings; {} for (N, 0) ones."""
     va_pred, va_target = torch.as_tensor(va_pred), torch.as_tensor(va_target)
-    # one CCC per dimension, in erc.vocab.DIMENSIONS order
-    return {name: ccc(va_pred[:, i], va_target[:, i]) for i, name in enumerate(REGRESSION_METRICS)}
+    # one CCC per dimension, in erc.vocab.DIMENSIONS order (none without dimensions)
+    return {name: ccc(va_pred[:, i], va_target[:, i])
+            for i, name in enumerate(REGRESSION_METRICS[:va_target.shape[-1]])}
 
 
 def evaluate_outputs(output: Tensor | np.ndarray, target: Tensor | np.ndarray, va_target: Tensor | np.ndarray) -> dict:
-    """All non-loss metrics from a head's (N, classes + 2) output, class targets (-1 = tie) and (N, 2) ratings."""
-    logits, va_pred = split_output(torch.as_tensor(output, dtype=torch.float32))
+    """All non-loss metrics from a head's (N, classes + dimensions) output, class targets (-1 = tie) and
+    (N, dimensions) ratings (no regression metrics for (N, 0))."""
+    va_target = torch.as_tensor(va_target)
+    logits, va_pred = split_output(torch.as_tensor(output, dtype=torch.float32), va_target.shape[-1])
     return {**classification_metrics(logits, target), **regression_metrics(va_pred, va_target)}
 
 

@@ -15,7 +15,7 @@ from erc.config import RunConfig
 from erc.heads import BaseHead, from_state_dict, split_output
 from erc.layers import HeadInput, head_inputs
 from erc.table import FeatureTable
-from erc.vocab import N_OUTPUTS
+from erc.vocab import DIMENSIONS
 
 
 @dataclass(frozen=True)
@@ -24,14 +24,15 @@ class Predictions:
 
     segment_id: np.ndarray  # (N,) str
     logits: np.ndarray  # (N, classes) float32
-    va_pred: np.ndarray  # (N, 2) predicted valence, arousal on the 1–5 scale
+    va_pred: np.ndarray  # (N, dimensions) predicted valence, arousal on the 1–5 scale; (N, 0) without them
     majority: np.ndarray  # (N,) unique majority class, -1 for a tie
-    va: np.ndarray  # (N, 2) rated valence, arousal
+    va: np.ndarray  # (N, dimensions) rated valence, arousal
 
     @classmethod
     def of(cls, rows: FeatureTable, output: Tensor | np.ndarray) -> Predictions:
         out = output.detach().cpu().numpy() if isinstance(output, Tensor) else np.asarray(output)
-        return cls(rows.segment_id, *split_output(out), rows.majority, rows.va)
+        va = rows.va
+        return cls(rows.segment_id, *split_output(out, va.shape[-1]), rows.majority, va)
 
     @property
     def output(self) -> np.ndarray:  # (N, outputs): the head's raw output layout
@@ -39,14 +40,13 @@ class Predictions:
 
     def to_frame(self) -> pd.DataFrame:
         """One row per utterance (logits as a list per row), e.g. for a JSON-lines artifact."""
+        dims = DIMENSIONS[:self.va.shape[-1]]  # none for a corpus without dimensions
         return pd.DataFrame({
             "segment_id": self.segment_id,
             "logits": list(self.logits),
             "target": self.majority,
-            "valence_pred": self.va_pred[:, 0],
-            "arousal_pred": self.va_pred[:, 1],
-            "valence": self.va[:, 0],
-            "arousal": self.va[:, 1],
+            **{f"{d}_pred": self.va_pred[:, i] for i, d in enumerate(dims)},
+            **{d: self.va[:, i] for i, d in enumerate(dims)},
         })
 
 
@@ -72,7 +72,7 @@ def forward(head: BaseHead, audio: HeadInput, text: HeadInput, *, embed: bool = 
         else:
             outs.append(head(a, t))
     head.train(was_training)
-    out = torch.cat(outs) if outs else torch.zeros(0, N_OUTPUTS, device=next(head.parameters()).device)
+    out = torch.cat(outs) if outs else torch.zeros(0, head.config.n_outputs, device=next(head.parameters()).device)
     return out, (torch.cat(embs) if embs else None) if embed else None
 
 

@@ -42,6 +42,7 @@ from erc.optim import EarlyStopping, autocast, make_optimizer, make_scheduler
 from erc.predict import Predictions, device_of, forward
 from erc.protocol import check_cached
 from erc.table import FeatureTable
+from erc.vocab import REGRESSION_METRICS
 
 EpochCallback = Callable[[int, dict[str, float]], None]
 
@@ -65,17 +66,38 @@ class FitResult:
     stopped_early: bool = False  # on_epoch raised StopTraining, or early stopping ended the run
 
 
+# ---------------------------------------------------------------- a corpus's class set and dimensions (issue 24)
+
+
+def fit_to_rows(config: RunConfig, rows: Any) -> RunConfig:
+    """``config`` with the head's output layout taken from the rows' corpus: one logit per class of its
+    class set, then its dimensions (none for a corpus without them). KEMDy's config comes back as it is.
+
+    Without dimensions a regression metric or ``reg_loss`` cannot select the epoch: an error says so.
+    """
+    n_classes, n_dimensions = len(rows.classes), len(rows.dimensions)
+    if not n_dimensions and config.select_metric in (*REGRESSION_METRICS, "reg_loss"):
+        raise ValueError(f"select_metric={config.select_metric!r} needs valence/arousal ratings, which the "
+                         f"corpus ({', '.join(sorted(set(rows.corpus.tolist())))}) does not have")
+    if (config.head.n_classes, config.head.n_dimensions) == (n_classes, n_dimensions):
+        return config
+    return config.replace(n_classes=n_classes, n_dimensions=n_dimensions)
+
+
+# ----------------------------------------------------------------
+
+
 def training_rows(rows: FeatureTable, labels: str) -> FeatureTable:
     """The rows an arm trains on: the paper removes tied ("deuce") utterances from hard training."""
     return rows.subset(rows.majority >= 0) if labels == "hard" else rows
 
 
 def class_targets(rows: FeatureTable, labels: str) -> np.ndarray:
-    """(N,) classes for ``hard``, (N, 7) distributions for ``soft`` and ``peakl``."""
+    """(N,) classes for ``hard``, (N, classes) distributions for ``soft`` and ``peakl`` (K = the class count)."""
     if labels == "hard":
         return rows.majority
     shares = soft(rows.votes.astype(np.float64))
-    return (peakl(shares) if labels == "peakl" else shares).astype(np.float32)
+    return (peakl(shares, shares.shape[1]) if labels == "peakl" else shares).astype(np.float32)
 
 
 class Trainer:
@@ -89,6 +111,7 @@ class Trainer:
 
     def __init__(self, config: RunConfig, train: FeatureTable, valid: FeatureTable, *,
                  keep_embeddings: bool = False) -> None:
+        config = fit_to_rows(config, train)  # the head's outputs follow the corpus's class set and dimensions
         self.config = config
         self.device = device_of(config.device)
         self.keep_embeddings = keep_embeddings
@@ -205,6 +228,8 @@ class Trainer:
             "cls_loss": float(parts.cls_loss) if bool(has_class.any()) else math.nan,
             "reg_loss": float(parts.reg_loss),
         }
+        if not self.valid_rows.dimensions:  # no ratings: no regression loss to report (absent, not NaN)
+            del metrics["reg_loss"]
         return metrics, out, emb
 
     def run_epoch(self) -> dict[str, float]:

@@ -87,6 +87,9 @@ MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
 # how trials split a corpus: session folds, actor folds, or the release's official partition
 SPLIT_KINDS: tuple[str, ...] = ("session", "actor", "official")
 PARTITIONS: tuple[str, ...] = ("train", "dev", "test")  # an official partition's parts (`split` column)
+# the fold of a trial that is not one of a cross-validation's folds: a corpus's official partition
+# (train on `train`, report `test`) or a cross-corpus trial; such trials are paired on seed (--repeats)
+NO_FOLD = -1
 FOLDS: tuple[int, ...] = tuple(range(N_FOLDS))
 
 # --------------------------------------------------------------------------- encoders

@@ -77,7 +77,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     track = open_tracking(settings, prepared, sweep, stage=C.GRID_STAGE)
     # the parent run shows what PeakL does to this corpus's labels
     reports = settings.cache_dir / REPORTS_DIR / sweep
-    figure = peakl_figure(prepared.table.votes, reports / C.PEAKL_PLOT)
+    figure = peakl_figure(prepared.table.votes, reports / C.PEAKL_PLOT, classes=prepared.table.classes)
     track.client.log_artifact(track.parent_run_id, str(figure), C.PLOTS_DIR)
     if settings.tune_per_arm:
         per_arm = tune_each_arm(settings, prepared, track)

@@ -19,7 +19,7 @@ from erc.features import Extractor, build_features, feature_meta
 from erc.inputs import InputTable, build_inputs, input_meta
 from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
-from erc.vocab import EXCLUDED_FILE, PAPER_AUDIO_ENCODER, PAPER_TEXT_ENCODER
+from erc.vocab import EXCLUDED_FILE, NO_FOLD, PAPER_AUDIO_ENCODER, PAPER_TEXT_ENCODER, PARTITIONS
 from sweeps.progress import quiet_startup
 from sweeps.settings import AUTO, FINETUNE_DEMO_CORPUS, SweepSettings, check_layers
 
@@ -59,6 +59,10 @@ class Prepared:
     # where finetune trials load the encoders from (a local directory or a hub id)
     audio_source: str = ""
     text_source: str = ""
+    # rater agreement per corpus (erc.data.agreement): one row per corpus, logged to the parent run
+    agreement: pd.DataFrame | None = None
+    # what a user of the corpora must know (a corpus spec's note, e.g. CREMA-D's text carries no emotion)
+    notes: list[str] = field(default_factory=list)
 
 
 def prepare(settings: SweepSettings) -> Prepared:
@@ -75,12 +79,15 @@ def prepare(settings: SweepSettings) -> Prepared:
         audio_dir, text_dir = build_demo_encoders(demo / "encoders", corpus, seed=0)
         audio, text = str(settings.audio_encoder or audio_dir), str(settings.text_encoder or text_dir)
     else:
-        corpus = load_corpus(settings.data)
+        corpora = [settings.train_corpus, settings.test_corpus] if settings.cross_corpus else settings.corpora
+        corpus = load_corpus(settings.data, corpora=corpora, classes=settings.classes)
         audio, text = settings.audio_encoder or PAPER_AUDIO_ENCODER, settings.text_encoder or PAPER_TEXT_ENCODER
     print(corpus.summary())
+    trials_split(settings, corpus)
+    agreement, notes = corpus_facts(corpus)
     paper = paper_exclusions(corpus)
     if settings.mode == "finetune":
-        return _prepare_inputs(settings, corpus, audio, text, paper)
+        return _other_corpora(settings, _prepare_inputs(settings, corpus, audio, text, paper), agreement, notes)
     check_layers(settings.layers, settings.base_config(), settings.arm_hparams)
     ds = build_features(corpus, audio, text, cache / "features", layers=settings.layers,
                         extractor=_extractor(settings))
@@ -91,7 +98,7 @@ def prepare(settings: SweepSettings) -> Prepared:
     if uses_paper_selection(settings):
         excluded = _with_paper_exclusions(excluded, paper, cache)
     meta = feature_meta(feature_dir)
-    return Prepared(
+    return _other_corpora(settings, Prepared(
         table=FeatureTable.from_dataset(ds),
         corpus_name="+".join(sorted(corpus.utterances["corpus"].unique())),
         audio_encoder=meta["audio_encoder"]["name"],
@@ -101,7 +108,7 @@ def prepare(settings: SweepSettings) -> Prepared:
         paper_excluded=paper["segment_id"].to_numpy(dtype=str),
         audio_source=audio,
         text_source=text,
-    )
+    ), agreement, notes)
 
 
 def _prepare_inputs(settings: SweepSettings, corpus: Any, audio: str, text: str, paper: pd.DataFrame) -> Prepared:
@@ -118,6 +125,94 @@ def _prepare_inputs(settings: SweepSettings, corpus: Any, audio: str, text: str,
                     audio_encoder=meta["audio_encoder"]["name"], text_encoder=meta["text_encoder"]["name"],
                     feature_dir=path, excluded_csv=excluded, paper_excluded=paper["segment_id"].to_numpy(dtype=str),
                     audio_source=audio, text_source=text)
+
+
+# --------------------------------------------------------------------------- other corpora (issue 24)
+
+
+def trials_split(settings: SweepSettings, corpus: Any) -> None:
+    """Session/actor folds, or one trial per (arm, seed) (``NO_FOLD``) for an official partition or a
+    cross-corpus run; a mix of the two kinds is an error."""
+    kinds = set(corpus.splits.values())
+    if settings.cross_corpus:
+        names = {n.lower() for n in corpus.splits}
+        for flag, wanted in (("--train-corpus", settings.train_corpus), ("--test-corpus", settings.test_corpus)):
+            if not any(wanted in (n, resolve_name(n)) for n in names):
+                raise ValueError(f"{flag} {wanted}: no such corpus under {settings.data or 'the demo'} "
+                                 f"(found {sorted(corpus.splits)})")
+        settings.use_no_fold()
+        print(f"cross-corpus: train on all of {settings.train_corpus}, evaluate on all of {settings.test_corpus}; "
+              "one trial per arm and seed (pair on seeds: --repeats)")
+    elif "official" in kinds:
+        if len(kinds) > 1:
+            raise ValueError(f"corpora with an official partition and corpora with folds cannot share a grid "
+                             f"({corpus.splits}); choose with --corpora")
+        settings.use_no_fold()
+        print("official partition: train on its train part, evaluate on its test part; one trial per arm and "
+              "seed (pair on seeds: --repeats)")
+
+
+def resolve_name(name: str) -> str:
+    """A corpus's module name (what --train-corpus and --corpora accept) from its ``corpus`` column value."""
+    from erc.data.registry import resolve
+
+    try:
+        return resolve(name).read.__module__.rsplit(".", 1)[-1]
+    except ValueError:  # the manifest
+        return name.lower()
+
+
+def _other_corpora(settings: SweepSettings, prepared: Prepared, agreement: pd.DataFrame | None,
+                   notes: list[str]) -> Prepared:
+    prepared.table = cross_corpus_table(settings, prepared.table)
+    prepared.agreement, prepared.notes = agreement, notes
+    # the trials' run config names the head's output layout (MLflow params); KEMDy's is the default,
+    # so a KEMDy sweep's settings (and name) stay what they were
+    layout = {"n_classes": len(prepared.table.classes), "n_dimensions": len(prepared.table.dimensions)}
+    from erc.config import defaults
+
+    if any(defaults()[k] != v for k, v in layout.items()):
+        settings.hparams = {**settings.hparams, **layout}
+    if settings.cross_corpus:
+        prepared.corpus_name = f"{settings.train_corpus} -> {settings.test_corpus}"
+    return prepared
+
+
+def cross_corpus_table(settings: SweepSettings, table: Any) -> Any:
+    """For a cross-corpus run, the table with its partition set: all of the training corpus ``train``,
+    all of the test corpus ``test`` (the feature cache stays the one of both corpora read together)."""
+    if not settings.cross_corpus:
+        return table
+    import dataclasses
+
+    def of(wanted: str) -> np.ndarray:
+        return np.array([wanted in (c.lower(), resolve_name(c)) for c in table.corpus])
+
+    train, _, test = PARTITIONS
+    partition = np.where(of(settings.train_corpus), train, np.where(of(settings.test_corpus), test, ""))
+    return dataclasses.replace(table, partition=partition, fold=np.full(len(table), NO_FOLD))
+
+
+def corpus_facts(corpus: Any) -> tuple[pd.DataFrame | None, list[str]]:
+    """Rater agreement per corpus (None when it cannot be computed) and the corpora's notes."""
+    from erc.data.agreement import agreement
+    from erc.data.registry import resolve
+
+    notes = []
+    for name in sorted(corpus.splits):
+        try:
+            note = resolve(name).note
+        except ValueError:  # the manifest has no spec
+            note = ""
+        if note:
+            notes.append(note)
+            print(f"note: {note}")
+    try:
+        table = agreement(corpus)
+    except (ValueError, ImportError) as err:  # agreement is a description: a sweep never fails for it
+        log.warning("rater agreement not computed: %s", err)
+        return None, notes
+    return table, notes
 
 
 def uses_paper_selection(settings: SweepSettings) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import sys
 import time
@@ -76,10 +77,27 @@ def header(settings: Any, prepared: Any, track: Any, n_trials: int) -> str:
                    + (f", at most {settings.max_concurrent} at once" if settings.max_concurrent else "")),
         ("runs", f"MLflow {track.uri}, experiment {settings.experiment!r}, parent run {track.parent_run_id}"),
     ]
+    rows[1:1] = [("agreement", line) for line in agreement_lines(getattr(prepared, "agreement", None))]
+    rows[1:1] = [("note", note) for note in getattr(prepared, "notes", [])]
     if settings.verbose < VERBOSE:
         rows.append(("tune log", f"{tune_log(settings, track.sweep)} (Tune's own output; -v shows it here)"))
     width = max(len(k) for k, _ in rows)
     return "\n".join([f"sweep {track.sweep}", *(f"  {k.ljust(width)}  {v}" for k, v in rows)])
+
+
+def agreement_lines(table: Any) -> list[str]:
+    """One line per corpus: Krippendorff's α of the categories and each dimension, Fleiss' κ where defined."""
+    if table is None:
+        return []
+    lines = []
+    for row in table.to_dict("records"):
+        parts = [f"α categories {row['alpha_categories']:.3f}"]
+        parts += [f"α {key.removeprefix('alpha_')} {value:.3f}" for key, value in row.items()
+                  if key.startswith("alpha_") and key != "alpha_categories" and not math.isnan(value)]  # NaN: none
+        if row.get("fleiss_kappa") is not None and not math.isnan(row["fleiss_kappa"]):
+            parts.append(f"Fleiss κ {row['fleiss_kappa']:.3f}")
+        lines.append(f"{row['corpus']} ({row['n_items']} items): " + ", ".join(parts))
+    return lines
 
 
 class _DivertTrialFailures(logging.Filter):

@@ -7,7 +7,9 @@ Shared by ``ablation.py`` (the grid) and ``search.py`` (Optuna + ASHA):
 from __future__ import annotations
 
 import logging
+import math
 import os
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,7 +76,26 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
         print(f"marked {orphans} run(s) left RUNNING by an interrupted driver as KILLED")
     if prepared.excluded_csv is not None and prepared.excluded_csv.exists():
         client.log_artifact(parent, str(prepared.excluded_csv), artifact_path=C.DATA_DIR)
+    log_corpus_facts(client, parent, prepared)
     return Tracking(client, uri, experiment_id, parent, sweep, tags)
+
+
+def log_corpus_facts(client: MlflowClient, parent: str, prepared: Prepared) -> None:
+    """Rater agreement per corpus (metrics ``agreement/<corpus>/<statistic>`` and ``data/agreement.csv``)
+    and the corpora's notes (tag ``corpus_notes``) on the parent run, where the report reads them."""
+    if prepared.notes:
+        client.set_tag(parent, C.CORPUS_NOTES, "\n".join(prepared.notes))
+    table = prepared.agreement
+    if table is None or table.empty:
+        return
+    for row in table.to_dict("records"):
+        for statistic, value in row.items():
+            if statistic != "corpus" and value is not None and not (isinstance(value, float) and math.isnan(value)):
+                client.log_metric(parent, C.agreement_metric(row["corpus"], statistic), float(value))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / C.AGREEMENT_FILE
+        table.to_csv(path, index=False)
+        client.log_artifact(parent, str(path), artifact_path=C.DATA_DIR)
 
 
 @dataclass

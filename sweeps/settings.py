@@ -121,7 +121,7 @@ def control_error(fusions: list[str], control: str) -> str | None:
 # --------------------------------------------------------------------------- the schema
 
 def flag(help: str, group: str, *, flags: tuple[str, ...] | None = None, scripts: tuple[str, ...] = SCRIPTS,
-         fingerprint: bool = False, **argparse_kwargs: Any) -> dict[str, Any]:
+         fingerprint: bool | str = False, **argparse_kwargs: Any) -> dict[str, Any]:
     """A settings field's metadata that makes it a flag (``--field-name`` unless ``flags``) of ``scripts``.
 
     ``argparse_kwargs`` (type, choices, action, metavar) pass to ``add_argument``; ``{default}`` in ``help``
@@ -131,6 +131,10 @@ def flag(help: str, group: str, *, flags: tuple[str, ...] | None = None, scripts
     return {"help": help, "group": group, "flags": flags, "scripts": scripts, "argparse": argparse_kwargs,
             "fingerprint": fingerprint}
 
+
+# ``fingerprint=WHEN_SET``: a field added after sweeps existed counts only when set, so the sweeps
+# started before it keep their names (and resume)
+WHEN_SET = "when set"
 
 # The metadata of a field that defines the sweep's results without being a flag: reruns with the same
 # values of every such field (``fingerprint``) resume the same sweep.
@@ -176,8 +180,20 @@ class SweepSettings:
         "folds, then run the grid with each arm's own best values", "grid", scripts=("ablation",),
         fingerprint=True, type=non_negative(int), metavar="N"))
     data: str | None = field(default=None, metadata=flag(  # None: the embedded demo corpus and encoders
-        "root holding KEMDy19/ and/or KEMDy20_v1_1/ (default: the built-in demo)", "data and encoders",
-        fingerprint=True))
+        "root holding release folders (KEMDy19/, KEMDy20_v1_1/, IEMOCAP_full_release/, MSP-PODCAST*/, CREMA-D/), "
+        "or a ratings manifest (.csv/.jsonl) (default: the built-in demo)", "data and encoders", fingerprint=True))
+    corpora: list[str] | None = field(default=None, metadata=flag(  # None: every corpus found under --data
+        f"comma-separated corpora to read under --data: {','.join(vocab.CORPUS_NAMES)} (default: every one found)",
+        "data and encoders", fingerprint=WHEN_SET, type=choice_list(vocab.CORPUS_NAMES, str.lower)))
+    classes: str | None = field(default=None, metadata=flag(  # None: each corpus's default class set
+        "the class set to read the corpora with (e.g. IEMOCAP's 'all'; default: each corpus's own default)",
+        "data and encoders", fingerprint=WHEN_SET))
+    train_corpus: str | None = field(default=None, metadata=flag(  # cross-corpus: with test_corpus
+        "cross-corpus: train on all of this corpus (with --test-corpus; one trial per arm and seed, paired on "
+        "seeds: use --repeats)", "arms and folds", scripts=("ablation",), fingerprint=WHEN_SET, type=str.lower))
+    test_corpus: str | None = field(default=None, metadata=flag(
+        "cross-corpus: evaluate on all of this corpus (with --train-corpus)", "arms and folds", scripts=("ablation",),
+        fingerprint=WHEN_SET, type=str.lower))
     audio_encoder: str | None = field(default=None, metadata=flag(
         f"hub id or local dir (default with --data: {vocab.PAPER_AUDIO_ENCODER})", "data and encoders",
         fingerprint=True))
@@ -236,9 +252,23 @@ class SweepSettings:
             self.extract_on = "cluster" if self.address else "driver"
         if self.preset is None:
             self.preset = "demo" if self.data is None else "paper"
+        if (self.train_corpus is None) != (self.test_corpus is None):
+            raise ValueError("--train-corpus and --test-corpus go together (cross-corpus: train on one, test on "
+                             "the other)")
+        if self.cross_corpus and self.train_corpus == self.test_corpus:
+            raise ValueError(f"--train-corpus and --test-corpus are both {self.train_corpus!r}; a cross-corpus "
+                             "run needs two corpora")
         if self.gpus_per_trial != AUTO and not (isinstance(self.gpus_per_trial, int | float)
                                                  and self.gpus_per_trial >= 0):
             raise ValueError(f"gpus_per_trial = {self.gpus_per_trial!r}; use 'auto' or a fraction >= 0")
+
+    @property
+    def cross_corpus(self) -> bool:
+        return self.train_corpus is not None
+
+    def use_no_fold(self) -> None:
+        """One trial per (arm, seed): a corpus's official partition or a cross-corpus run has no CV folds."""
+        self.folds = [vocab.NO_FOLD]
 
     @property
     def arms(self) -> list[tuple[str, str]]:
@@ -275,7 +305,9 @@ class SweepSettings:
         """What defines the sweep's results (the fields marked ``fingerprint``): reruns with the same
         settings resume the same sweep."""
         blob = json.dumps({f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                           if f.metadata.get("fingerprint")}, sort_keys=True, default=str)
+                           if f.metadata.get("fingerprint") is True
+                           or (f.metadata.get("fingerprint") == WHEN_SET and getattr(self, f.name) is not None)},
+                          sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:8]
 
     def sweep_name(self, kind: str = "ablation") -> str:

@@ -180,4 +180,6 @@ SPEC = CorpusSpec(
     scale=None,
     split="actor",
     read=read,
+    note="CREMA-D's text carries no emotion: every actor reads the same 12 sentences in every emotion, so the "
+         "text modality (and the text arm) can only learn the sentence, not the emotion",
 )

@@ -49,6 +49,7 @@ class CorpusSpec:
     scale: tuple[float, float] | None  # the dimensions' rating scale, None without dimensions
     split: str  # one of SPLIT_KINDS
     read: Callable[[Path, str], CorpusRead]  # (the release folder, a class-set name)
+    note: str = ""  # what a user of the corpus must know (sweep header and report)
 
     def __post_init__(self) -> None:
         if self.split not in SPLIT_KINDS:
@@ -79,6 +80,14 @@ class CorpusSpec:
 def registry() -> tuple[CorpusSpec, ...]:
     """Every folder-detected corpus's spec, in CORPUS_NAMES order (the manifest is read by file, not folder)."""
     return tuple(importlib.import_module(f"erc.data.{name}").SPEC for name in CORPUS_NAMES)
+
+
+def resolve(name: str) -> CorpusSpec:
+    """The spec a user names, by its name or its module's, in any case (``kemdy19``, ``MSP-Podcast``)."""
+    for s in registry():
+        if name.strip().lower() in (s.name.lower(), s.read.__module__.rsplit(".", 1)[-1]):
+            return s
+    raise ValueError(f"unknown corpus {name!r}; choose from {[s.name for s in registry()]}")
 
 
 def spec(name: str) -> CorpusSpec:

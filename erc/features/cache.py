@@ -36,7 +36,14 @@ from erc.features.extract import (
     Vectors,
     extract_here,
 )
-from erc.features.key import FEATURES_VERSION, DigestMemo, fingerprint, utterance_table
+from erc.features.key import (
+    FEATURES_VERSION,
+    DigestMemo,
+    corpus_labels,
+    fingerprint,
+    read_corpus,
+    utterance_table,
+)
 from erc.features.schema import to_dataset
 from erc.layers import open_layers
 from erc.vocab import EXCLUDED_FILE, LAYER_MODES, META_FILE, cache_root
@@ -126,7 +133,9 @@ def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, 
 def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *,
                     max_seconds: float | None, batch_seconds: float, text_batch_size: int,
                     device: str | torch.device | None, layers: str, extractor: Extractor, progress: bool) -> Any:
+    corpus = read_corpus(corpus)
     utterances = utterance_table(corpus)
+    classes, dimensions = corpus_labels(corpus)
     cache_dir.mkdir(parents=True, exist_ok=True)
     memo = DigestMemo(cache_dir)
     digests = [memo.digest(p) for p in utterances["wav_path"]]
@@ -134,7 +143,8 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
     # Identities from the files where possible, so a cache hit never loads a model.
     audio_encoder, audio_id = pin(audio_encoder, "audio", device)
     text_encoder, text_id = pin(text_encoder, "text", device)
-    fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds, layers)
+    fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds, layers, classes=classes,
+                     dimensions=dimensions)
     built: dict[str, Any] = {}
 
     def build(tmp: Path, need: Need) -> None:
@@ -153,7 +163,8 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
         out = Vectors(job, tmp)
         info = extractor(job, out)
         layer_stacks = out.finish()  # raises unless every row arrived
-        to_dataset(utterances, out.vectors["audio"], out.vectors["text"]).save_to_disk(str(tmp))
+        to_dataset(utterances, out.vectors["audio"], out.vectors["text"],
+                   n_classes=len(classes)).save_to_disk(str(tmp))
         if hasattr(corpus, "save_exclusions"):
             corpus.save_exclusions(tmp / EXCLUDED_FILE)
         built.update({
@@ -164,6 +175,8 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
             "batch_seconds": batch_seconds, "layers": layers, "layer_stacks": layer_stacks,
             "device": str(audio.device), **info,
             "corpora": sorted(utterances["corpus"].astype(str).unique().tolist()),
+            # what the votes and the dimensional columns mean (erc.table.FeatureTable reads them back)
+            "classes": list(classes), "dimensions": list(dimensions),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         })
         (tmp / META_FILE).write_text(json.dumps(built, indent=1))  # last: marks the directory complete

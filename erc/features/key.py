@@ -20,6 +20,8 @@ import pandas as pd
 
 from erc.atomic import write_atomic
 from erc.encoders import file_digest
+from erc.features.schema import has_partition
+from erc.vocab import DIMENSIONS, EMOTIONS
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +32,18 @@ REQUIRED_COLUMNS = ["segment_id", "wav_path", "text", *LABEL_COLUMNS]
 DIGEST_MEMO = "wav_digests.json"
 
 
-def utterance_table(corpus: Any) -> pd.DataFrame:
-    """Accept a Corpus, its utterance table, or a data root (read with erc.data.load_corpus)."""
+def read_corpus(corpus: Any) -> Any:
+    """A data root read with :func:`erc.data.load_corpus`; a Corpus or an utterance table as it is."""
     if isinstance(corpus, (str, Path)):
         from erc.data import load_corpus
 
-        corpus = load_corpus(corpus)
+        return load_corpus(corpus)
+    return corpus
+
+
+def utterance_table(corpus: Any) -> pd.DataFrame:
+    """Accept a Corpus, its utterance table, or a data root (read with erc.data.load_corpus)."""
+    corpus = read_corpus(corpus)
     table = corpus.utterances if hasattr(corpus, "utterances") else corpus
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"expected a Corpus, a DataFrame or a data root, got {type(corpus).__name__}")
@@ -50,6 +58,15 @@ def utterance_table(corpus: Any) -> pd.DataFrame:
     return table.reset_index(drop=True)
 
 
+def corpus_labels(corpus: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(classes in vote order, dimensions) of a Corpus; KEMDy's for a bare utterance table."""
+    return tuple(getattr(corpus, "classes", EMOTIONS)), tuple(getattr(corpus, "dimensions", DIMENSIONS))
+
+
+def label_columns(utterances: pd.DataFrame) -> list[str]:
+    """The label columns a cache keeps: :data:`LABEL_COLUMNS`, and ``split`` for a corpus with an
+    official partition (so a KEMDy cache's columns, and its key, are what they were)."""
+    return [*LABEL_COLUMNS, "split"] if has_partition(utterances) else list(LABEL_COLUMNS)
 
 class DigestMemo:
     """WAV content hashes remembered by (path, size, mtime) in the cache directory.
@@ -101,18 +118,26 @@ def _plain(value: Any) -> Any:
 
 
 def fingerprint(utterances: pd.DataFrame, wav_digests: Sequence[str], audio_identity: str,
-                text_identity: str, max_seconds: float | None, layers: str = "last") -> str:
+                text_identity: str, max_seconds: float | None, layers: str = "last", *,
+                classes: Sequence[str] = EMOTIONS, dimensions: Sequence[str] = DIMENSIONS) -> str:
     """Cache key: corpus content + encoder identities + audio settings (and the cache format).
 
     Not where or how the vectors were computed (driver or cluster, batch sizes): those do not change them.
+    The class names (vote order) and dimensions are part of the key where they are not KEMDy's.
     """
     h = hashlib.sha256()
+    columns = label_columns(utterances)
     header = {"version": FEATURES_VERSION, "audio": audio_identity, "text": text_identity,
-              "max_seconds": max_seconds, "columns": LABEL_COLUMNS}
+              "max_seconds": max_seconds, "columns": columns}
     if layers != "last":  # a last-layer cache keeps the key it had before stacks existed
         header["layers"] = layers
+    # a KEMDy cache keeps the key it had before other corpora existed
+    if tuple(classes) != EMOTIONS:
+        header["classes"] = list(classes)
+    if tuple(dimensions) != DIMENSIONS:
+        header["dimensions"] = list(dimensions)
     h.update(json.dumps(header, sort_keys=True).encode())
-    cols = ["segment_id", "text", *LABEL_COLUMNS]
+    cols = ["segment_id", "text", *columns]
     for row, digest in zip(utterances[cols].itertuples(index=False, name=None), wav_digests, strict=True):
         h.update(json.dumps([_plain(v) for v in row] + [digest], ensure_ascii=False).encode())
         h.update(b"\n")

@@ -2,34 +2,45 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from erc.vocab import N_CLASSES
+from erc.vocab import EMOTIONS
 
 
-def to_dataset(utterances: pd.DataFrame, audio: np.ndarray, text: np.ndarray) -> Any:
+def vote_array(votes: Sequence[Any], n_classes: int = len(EMOTIONS)) -> np.ndarray:
+    """(N, n_classes) votes per class: int64 when every vote is a whole number (KEMDy's counts, so their
+    caches keep their contents), float64 otherwise (a rater naming n categories gives 1/n to each)."""
+    array = np.array([np.asarray(v, dtype=np.float64) for v in votes])
+    if array.ndim != 2 or array.shape[1] != n_classes:
+        raise ValueError(f"votes must be {n_classes} values per utterance (one per class), got shape {array.shape}")
+    return array.astype(np.int64) if np.array_equal(array, np.round(array)) else array
+
+
+def to_dataset(utterances: pd.DataFrame, audio: np.ndarray, text: np.ndarray, *,
+               n_classes: int = len(EMOTIONS)) -> Any:
     import datasets
     from datasets import Features, List, Value
 
-    votes = np.array([np.asarray(v, dtype=np.int64) for v in utterances["votes"]])
-    if votes.ndim != 2 or votes.shape[1] != N_CLASSES:
-        raise ValueError(f"votes must be {N_CLASSES} counts per utterance, got shape {votes.shape}")
+    votes = vote_array(utterances["votes"], n_classes)
     features = Features({
         "segment_id": Value("string"),
         "audio_vec": List(Value("float32"), length=audio.shape[1]),
         "text_vec": List(Value("float32"), length=text.shape[1]),
-        "votes": List(Value("int64"), length=N_CLASSES),
+        "votes": List(Value(str(votes.dtype)), length=n_classes),
         "majority": Value("int64"),
         "valence": Value("float32"),
         "arousal": Value("float32"),
         "fold": Value("int64"),
         "corpus": Value("string"),
         "session": Value("int64"),
+        # an official partition's part (erc.vocab.PARTITIONS), only for a corpus that has one
+        **({"split": Value("string")} if "split" in utterances.columns and has_partition(utterances) else {}),
     })
-    return datasets.Dataset.from_dict({
+    columns = {
         "segment_id": utterances["segment_id"].astype(str).tolist(),
         "audio_vec": audio,
         "text_vec": text,
@@ -40,5 +51,12 @@ def to_dataset(utterances: pd.DataFrame, audio: np.ndarray, text: np.ndarray) ->
         "fold": utterances["fold"].to_numpy(np.int64),
         "corpus": utterances["corpus"].astype(str).tolist(),
         "session": utterances["session"].to_numpy(np.int64),
-    }, features=features)
+    }
+    if "split" in features:
+        columns["split"] = utterances["split"].astype(str).tolist()
+    return datasets.Dataset.from_dict(columns, features=features)
 
+
+def has_partition(utterances: pd.DataFrame) -> bool:
+    """Whether any utterance belongs to an official partition (its ``split`` column is set)."""
+    return "split" in utterances.columns and bool((utterances["split"].astype(str) != "").any())

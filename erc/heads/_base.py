@@ -1,10 +1,11 @@
 """What every fusion head shares: its config keys, its input and output normalisation, its interface.
 
 A head maps an audio vector ``a`` (D_a) and a text vector ``t`` (D_t) — or, for a modality whose
-encoder layers it mixes (:mod:`erc.layers`), a stack (L, D) per utterance — to
-:data:`~erc.vocab.N_OUTPUTS` values: one logit per class (:data:`~erc.vocab.EMOTIONS` order), then
-the dimensional ratings (:data:`~erc.vocab.DIMENSIONS`: valence, arousal) on the raters' own scale.
-:func:`split_output` is the one place that layout is cut apart.
+encoder layers it mixes (:mod:`erc.layers`), a stack (L, D) per utterance — to ``config.n_outputs``
+values (:func:`erc.vocab.n_outputs`): one logit per class (the corpus's class set in vote order;
+KEMDy's :data:`~erc.vocab.EMOTIONS` by default), then the dimensional ratings
+(:data:`~erc.vocab.DIMENSIONS`: valence, arousal) on the raters' own scale — none for a corpus
+without them (``n_dimensions = 0``). :func:`split_output` is the one place that layout is cut apart.
 
 Input standardisation is part of the head (:class:`InputNorm`, the submodule ``norm``): the
 per-feature mean/std of the training inputs, the layer mixes and the mean/std of the valence/arousal
@@ -27,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from erc.layers import HeadInput, LayerConfig, LayerMix, LayerRows
-from erc.vocab import MODALITIES, N_DIMENSIONS, PRESET_NAMES, fusion_names
+from erc.vocab import MODALITIES, N_CLASSES, N_DIMENSIONS, PRESET_NAMES, fusion_names, n_outputs
 
 FUSIONS: tuple[str, ...] = fusion_names()
 Fusion = Literal[FUSIONS]  # type: ignore[valid-type]  # the registered fusions: erc/heads/<name>.py
@@ -35,9 +36,13 @@ Preset = Literal[PRESET_NAMES]  # type: ignore[valid-type]
 NORM = "norm"  # the base head's normalisation submodule: its state-dict keys start with "norm."
 
 
-def split_output(y: Any) -> tuple[Any, Any]:
-    """A head's (…, classes + dimensions) output → (class logits, valence/arousal): views, numpy or torch."""
-    return y[..., :-N_DIMENSIONS], y[..., -N_DIMENSIONS:]
+def split_output(y: Any, n_dimensions: int = N_DIMENSIONS) -> tuple[Any, Any]:
+    """A head's (…, classes + dimensions) output → (class logits, valence/arousal): views, numpy or torch.
+
+    ``n_dimensions`` = 0 (a corpus without dimensions): all logits, and an empty (…, 0) second part.
+    """
+    cut = y.shape[-1] - n_dimensions
+    return y[..., :cut], y[..., cut:]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -72,9 +77,17 @@ class BaseConfig:
     # Standardise the inputs with the training rows' mean/std (and predict valence/arousal in standard
     # units, mapped back to 1–5 inside the head). False = raw pooled vectors, raw 1–5 targets (the paper).
     standardise: bool = True
+    # ---- the output layout: set from the corpus's class set and dimensions (erc.trainer does), not tuned
+    n_classes: int = N_CLASSES  # class logits (KEMDy's 7 by default)
+    n_dimensions: int = N_DIMENSIONS  # dimensional outputs after them: 2 (valence, arousal) or 0
 
     def __post_init__(self) -> None:
         run_validators(self, type(self))
+
+    @property
+    def n_outputs(self) -> int:
+        """The final Linear's width: one logit per class, then one value per dimension."""
+        return n_outputs(self.n_classes, self.n_dimensions)
 
     def validate(self) -> None:
         """This class's own checks (each subclass checks the fields it declares; see run_validators)."""
@@ -86,6 +99,10 @@ class BaseConfig:
             raise ValueError(f"proj_dim must be >= 1, got {self.proj_dim}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if self.n_dimensions not in (0, N_DIMENSIONS):
+            raise ValueError(f"n_dimensions must be 0 or {N_DIMENSIONS}, got {self.n_dimensions}")
 
     @classmethod
     def preset_values(cls, preset: str) -> dict[str, Any]:
@@ -162,14 +179,16 @@ class InputNorm(nn.Module):
     layer the head reads ((B, L, D) → (B, D)), else None.
     """
 
-    def __init__(self, *, d_audio: int, d_text: int, n_layers: tuple[int, int] = (0, 0)) -> None:
+    def __init__(self, *, d_audio: int, d_text: int, n_layers: tuple[int, int] = (0, 0),
+                 n_dimensions: int = N_DIMENSIONS) -> None:
         super().__init__()
+        self.n_dimensions = n_dimensions
         self.register_buffer("audio_mean", torch.zeros(d_audio))
         self.register_buffer("audio_std", torch.ones(d_audio))
         self.register_buffer("text_mean", torch.zeros(d_text))
         self.register_buffer("text_std", torch.ones(d_text))
-        self.register_buffer("target_mean", torch.zeros(N_DIMENSIONS))
-        self.register_buffer("target_std", torch.ones(N_DIMENSIONS))
+        self.register_buffer("target_mean", torch.zeros(n_dimensions))
+        self.register_buffer("target_std", torch.ones(n_dimensions))
         for modality, dim, count in zip(MODALITIES, (d_audio, d_text), n_layers, strict=True):
             self.register_module(self.mix_name(modality), LayerMix(count, dim) if count else None)
 
@@ -192,7 +211,7 @@ class InputNorm(nn.Module):
 
     def outputs(self, y: Tensor) -> Tensor:
         """Logits untouched; valence/arousal from standard units back to the ratings' scale."""
-        logits, dims = split_output(y)
+        logits, dims = split_output(y, self.n_dimensions)
         return torch.cat([logits, dims * self.target_std + self.target_mean], dim=-1)
 
     # ---------------------------------------------------------------- statistics
@@ -222,7 +241,8 @@ class InputNorm(nn.Module):
                 if mix is None:
                     raise ValueError(f"the head has no layer mix for its {modality} layer stack")
                 mix.set_stats(*(torch.from_numpy(s) for s in x.layers.mean_std()))
-        self.set_stats(*_stats(audio), *_stats(text), va.mean(0), va.std(0))
+        target = (va.mean(0), va.std(0)) if va.shape[-1] else (va.new_zeros(0), va.new_ones(0))  # no dimensions
+        self.set_stats(*_stats(audio), *_stats(text), *target)
 
     def layer_weights(self) -> dict[str, list[float]]:
         """The learned softmax weight of every layer, per mixed modality."""
@@ -241,7 +261,8 @@ class InputNorm(nn.Module):
     @classmethod
     def from_state_dict(cls, state_dict: Mapping[str, Tensor]) -> InputNorm:
         d_audio, d_text, n_layers = cls.sizes(state_dict)
-        norm = cls(d_audio=d_audio, d_text=d_text, n_layers=n_layers)
+        norm = cls(d_audio=d_audio, d_text=d_text, n_layers=n_layers,
+                   n_dimensions=int(state_dict["target_mean"].shape[0]))
         norm.load_state_dict(dict(state_dict))
         return norm
 
@@ -278,7 +299,7 @@ class BaseHead(nn.Module):
         for modality, count in zip(MODALITIES, n_layers, strict=True):
             if (self.layers.choice(modality) == "weighted") != (count > 0):
                 raise ValueError(f"{modality}_layer={self.layers.choice(modality)!r} with {count} layers to mix")
-        self.norm = InputNorm(d_audio=d_audio, d_text=d_text, n_layers=n_layers)
+        self.norm = InputNorm(d_audio=d_audio, d_text=d_text, n_layers=n_layers, n_dimensions=config.n_dimensions)
 
     # ---------------------------------------------------------------- the forward pass
 

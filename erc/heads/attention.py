@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from erc.heads._base import BaseConfig, BaseHead, Dropout
 from erc.layers import HeadInput, LayerConfig
-from erc.vocab import MODALITIES, N_OUTPUTS
+from erc.vocab import MODALITIES
 
 
 class AttentionHead(BaseHead):
@@ -31,7 +31,7 @@ class AttentionHead(BaseHead):
         self.gate_scores = nn.Linear(p, len(MODALITIES))
         self.hidden = nn.Linear(p, p)
         self.dropout = Dropout(config.dropout)
-        self.out = nn.Linear(p, N_OUTPUTS)
+        self.out = nn.Linear(p, config.n_outputs)
 
     def weights(self, a: HeadInput, t: HeadInput) -> tuple[Tensor, Tensor]:
         """(B, 2) attention weights (audio, text) and the (B, 2, P) projected vectors they weigh."""

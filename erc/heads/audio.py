@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from erc.heads._base import BaseConfig, BaseHead, Dropout
 from erc.layers import HeadInput, LayerConfig
-from erc.vocab import MODALITIES, N_OUTPUTS
+from erc.vocab import MODALITIES
 
 
 class Branch(nn.Module):
@@ -25,12 +25,12 @@ class Branch(nn.Module):
     split as every head's ``embed`` / ``readout``).
     """
 
-    def __init__(self, *, d_in: int, proj_dim: int, dropout: float) -> None:
+    def __init__(self, *, d_in: int, proj_dim: int, dropout: float, n_out: int) -> None:
         super().__init__()
         self.proj = nn.Linear(d_in, proj_dim)  # registered in draw order: proj, hidden, out
         self.hidden = nn.Linear(proj_dim, proj_dim)
         self.dropout = Dropout(dropout)
-        self.out = nn.Linear(proj_dim, N_OUTPUTS)
+        self.out = nn.Linear(proj_dim, n_out)
 
     def embed(self, x: Tensor) -> Tensor:  # (B, D) -> (B, P)
         return torch.relu(self.hidden(self.proj(x)))
@@ -49,7 +49,7 @@ class UnimodalHead(BaseHead):
                  n_layers: tuple[int, int] = (0, 0)) -> None:
         super().__init__(config=config, d_audio=d_audio, d_text=d_text, layers=layers, n_layers=n_layers)
         d_in = dict(zip(MODALITIES, (d_audio, d_text), strict=True))[self.modality]
-        self.branch = Branch(d_in=d_in, proj_dim=config.proj_dim, dropout=config.dropout)
+        self.branch = Branch(d_in=d_in, proj_dim=config.proj_dim, dropout=config.dropout, n_out=config.n_outputs)
 
     def embed(self, a: HeadInput, t: HeadInput) -> Tensor:
         # the unused modality still goes through the normalisation (cheap, and it keeps one code path);

@@ -11,7 +11,6 @@ from torch import Tensor, nn
 
 from erc.heads._base import BaseConfig, BaseHead, Dropout
 from erc.layers import HeadInput, LayerConfig
-from erc.vocab import N_OUTPUTS
 
 
 class ConcatHead(BaseHead):
@@ -27,7 +26,7 @@ class ConcatHead(BaseHead):
         self.proj_text = nn.Linear(d_text, p)
         self.hidden = nn.Linear(2 * p, p)
         self.dropout = Dropout(config.dropout)
-        self.out = nn.Linear(p, N_OUTPUTS)
+        self.out = nn.Linear(p, config.n_outputs)
 
     def embed(self, a: HeadInput, t: HeadInput) -> Tensor:
         a, t = self.norm.inputs(a, t)

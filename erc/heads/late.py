@@ -24,8 +24,8 @@ class LateHead(BaseHead):
                  n_layers: tuple[int, int] = (0, 0)) -> None:
         super().__init__(config=config, d_audio=d_audio, d_text=d_text, layers=layers, n_layers=n_layers)
         p, drop = config.proj_dim, config.dropout
-        self.audio_branch = Branch(d_in=d_audio, proj_dim=p, dropout=drop)
-        self.text_branch = Branch(d_in=d_text, proj_dim=p, dropout=drop)
+        self.audio_branch = Branch(d_in=d_audio, proj_dim=p, dropout=drop, n_out=config.n_outputs)
+        self.text_branch = Branch(d_in=d_text, proj_dim=p, dropout=drop, n_out=config.n_outputs)
 
     def embed(self, a: HeadInput, t: HeadInput) -> Tensor:
         a, t = self.norm.inputs(a, t)

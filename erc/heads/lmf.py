@@ -22,7 +22,6 @@ from torch import Tensor, nn
 from erc.heads._base import BaseConfig, BaseHead, Dropout
 from erc.heads.tfn import with_one
 from erc.layers import HeadInput, LayerConfig
-from erc.vocab import N_OUTPUTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +52,7 @@ class LowRankFusionHead(BaseHead):
         self.text_factors = nn.Linear(p + 1, r * p, bias=False)
         self.rank_weights = nn.Linear(r, 1)  # w_r and b
         self.dropout = Dropout(config.dropout)
-        self.out = nn.Linear(p, N_OUTPUTS)
+        self.out = nn.Linear(p, config.n_outputs)
 
     def embed(self, a: HeadInput, t: HeadInput) -> Tensor:
         a, t = self.norm.inputs(a, t)

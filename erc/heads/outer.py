@@ -20,7 +20,6 @@ from torch import Tensor, nn
 
 from erc.heads._base import BaseConfig, BaseHead, Dropout
 from erc.layers import HeadInput, LayerConfig
-from erc.vocab import N_OUTPUTS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,7 +152,7 @@ class TensorMixerHead(BaseHead):
             for _ in range(config.depth)
         ])
         self.final_norm = nn.LayerNorm(dim)
-        self.out = nn.Linear(dim, N_OUTPUTS)
+        self.out = nn.Linear(dim, config.n_outputs)
 
     def fuse(self, a: HeadInput, t: HeadInput) -> Tensor:
         """The single-channel image the mixer sees: (B, P, P) with X[b, i, j] = a'[b, i] · t'[b, j]."""

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 
 from erc.heads._base import BaseConfig, BaseHead, Dropout
 from erc.layers import HeadInput, LayerConfig
-from erc.vocab import N_OUTPUTS
 
 
 def with_one(x: Tensor) -> Tensor:
@@ -34,7 +33,7 @@ class TensorFusionHead(BaseHead):
         self.hidden1 = nn.Linear((p + 1) ** 2, p)
         self.hidden2 = nn.Linear(p, p)
         self.dropout = Dropout(config.dropout)
-        self.out = nn.Linear(p, N_OUTPUTS)
+        self.out = nn.Linear(p, config.n_outputs)
 
     def fuse(self, a: HeadInput, t: HeadInput) -> Tensor:
         """(B, (P+1)²): vec([a'; 1] ⊗ [t'; 1]), row-major (index i·(P+1) + j = a'_i · t'_j)."""

@@ -222,3 +222,57 @@ def test_saved_head_round_trips_predictions_and_embeddings(data):
         fresh = trainer_mod.build_head(r.config.head, train.audio.shape[1], train.text.shape[1])
         assert not torch.allclose(fresh.norm.audio_mean, head.norm.audio_mean)
     assert fit(cfg(fusion="concat", epochs=1), train, valid).embeddings is None
+
+
+def other_corpus(table, n_classes: int, dimensions: tuple[str, ...]):
+    """``table``'s rows as a corpus with ``n_classes`` classes (fractional votes: a rater naming two
+    categories gives 1/2 to each) and the given dimensions (NaN ratings without them)."""
+    from dataclasses import replace
+
+    from erc.labels import hard
+
+    rng = np.random.default_rng(3)
+    votes = np.zeros((len(table), n_classes))
+    for i, row in enumerate(table.votes):
+        votes[i] = np.bincount(np.arange(len(row)) % n_classes, weights=row, minlength=n_classes)
+    votes[:, :2] += 0.5 * rng.integers(0, 2, size=(len(table), 1))  # a two-category rater: 1/2 each
+    nan = np.full(len(table), np.nan, np.float32)
+    ratings = {} if dimensions else {"valence": nan, "arousal": nan}
+    return replace(table, votes=votes, majority=hard(votes), classes=tuple(f"c{k}" for k in range(n_classes)),
+                   dimensions=dimensions, **ratings)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "outer"])
+def test_the_head_follows_the_corpus_class_set_and_dimensions(data, fusion):
+    from erc.vocab import DIMENSIONS, REGRESSION_METRICS
+
+    train, valid = data
+    for n_classes, dims in ((4, DIMENSIONS), (6, ())):
+        tr, va = other_corpus(train, n_classes, dims), other_corpus(valid, n_classes, dims)
+        assert tr.votes.dtype == np.float64
+        result = fit(RunConfig.from_flat({"fusion": fusion, "labels": "peakl", "epochs": 2, "device": "cpu"}), tr, va)
+        assert (result.config.head.n_classes, result.config.head.n_dimensions) == (n_classes, len(dims))
+        assert result.predictions.logits.shape == (len(va), n_classes)
+        assert result.predictions.va_pred.shape == (len(va), len(dims))
+        assert 0 < result.metrics["acc"] <= 1
+        if dims:
+            assert all(np.isfinite(result.metrics[m]) for m in (*REGRESSION_METRICS, "reg_loss"))
+        else:
+            # without ratings: the loss is the classification loss alone; CCC and reg_loss are absent, not NaN
+            assert not set(REGRESSION_METRICS) & set(result.metrics) and "reg_loss" not in result.metrics
+            assert result.metrics["loss"] == pytest.approx(result.metrics["cls_loss"])
+            with pytest.raises(ValueError, match="needs valence/arousal"):
+                fit(RunConfig.from_flat({"fusion": fusion, "select_metric": "ccc_valence", "device": "cpu"}), tr, va)
+        head = load_head(result.config, result.state_dict)  # the saved config rebuilds the head's layout
+        again, _ = predict(head, va, device="cpu")
+        np.testing.assert_allclose(again.logits, result.predictions.logits, rtol=1e-5, atol=1e-5)
+
+
+def test_peakl_k_is_the_class_count(data):
+    from erc.labels import peakl, soft
+
+    train, _ = data
+    rows = other_corpus(train, 4, ())
+    expected = peakl(soft(rows.votes), 4).astype(np.float32)
+    np.testing.assert_allclose(trainer_mod.class_targets(rows, "peakl"), expected)
+    assert not np.allclose(expected, peakl(soft(rows.votes), 7))  # K = 7 would sharpen less

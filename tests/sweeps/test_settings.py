@@ -172,7 +172,11 @@ def _value_for(f: dataclasses.Field) -> tuple[list[str], object]:
         return [",".join(map(str, default[::-1]))], default[::-1]
     return {"epochs": (["7"], 7), "seed": (["3"], 3), "repeats": (["2"], 2), "tune_per_arm": (["4"], 4),
             "cpus_per_trial": (["0.5"], 0.5), "gpus_per_trial": (["0.25"], 0.25), "max_concurrent": (["3"], 3),
-            "max_failures": (["5"], 5), "cache_dir": (["/tmp/elsewhere"], "/tmp/elsewhere")}.get(f.name, (["x"], "x"))
+            "max_failures": (["5"], 5), "cache_dir": (["/tmp/elsewhere"], "/tmp/elsewhere"),
+            "corpora": (["crema_d,IEMOCAP"], ["crema_d", "iemocap"]),
+            # cross-corpus flags go together
+            "train_corpus": (["kemdy19", "--test-corpus", "kemdy20"], "kemdy19"),
+            "test_corpus": (["kemdy20", "--train-corpus", "kemdy19"], "kemdy20")}.get(f.name, (["x"], "x"))
 
 
 @pytest.mark.parametrize("script", [ablation, search])

@@ -237,3 +237,22 @@ def test_killed_process_leaves_no_complete_looking_cache(setup, tmp_path):
     ds = build(corpus, audio_dir, text_dir, tmp_path / "cache")
     assert ds.num_rows == len(corpus)
     assert not any(p.name.startswith(".tmp-") for p in (tmp_path / "cache").iterdir())
+
+
+def test_other_corpora_keep_fractional_votes_their_classes_and_their_partition(tmp_path):
+    # IEMOCAP's evaluators naming two categories give 1/2 to each: the cache must not round them;
+    # MSP-Podcast's official partition travels as the split column; the class names come back with the table
+    from erc.data import iemocap, load_corpus, msp_podcast
+
+    for name, writer in (("iemocap", iemocap.write_fixture), ("msp", msp_podcast.write_fixture)):
+        corpus = load_corpus(writer(tmp_path / name, seed=0), verbose=False)
+        audio_dir, text_dir = build_demo_encoders(tmp_path / f"{name}-enc", corpus, seed=0)
+        table = FeatureTable.from_dataset(build(corpus, audio_dir, text_dir, tmp_path / f"{name}-cache"))
+        assert table.classes == corpus.classes and table.dimensions == corpus.dimensions
+        votes = np.stack([np.asarray(v, dtype=np.float64) for v in corpus.utterances["votes"]])
+        np.testing.assert_array_equal(table.votes, votes)
+        assert table.votes.shape[1] == len(corpus.classes)
+        if name == "iemocap":
+            assert table.votes.dtype == np.float64 and np.any(table.votes != np.round(table.votes))
+        else:
+            assert table.partition.tolist() == corpus.utterances["split"].tolist()

@@ -41,7 +41,7 @@ def test_head_config_holds_every_heads_keys_once():
     # exactly the union of the heads' own keys: a new head's keys come with its module, nothing else
     assert set(names) == set().union(*({f.name for f in dataclasses.fields(get(n).Config)} for n in FUSIONS))
     assert {"fusion", "preset", "proj_dim", "dropout", "append_one", "standardise", "patch", "dim", "depth",
-            "token_mult", "channel_mult"} <= set(names)
+            "token_mult", "channel_mult", "n_classes", "n_dimensions"} <= set(names)
     assert typing.get_args(typing.get_type_hints(HeadConfig)["fusion"]) == FUSIONS
     # today's defaults: the demo preset
     assert HeadConfig() == HeadConfig.demo() == HeadConfig(fusion="outer", preset="demo", proj_dim=16, patch=4, dim=64,
@@ -77,3 +77,13 @@ def test_the_deprecated_model_module_re_exports_the_heads():
 
     assert erc.model.build_head is build_head and erc.model.HeadConfig is HeadConfig
     assert erc.model.FUSIONS == FUSIONS and erc.model.N_CLASSES == 7 and erc.model.PRESETS is PRESETS
+
+
+@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize(("n_classes", "n_dimensions"), [(4, 2), (6, 0)])
+def test_every_head_sizes_its_outputs_to_the_corpus(fusion, n_classes, n_dimensions):
+    # IEMOCAP's 4 classes with valence/arousal, CREMA-D's 6 without: class logits, then the dimensions
+    head = build_head(HeadConfig(fusion=fusion, n_classes=n_classes, n_dimensions=n_dimensions), D_A, D_T)
+    head.reset_parameters(torch.Generator().manual_seed(0))
+    a, t = inputs(3)
+    assert head.eval()(a, t).shape == (3, n_classes + n_dimensions)
