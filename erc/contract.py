@@ -9,8 +9,9 @@ Layout a sweep writes (DESIGN §7)::
     parent run   tags: sweep, role=parent, stage, corpus, encoders, git_commit, command
     └── trial    tags: role=trial, stage=grid|search, fold, fusion, labels, arm, seed, ray.trial_id, attempts
                  params: the resolved config, n_train, n_valid
-                 metrics: valid/<m> and train/loss per epoch (step = epoch), selected/<m>, best/<m>
-                 artifacts: checkpoint/, plots/, errors/
+                 metrics: valid/<m>, dev/<m> and train/loss per epoch (step = epoch), selected/<m>,
+                          oracle/<m>, best/<m>, robust/<condition>/<m>
+                 artifacts: split.json, checkpoint/, plots/, errors/
 
 What analysis *needs* of a run is much less (see :data:`MINIMAL_RUN`): a fold and the compared
 factors, as tags or params, and ``selected/<metric>`` (or plain ``<metric>``) values.
@@ -70,20 +71,29 @@ N_TRAIN = "n_train"  # utterances the head was trained on (after the hard arm dr
 N_VALID = "n_valid"  # validation utterances evaluated
 
 # --------------------------------------------------------------------------- metrics
-VALID_PREFIX = "valid/"  # per epoch, step = epoch
+VALID_PREFIX = "valid/"  # per epoch, step = epoch: the held-out fold (the one the tables report)
+DEV_PREFIX = "dev/"  # per epoch: the dev split carved from the training sessions (select_on='dev')
 TRAIN_PREFIX = "train/"  # per epoch
-SELECTED_PREFIX = "selected/"  # every metric at the one epoch chosen by select_metric
-BEST_PREFIX = "best/"  # each metric's own best epoch (the paper's way; optimistic)
+# every metric on the held-out fold at the one epoch select_metric picks on the selection set
+# (select_on: the dev split by default; the held-out fold itself under --protocol paper)
+SELECTED_PREFIX = "selected/"
+ORACLE_PREFIX = "oracle/"  # every metric on the held-out fold at the epoch select_metric picks on it (optimistic)
+BEST_PREFIX = "best/"  # each metric's own best epoch on the held-out fold (the paper's way; optimistic)
+# after training, the held-out fold with the selected weights and one modality perturbed:
+# robust/<condition>/<metric>, conditions from erc.robustness.condition_names (missing_audio,
+# noise_text_0.5, ...)
+ROBUST_PREFIX = "robust/"
 GPU_PREFIX = "gpu/"
 SEARCH_PREFIX = "search/"
 EMBED_PREFIX = "embed/"  # alignment numbers of the embedding figure (analysis.embeddings)
 # per epoch, a head mixing encoder layers (audio_layer/text_layer = "weighted"): the softmax weight of
 # each layer, layer_weight/<audio|text>_<layer index>
 LAYER_WEIGHT_PREFIX = "layer_weight/"
-LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX)
+LOGGED_PREFIXES = (VALID_PREFIX, DEV_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, ORACLE_PREFIX, BEST_PREFIX,
+                   ROBUST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX)
 # Keys under these are never a run's plain "<metric>" (the reader's fallback for runs logged elsewhere).
 KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
-VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "best": BEST_PREFIX}
+VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "oracle": ORACLE_PREFIX, "best": BEST_PREFIX}
 DEFAULT_VALUES = "selected"
 
 # --------------------------------------------------------------------------- Tune result keys
@@ -104,6 +114,7 @@ COMPARE_DIR = "compare"
 BEST_CONFIG_DIR = "best"
 PER_ARM_DIR = "per_arm_tuning"
 EMBEDDINGS_DIR = "embeddings"  # a trial's embedding coordinates and settings
+SPLIT_FILE = "split.json"  # at a trial's artifact root: {"train": [...], "dev": [...], "test": [...]} segment ids
 LAYER_WEIGHTS_FILE = "layer_weights.json"  # a weighted head's layer weights at the selected epoch (+ plots/*.png)
 
 MINIMAL_RUN = (

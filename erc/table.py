@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from erc.data.folds import dev_sessions
 from erc.labels import hard
 from erc.layers import Layers, open_layers
+from erc.vocab import SELECT_ON
 
 # the cache's column name for each field (the Arrow dataset keeps its own names)
 _CACHE_COLUMNS = {"audio": "audio_vec", "text": "text_vec"}
@@ -33,11 +35,23 @@ def split_masks(fold: np.ndarray, valid: int, exclude: Sequence[int] = ()) -> tu
     return (fold != valid) & ~np.isin(fold, list(exclude)), fold == valid
 
 
+def dev_mask(corpus: np.ndarray, session: np.ndarray, train: np.ndarray, valid: int) -> np.ndarray:
+    """Rows of the dev set of held-out fold ``valid``: within the ``train`` mask, each corpus's
+    :func:`erc.data.folds.dev_sessions` (sessions are numbered per corpus, as its folds are)."""
+    mask = np.zeros(len(session), dtype=bool)
+    for name in sorted(set(corpus[train].tolist())):
+        own = train & (corpus == name)
+        mask |= own & np.isin(session, dev_sessions(session[own].tolist(), valid))
+    return mask
+
+
 class Rows:
     """What every per-utterance table shares (a feature table, finetune mode's input table): length,
     ratings, folds, and splitting by fold; ``subset`` is each table's own."""
 
     segment_id: np.ndarray
+    corpus: np.ndarray
+    session: np.ndarray
     fold: np.ndarray
     valence: np.ndarray
     arousal: np.ndarray
@@ -64,6 +78,24 @@ class Rows:
         """
         train, valid_rows = split_masks(self.fold, valid, exclude)
         return self.subset(train), self.subset(valid_rows)
+
+    def split_dev(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[Any, Any, Any]:
+        """(train, dev, valid): :meth:`split`, then the dev set carved from the training sessions
+        (:func:`dev_mask`). The dev set chooses the epoch; ``valid``, the held-out fold, is only reported."""
+        train, valid_rows = split_masks(self.fold, valid, exclude)
+        dev = dev_mask(self.corpus, self.session, train, valid)
+        return self.subset(train & ~dev), self.subset(dev), self.subset(valid_rows)
+
+    def split_for(self, valid: int, select_on: str, *, exclude: Sequence[int] = ()) -> tuple[Any, Any, Any]:
+        """(train, dev, valid) as a run's ``select_on`` asks: ``dev`` carves a dev set
+        (:meth:`split_dev`); ``valid`` (the paper's way) trains on every training session and the dev
+        set is empty (``None``)."""
+        if select_on == "dev":
+            return self.split_dev(valid, exclude=exclude)
+        if select_on == "valid":
+            train, valid_rows = self.split(valid, exclude=exclude)
+            return train, None, valid_rows
+        raise ValueError(f"select_on = {select_on!r}; choose from {list(SELECT_ON)}")
 
 
 @dataclass(frozen=True, eq=False)

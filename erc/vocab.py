@@ -81,6 +81,10 @@ LAYER_MODES: tuple[str, ...] = ("last", "all")  # what a feature cache holds: th
 MODALITIES: tuple[str, ...] = ("audio", "text")
 N_FOLDS = 5  # the paper's 5 session folds
 FOLDS: tuple[int, ...] = tuple(range(N_FOLDS))
+# where a run chooses its epoch and stops early (DESIGN §14): a dev split carved from its training
+# sessions, or the held-out fold itself (the paper's way; the reported numbers are then optimistic)
+SELECT_ON: tuple[str, ...] = ("dev", "valid")
+DEFAULT_SELECT_ON = "dev"
 
 # --------------------------------------------------------------------------- encoders
 PAPER_AUDIO_ENCODER = "kresnik/wav2vec2-large-xlsr-korean"

@@ -27,4 +27,5 @@ def test_tag_filter_backquotes_keys_and_joins_clauses():
 def test_names_the_reader_and_writer_share():
     assert C.arm_name("outer", "peakl") == "outer-peakl"
     assert C.error_artifact(2) == "errors/attempt_2.txt" and C.HEAD_CHECKPOINT == "checkpoint/head.pt"
-    assert set(C.VALUE_PREFIXES) == {"selected", "best"} and C.DEFAULT_VALUES in C.VALUE_PREFIXES
+    assert set(C.VALUE_PREFIXES) == {"selected", "oracle", "best"} and C.DEFAULT_VALUES in C.VALUE_PREFIXES
+    assert C.SPLIT_FILE == "split.json" and {C.DEV_PREFIX, C.ORACLE_PREFIX, C.ROBUST_PREFIX} <= set(C.LOGGED_PREFIXES)
