@@ -1,38 +1,45 @@
 """Command line: ``python -m analysis compare|report|embeddings`` over a sweep stored in MLflow, or
-``compare|report --values-csv FILE`` over per-fold values from a CSV file."""
+``compare|report --values-csv FILE`` over per-fold values from a CSV file.
+
+Only the standard library and :mod:`analysis.options` (stdlib + ``erc.vocab``/``erc.contract``) load before
+the arguments are parsed, so ``--help`` answers at once; pandas, pingouin, matplotlib, MLflow and torch load
+in the command that needs them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import warnings
 
+from analysis.options import (
+    ALTERNATIVES,
+    DEFAULT_METRICS,
+    OUT_DIR,
+    VALUES_CSV_HELP,
+    Contrast,
+    ReportOptions,
+    UmapSettings,
+)
 from erc import contract as C
 
-# Repeated from analysis.values so that --help does not import pandas and MLflow.
-VALUES_CSV_HELP = (
-    "one row per run: an integer 'fold' column, optional 'seed', optional fold sizes 'n_train'/'n_valid' "
-    "(for the Nadeau-Bengio correction; equal folds are assumed without them), factor columns (text, e.g. "
-    "fusion, labels, or any name) and metric columns (numbers)"
-)
+DEFAULTS = ReportOptions()
+UMAP_DEFAULTS = UmapSettings()
 
 EPILOG = f"""examples:
-  python -m analysis report --experiment erc-sweeps
-  python -m analysis compare --experiment erc-sweeps --factor fusion --treatment outer \\
+  python -m analysis report --experiment {DEFAULTS.experiment}
+  python -m analysis compare --experiment {DEFAULTS.experiment} --factor fusion --treatment outer \\
       --baseline concat --where labels=peakl --metrics acc macro_f1 --rope 0.01
   python -m analysis compare --experiment my-runs --factor optimizer --treatment adam --baseline sgd \\
       --filter "params.lr = '0.001'"
-  python -m analysis embeddings --experiment erc-sweeps --arm outer-peakl --fold 0
+  python -m analysis embeddings --experiment {DEFAULTS.experiment} --arm outer-peakl --fold 0
   python -m analysis report --values-csv analysis/data/paper_fold_values.csv   # the paper's own numbers
   python -m analysis compare --values-csv my_folds.csv --factor model --treatment ours --baseline theirs
 Runs: a sweep's trials (--sweep; default the latest sweep), or every run of an experiment that has no
 sweep (or with --all-runs / --filter). A run needs {C.MINIMAL_RUN}.
 The tracking URI comes from --tracking-uri, else MLFLOW_TRACKING_URI, else MLflow's default.
 --values-csv FILE reads no MLflow runs and logs nothing; the file has {VALUES_CSV_HELP}."""
-
-
-# Repeated from analysis.runs so that --help does not import MLflow (seconds on a busy laptop).
-DEFAULT_METRICS = ["acc", "macro_f1", "micro_f1", "ccc_arousal", "ccc_valence"]
 
 
 def _where(items: list[str] | None) -> dict[str, str]:
@@ -48,20 +55,20 @@ def _where(items: list[str] | None) -> dict[str, str]:
     return out
 
 
-def _metrics(items: list[str] | None) -> list[str] | None:
+def _metrics(items: list[str] | None) -> tuple[str, ...] | None:
     if not items:
         return None
     # Accept both "--metrics acc macro_f1" and "--metrics acc,macro_f1".
     names = [m.strip() for item in items for m in item.split(",") if m.strip()]
     for prefix in C.VALUE_PREFIXES.values():
         names = [m.removeprefix(prefix) for m in names]
-    return names
+    return tuple(names)
 
 
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--experiment", default="erc-sweeps", help="MLflow experiment name (default: %(default)s)"
+        "--experiment", default=DEFAULTS.experiment, help="MLflow experiment name (default: %(default)s)"
     )
     runs = common.add_mutually_exclusive_group()
     runs.add_argument(
@@ -91,7 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--values",
         choices=list(C.VALUE_PREFIXES),
-        default=C.DEFAULT_VALUES,
+        default=DEFAULTS.values,
         help="which logged values: selected/<metric> (every metric at one chosen epoch; plain <metric> "
         "when a run has no selected/ keys) or best/<metric> (each metric's own best epoch, the paper's "
         "per-metric maxima: optimistic) (default: %(default)s)",
@@ -100,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)"
     )
     common.add_argument(
-        "--out", default=None, help="output directory (default: analysis_out/<sweep>/<command>)"
+        "--out", dest="out_dir", default=None, help=f"output directory (default: {OUT_DIR}/<sweep>/<command>)"
     )
     common.add_argument(
         "--metrics",
@@ -112,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument(
         "--extended",
         action=argparse.BooleanOptionalAction,
-        default=True,
+        default=DEFAULTS.extended,
         help="add NB-corrected t-test, d_z, min detectable d_z, Wilcoxon and Holm columns (default: on)",
     )
     common.add_argument(
@@ -121,9 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="add the Bayesian correlated t-test (baycomp) with this region of practical equivalence",
     )
-    common.add_argument("--alternative", choices=["two-sided", "greater", "less"], default="two-sided")
+    common.add_argument("--alternative", choices=ALTERNATIVES, default=DEFAULTS.alternative)
     common.add_argument(
-        "--no-log", dest="log", action="store_false",
+        "--no-log", dest="log_to_mlflow", action="store_false",
         help="do not log the files to MLflow (the sweep's parent run; without one, a run tagged role=analysis)"
     )
 
@@ -173,24 +180,27 @@ def _add_embeddings_parser(sub) -> None:
         "of the learned embeddings, coloured by majority emotion. Prints the alignment numbers (silhouettes, "
         "centroid-distance Spearman) and logs them (embed/*) and the PNG (plots/embeddings.png) to the run.",
     )
-    emb.add_argument("--experiment", default="erc-sweeps", help="MLflow experiment name (default: %(default)s)")
+    emb.add_argument("--experiment", default=DEFAULTS.experiment, help="MLflow experiment name (default: %(default)s)")
     emb.add_argument("--sweep", default=None, help="sweep name or parent run id; default: the latest parent run")
     emb.add_argument("--arm", required=True, help="the trial's arm tag, e.g. outer-peakl")
     emb.add_argument("--fold", type=int, required=True, help="the trial's validation fold")
     emb.add_argument("--seed", default=None, help="the trial's seed tag (needed when the sweep has repeats)")
     emb.add_argument("--features", default=None, help="feature cache directory (default: the run's 'features' tag)")
-    emb.add_argument("--out", default=None, help="output directory (default: analysis_out/<sweep>/embeddings/<run>)")
+    emb.add_argument("--out", default=None, help=f"output directory (default: {OUT_DIR}/<sweep>/embeddings/<run>)")
     emb.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default: MLFLOW_TRACKING_URI)")
-    emb.add_argument("--n-neighbors", type=int, default=15, help="UMAP n_neighbors (default: %(default)s)")
-    emb.add_argument("--min-dist", type=float, default=0.1, help="UMAP min_dist (default: %(default)s)")
-    emb.add_argument("--umap-seed", type=int, default=0, help="UMAP random_state (default: %(default)s)")
+    emb.add_argument("--n-neighbors", type=int, default=UMAP_DEFAULTS.n_neighbors,
+                     help="UMAP n_neighbors (default: %(default)s)")
+    emb.add_argument("--min-dist", type=float, default=UMAP_DEFAULTS.min_dist,
+                     help="UMAP min_dist (default: %(default)s)")
+    emb.add_argument("--umap-seed", type=int, default=UMAP_DEFAULTS.random_state,
+                     help="UMAP random_state (default: %(default)s)")
     emb.add_argument("--no-log", dest="log", action="store_false", help="do not log the figure and numbers")
 
 
 def _embeddings(args: argparse.Namespace) -> int:
     from mlflow.exceptions import MlflowException
 
-    from analysis.embeddings import UmapSettings, run_embeddings
+    from analysis.embeddings import run_embeddings
 
     try:
         run_embeddings(
@@ -211,14 +221,15 @@ def _embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_values_csv(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.values_csv is None:
-        return
-    clash = [flag for flag, given in (("--sweep", args.sweep is not None), ("--all-runs", args.all_runs),
-                                      ("--filter", args.filter_string is not None),
-                                      ("--values", args.values != C.DEFAULT_VALUES)) if given]
-    if clash:
-        parser.error(f"--values-csv reads a file, not MLflow runs: drop {', '.join(clash)}")
+# The flag of each run-selecting option, for the --values-csv usage error.
+_FLAGS = {"sweep": "--sweep", "all_runs": "--all-runs", "filter_string": "--filter", "values": "--values"}
+
+
+def report_options(args: argparse.Namespace) -> ReportOptions:
+    """The parsed arguments as :class:`ReportOptions` (the parser's dests are its field names)."""
+    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(ReportOptions) if hasattr(args, f.name)}
+    given["metrics"] = _metrics(args.metrics)
+    return ReportOptions(**given)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,48 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "embeddings":
         return _embeddings(args)
-    _check_values_csv(parser, args)
+    options = report_options(args)
+    clash = options.clashes_with_values_csv()
+    if clash:
+        parser.error(f"--values-csv reads a file, not MLflow runs: drop {', '.join(_FLAGS[c] for c in clash)}")
     from mlflow.exceptions import MlflowException
 
     from analysis.report import compare_report, sweep_report
 
     try:
         if args.command == "compare":
-            compare_report(
-                args.experiment,
-                args.factor,
-                args.treatment,
-                args.baseline,
-                where=_where(args.where),
-                sweep=args.sweep,
-                tracking_uri=args.tracking_uri,
-                out_dir=args.out,
-                log_to_mlflow=args.log,
-                metrics=_metrics(args.metrics),
-                extended=args.extended,
-                rope=args.rope,
-                alternative=args.alternative,
-                filter_string=args.filter_string,
-                all_runs=args.all_runs,
-                values=args.values,
-                values_csv=args.values_csv,
-            )
+            contrast = Contrast(factor=args.factor, treatment=args.treatment, baseline=args.baseline,
+                                where=_where(args.where))
+            compare_report(contrast, options)
         else:
-            sweep_report(
-                args.experiment,
-                sweep=args.sweep,
-                tracking_uri=args.tracking_uri,
-                out_dir=args.out,
-                log_to_mlflow=args.log,
-                extended=args.extended,
-                rope=args.rope,
-                metrics=_metrics(args.metrics),
-                alternative=args.alternative,
-                filter_string=args.filter_string,
-                all_runs=args.all_runs,
-                values=args.values,
-                values_csv=args.values_csv,
-            )
+            sweep_report(options)
     except (ValueError, argparse.ArgumentTypeError, MlflowException) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

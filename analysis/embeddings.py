@@ -46,9 +46,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from analysis.options import OUT_DIR, UmapSettings
 from erc import contract as C
-from erc.labels import EMOTIONS
 from erc.table import FeatureTable
+from erc.vocab import EMOTIONS
 
 CHECKPOINT = C.HEAD_CHECKPOINT
 FIGURE_ARTIFACT_DIR = C.PLOTS_DIR
@@ -66,21 +67,6 @@ class MissingCheckpointError(ValueError):
 
 class TooFewUtterancesError(ValueError):
     """Not enough validation utterances for UMAP (or for the numbers)."""
-
-
-@dataclass
-class UmapSettings:
-    """UMAP's parameters; ``random_state`` makes the layout reproducible (and single-threaded)."""
-
-    n_neighbors: int = 15
-    min_dist: float = 0.1
-    metric: str = "euclidean"
-    random_state: int = 0
-
-    def min_utterances(self) -> int:
-        # UMAP needs more points than neighbours per point (it otherwise shrinks n_neighbors behind
-        # the user's back and, for a handful of points, its spectral initialisation fails).
-        return self.n_neighbors + 1
 
 
 @dataclass
@@ -361,7 +347,8 @@ def run_embeddings(
     """
     from mlflow.entities import Metric
 
-    from analysis.runs import find_trial_run, get_client, run_value
+    from analysis.reader import find_trial_run, run_value
+    from analysis.selection import get_client
     from erc.predict import load_head
 
     umap = umap or UmapSettings()
@@ -385,7 +372,7 @@ def run_embeddings(
         warnings.warn(notes[-1], stacklevel=2)
     config = ckpt["config"]
     head = load_head(config, ckpt["state_dict"])
-    out = Path(out_dir) if out_dir else Path("analysis_out") / _slug(sw.name) / "embeddings" / _slug(name)
+    out = Path(out_dir) if out_dir else Path(OUT_DIR) / _slug(sw.name) / "embeddings" / _slug(name)
     out.mkdir(parents=True, exist_ok=True)
     seed_tag = run_value(run, C.SEED)
     title = (f"{name}: {arm}, fold {fold}" + (f", seed {seed_tag}" if seed_tag else "")

@@ -1,4 +1,9 @@
-"""Report figures: fold-paired panels, per-arm fold values of a metric, and PeakL's effect on the labels."""
+"""Report figures: fold-paired panels, per-arm fold values of a metric, and PeakL's effect on the labels.
+
+Each figure is drawn by a ``draw_*`` function that returns the matplotlib ``Figure`` (what tests read the
+lines and points of) and saved by the function the report calls (``paired_plot``, ``arm_plot``,
+``peakl_figure``), which writes the PNG and closes the figure.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,23 @@ matplotlib.use("Agg")  # headless: reports are made on cluster heads and in CI, 
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 
-from analysis.stats import key_label, sorted_keys
+from analysis.folds import key_label, sorted_keys
+from erc import vocab
+
+DPI = 100
+
+
+def save(fig: Figure, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (creating its directory) and close it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fig.savefig(path, dpi=DPI)
+    finally:
+        plt.close(fig)
+    return path
 
 
 def paired_plot(
@@ -23,7 +43,18 @@ def paired_plot(
     baseline_name: str = "baseline",
     title: str | None = None,
 ) -> Path:
-    """Save a PNG with a panel per metric; each fold is a line baseline -> treatment.
+    """Save :func:`draw_paired` as a PNG at ``path``."""
+    return save(draw_paired(treatment, baseline, treatment_name, baseline_name, title), path)
+
+
+def draw_paired(
+    treatment: Mapping[str, Mapping[Hashable, float]],
+    baseline: Mapping[str, Mapping[Hashable, float]],
+    treatment_name: str = "treatment",
+    baseline_name: str = "baseline",
+    title: str | None = None,
+) -> Figure:
+    """A panel per metric; each fold is a line from its baseline value (x = 0) to its treatment value (x = 1).
 
     A line going up on most folds is what a positive paired T looks like; one steep line among flat
     ones shows a single fold driving the mean, which the table alone hides.
@@ -53,10 +84,7 @@ def paired_plot(
     fig.legend(handles, labels, fontsize="x-small", loc="center right")
     if title:
         fig.suptitle(title)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def arm_plot(
@@ -65,7 +93,12 @@ def arm_plot(
     metric: str,
     title: str | None = None,
 ) -> Path:
-    """Save a PNG of one metric: arms on the x axis, each arm's fold values as points over a box.
+    """Save :func:`draw_arms` as a PNG at ``path``."""
+    return save(draw_arms(values, metric, title), path)
+
+
+def draw_arms(values: Mapping[str, Mapping[Hashable, float]], metric: str, title: str | None = None) -> Figure:
+    """One metric: arms on the x axis, each arm's fold values as points over a box.
 
     ``values`` maps arm -> {fold key: value}. A fold keeps its colour in every arm and a faint line
     joins its values, so the fold-to-fold spread the t-tests pair away stays visible; the black bar
@@ -104,10 +137,7 @@ def arm_plot(
     ax.grid(axis="y", alpha=0.3)
     ax.set_title(title or f"{metric}: fold values per arm", fontsize="small")
     ax.legend(fontsize="x-small", loc="center left", bbox_to_anchor=(1.02, 0.5), frameon=False)
-    path = Path(path)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _short(name: str) -> str:
@@ -115,18 +145,24 @@ def _short(name: str) -> str:
 
 
 def peakl_figure(votes: np.ndarray, path: str | Path, examples: int = 4) -> Path:
-    """Save a PNG of the training labels before (soft vote shares) and after PeakL.
+    """Save :func:`draw_peakl` as a PNG at ``path``."""
+    return save(draw_peakl(votes, examples), path)
+
+
+def draw_peakl(votes: np.ndarray, examples: int = 4) -> Figure:
+    """The training labels before (soft vote shares) and after PeakL.
 
     Top: histograms of the entropy and of the top-class probability of every soft label and its PeakL
     target (PeakL moves mass to the left of the entropy histogram and to the right of the top-class
     one: more certain targets). Bottom: a few vote vectors of increasing ambiguity, soft shares as bars
     and an arrow per class from the soft share to the PeakL probability.
     """
-    from erc.labels import EMOTIONS, entropy, peakl, soft
+    from erc.labels import entropy, peakl, soft  # torch: only when a PeakL figure is drawn
 
+    emotions = vocab.EMOTIONS
     v = np.asarray(votes, dtype=np.float64)
-    if v.ndim != 2 or v.shape[1] != len(EMOTIONS):
-        raise ValueError(f"votes must be (N, {len(EMOTIONS)}) counts, got shape {v.shape}")
+    if v.ndim != 2 or v.shape[1] != len(emotions):
+        raise ValueError(f"votes must be (N, {len(emotions)}) counts, got shape {v.shape}")
     v = v[v.sum(axis=1) > 0]
     y_soft = soft(v)
     y_peak = peakl(y_soft)
@@ -152,7 +188,7 @@ def peakl_figure(votes: np.ndarray, path: str | Path, examples: int = 4) -> Path
     peak_kw = {"color": "tab:orange", "alpha": 0.55, "label": "PeakL"}
 
     ax_h = fig.add_subplot(grid[0, :n_ex])
-    bins = np.linspace(0.0, np.log(len(EMOTIONS)), 25)
+    bins = np.linspace(0.0, np.log(len(emotions)), 25)
     ax_h.hist(h_soft, bins=bins, **soft_kw)
     ax_h.hist(h_peak, bins=bins, **peak_kw)
     ax_h.set_xlabel("entropy of the target (nats)")
@@ -161,14 +197,14 @@ def peakl_figure(votes: np.ndarray, path: str | Path, examples: int = 4) -> Path
     ax_h.legend(fontsize="small")
 
     ax_m = fig.add_subplot(grid[0, n_ex:])
-    bins = np.linspace(1.0 / len(EMOTIONS), 1.0, 25)
+    bins = np.linspace(1.0 / len(emotions), 1.0, 25)
     ax_m.hist(m_soft, bins=bins, **soft_kw)
     ax_m.hist(m_peak, bins=bins, **peak_kw)
     ax_m.set_xlabel("probability of the top class")
     ax_m.set_title(f"top-class probability: mean {m_soft.mean():.3f} → {m_peak.mean():.3f}")
     ax_m.legend(fontsize="small")
 
-    x = np.arange(len(EMOTIONS))
+    x = np.arange(len(emotions))
     for j, i in enumerate(chosen):
         ax = fig.add_subplot(grid[1, 2 * j : 2 * j + 2])
         ax.bar(x, y_soft[i], width=0.7, color="tab:blue", alpha=0.35)
@@ -182,7 +218,7 @@ def peakl_figure(votes: np.ndarray, path: str | Path, examples: int = 4) -> Path
                     arrowprops={"arrowstyle": "->", "color": "tab:orange", "lw": 1.6},
                 )
         ax.scatter(x, y_peak[i], color="tab:orange", s=14, zorder=3)
-        ax.set_xticks(x, [_short(e) for e in EMOTIONS], rotation=60, fontsize="x-small")
+        ax.set_xticks(x, [_short(e) for e in emotions], rotation=60, fontsize="x-small")
         ax.set_ylim(0, 1.02)
         ax.set_title(
             "votes " + " ".join(str(int(n)) for n in v[i]) + f"\nH {h_soft[i]:.2f} → {h_peak[i]:.2f}",
@@ -198,8 +234,4 @@ def peakl_figure(votes: np.ndarray, path: str | Path, examples: int = 4) -> Path
         f"Training labels before (soft) and after PeakL: {len(v)} utterances, {len(uniq)} distinct vote "
         "vectors\nPeakL: r = tanh(H(y)), y' ∝ max(0, y − r/K) / (1 − r); arrows: soft share → PeakL"
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return fig

@@ -1,24 +1,25 @@
-"""Assemble the paper's tables from a sweep: Markdown (printed), one HTML page, CSV, LaTeX and PNG,
-logged to MLflow.
+"""Assemble a report from a sweep: Markdown (printed), one HTML page, CSV, LaTeX and PNG, logged to MLflow.
 
 Per comparison the report shows first the paper's table (the seed's 8 columns, pingouin's paired
 t-test), then the corrections in a second table, then one sentence in plain words. ``sweep_report`` is
 what ``sweeps/ablation.py`` calls when a sweep ends; ``compare_report`` backs ``python -m analysis
-compare``. Both read runs from MLflow or, with ``values_csv``, per-fold values from a CSV file.
+compare``. Both read runs from MLflow or, with ``values_csv``, per-fold values from a CSV file; both take
+one :class:`~analysis.options.ReportOptions`.
+
+The parts live beside this module, one job each: :mod:`analysis.tables` (the numbers),
+:mod:`analysis.prose` (the words), :mod:`analysis.formatting` (cells, LaTeX, CSV),
+:mod:`analysis.document` (Markdown and HTML), :mod:`analysis.plots` (figures) and
+:mod:`analysis.publish` (files and MLflow).
 """
 
 from __future__ import annotations
 
-import math
-import re
+import dataclasses
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from analysis.document import (
     Block,
@@ -30,322 +31,97 @@ from analysis.document import (
     Notes,
     Table,
     Text,
-    to_html,
     to_markdown,
 )
+from analysis.formatting import csv_frame, format_frame, latex_table
+from analysis.options import Contrast, ReportOptions, slugify
+from analysis.pairing import MissingArmError
 from analysis.plots import arm_plot, paired_plot
-from analysis.runs import (
-    METRIC_ORDER,
-    Comparison,
-    MissingArmError,
-    Sweep,
-    Trials,
-    find_sweep,
-    get_client,
-    load_trials,
-    pair_arms,
-    search_all,
+from analysis.prose import BEST_VALUES_NOTE, VALUES_LABEL, footnotes, in_words, table_intro
+from analysis.publish import artifact_dir, default_out, log_files, write_document
+from analysis.reader import load_trials
+from analysis.selection import find_sweep, get_client
+from analysis.tables import (
+    TableResult,
+    arm_summary,
+    arm_summary_display,
+    arm_table_metrics,
+    arm_values,
+    compare_table,
+    correction_columns,
+    paper_columns,
 )
-from analysis.stats import SEED_COLUMNS, key_label, nb_ratio, paired_table, sorted_keys
+from analysis.trials import Trials
 from analysis.values import ValuesFile, load_values_csv
 from erc import contract as C
-from erc.metrics import METRIC_KEYS
 
-# The paper's comparisons: (factor, treatment, baseline, where). The seed prints the first two; the
-# original's results notebook computes its label table against hard (one-hot) labels, the design card
-# names soft labels as PeakL's baseline: both are shown whenever the arms are there.
-PAPER_TABLES = [
-    (C.FUSION, "outer", "concat", {C.LABELS: "peakl"}),
-    (C.LABELS, "peakl", "soft", {C.FUSION: "outer"}),
-    (C.LABELS, "peakl", "hard", {C.FUSION: "outer"}),
-]
-# What the per-arm table shows: the metrics a reader compares, in the paper's order (losses, epochs and
-# the like stay in arms.csv).
-ARM_TABLE_METRICS = [m for m in METRIC_ORDER if m in METRIC_KEYS]
-ALPHA = 0.05
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+# The paper's comparisons. The seed prints the first two; the original's results notebook computes its
+# label table against hard (one-hot) labels, the design card names soft labels as PeakL's baseline: both
+# are shown whenever the arms are there.
+PAPER_TABLES = (
+    Contrast(factor=C.FUSION, treatment="outer", baseline="concat", where={C.LABELS: "peakl"}),
+    Contrast(factor=C.LABELS, treatment="peakl", baseline="soft", where={C.FUSION: "outer"}),
+    Contrast(factor=C.LABELS, treatment="peakl", baseline="hard", where={C.FUSION: "outer"}),
+)
 REPORT_ARTIFACT_DIR = C.REPORT_DIR
 COMPARE_ARTIFACT_DIR = C.COMPARE_DIR
-# What the tables' numbers are, per contract.VALUE_PREFIXES key.
-VALUES_LABEL = {
-    "selected": "selected-epoch metrics (every metric at the one epoch chosen by select_metric)",
-    "best": "per-metric best epochs (best/<metric>, the paper's per-metric maxima: optimistic)",
-}
-BEST_VALUES_NOTE = (
-    "Values are best/<metric>: each metric at its own best validation epoch, the paper's per-metric maxima. "
-    "They are optimistic: the epoch is chosen on the validation fold itself, separately for each metric, so "
-    "no single model reaches all of them. The default (selected/<metric>) reports every metric at one epoch."
-)
 
 
-# --------------------------------------------------------------------------- formatting
+def load(options: ReportOptions, factors: Sequence[str] = ()) -> tuple[MlflowClient | None, Trials]:
+    """(MLflow client, trials) of the options' runs; the client is None when the values come from a CSV file.
+
+    ``factors`` are columns of a values file to read as factors even when they hold numbers.
+    """
+    if options.values_csv is not None:
+        return None, load_values_csv(options.values_csv, factors)
+    client = get_client(options.tracking_uri)
+    selection = find_sweep(client, options.experiment, options.sweep, filter_string=options.filter_string,
+                           all_runs=options.all_runs)
+    return client, load_trials(client, selection, options.values)
 
 
-def fmt_value(value) -> str:
-    """One cell as text: 4 significant digits, scientific only for very small or large numbers."""
-    if isinstance(value, np.ndarray | list | tuple):
-        return "[" + ", ".join(fmt_value(v) for v in value) + "]"
-    if value is None:
-        return "n/a"
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool | np.bool_):
-        return str(bool(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    v = float(value)
-    if math.isnan(v):
-        return "n/a"
-    if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
-    if v != 0 and (abs(v) < 1e-3 or abs(v) >= 1e4):
-        return f"{v:.2e}"
-    return f"{v:.4g}"
+def paper_contrast(trials: Trials, contrast: Contrast) -> Contrast:
+    """The paper's ``contrast`` as these runs can hold it.
+
+    A fixed factor no run carries is dropped (runs that vary the fusion alone compare fusions outright);
+    a compared factor no run carries is a :class:`MissingArmError`.
+    """
+    if not trials.carries(contrast.factor):
+        raise MissingArmError(f"no run carries the factor {contrast.factor!r} (as a tag, a param or a column)")
+    return dataclasses.replace(contrast, where={k: v for k, v in contrast.where.items() if trials.carries(k)})
 
 
-def format_frame(df: pd.DataFrame) -> pd.DataFrame:
-    out = pd.DataFrame(index=df.index, columns=df.columns, dtype=object)
-    for col in df.columns:
-        out[col] = [fmt_value(v) for v in df[col]]
-    return out
-
-
-_LATEX_ESCAPES = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "<": r"\textless{}",
-    ">": r"\textgreater{}",
-    "±": r"$\pm$",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in str(text))
-
-
-def latex_table(df: pd.DataFrame, index_label: str, caption: str, label: str) -> str:
-    """A booktabs table of a frame of strings, for ``\\input`` into the paper."""
-    cols = "l" + "r" * len(df.columns)
-    lines = [
-        "% generated by python -m analysis (erc-sweeps); needs \\usepackage{booktabs}",
-        "\\begin{table}[t]",
-        "\\centering",
-        f"\\caption{{{latex_escape(caption)}}}",
-        f"\\label{{tab:{label}}}",
-        f"\\begin{{tabular}}{{{cols}}}",
-        "\\toprule",
-        " & ".join(latex_escape(c) for c in [index_label, *df.columns]) + " \\\\",
-        "\\midrule",
+def header(trials: Trials) -> list[Block]:
+    """The report's title, what was read (where from, how many runs, arms, folds, seeds) and its caveats."""
+    sw = trials.sweep
+    runs = trials.runs
+    folds = sorted(runs[C.FOLD].unique()) if not runs.empty else []
+    seeds = sorted(s for s in runs[C.SEED].unique() if s) if not runs.empty else []
+    if isinstance(sw, ValuesFile):
+        title = f"Fold values from {sw.path.name}"
+        where, what = f"File `{sw.path}`", "rows"
+    elif sw.parent_run_id is not None:
+        title = f"Sweep {sw.name}"
+        where, what = f"Experiment `{sw.experiment_name}`, parent run `{sw.parent_run_id}`", "finished grid trials"
+    else:
+        title = f"Runs of experiment {sw.experiment_name}"
+        where = (f"Experiment `{sw.experiment_name}`, "
+                 f"{f'runs matching `{sw.filter_string}`' if sw.filter_string else 'all runs'}")
+        what = "finished grid trials"
+    if sw.parent_run_id is not None and sw.filter_string:
+        where += f", runs matching `{sw.filter_string}`"
+    values = "" if isinstance(sw, ValuesFile) else f"; values: {VALUES_LABEL.get(trials.values, trials.values)}"
+    blocks: list[Block] = [
+        Heading(title, 1),
+        Text(f"{where}: {len(runs)} {what}, arms {', '.join(trials.arms) or 'none'}, "
+             f"folds {', '.join(map(str, folds)) or 'none'}"
+             + (f", seeds {', '.join(seeds)}" if len(seeds) > 1 else "") + f"{values}."),
     ]
-    for idx, row in df.iterrows():
-        lines.append(" & ".join(latex_escape(v) for v in [idx, *row]) + " \\\\")
-    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}", ""]
-    return "\n".join(lines)
-
-
-def csv_frame(df: pd.DataFrame) -> pd.DataFrame:
-    """Machine-readable copy: full precision, each CI split into ``<col>_low`` / ``<col>_high``."""
-    out = pd.DataFrame(index=df.index)
-    for col in df.columns:
-        if len(df) and isinstance(df[col].iloc[0], np.ndarray | list | tuple):
-            out[f"{col}_low"] = [float(v[0]) for v in df[col]]
-            out[f"{col}_high"] = [float(v[1]) for v in df[col]]
-        else:
-            out[col] = df[col]
-    return out
-
-
-# --------------------------------------------------------------------------- tables
-
-
-@dataclass
-class TableResult:
-    comparison: Comparison
-    table: pd.DataFrame
-    ratio: float | None  # n_test / n_train used by the NB correction
-    n_pairs: int
-    keys: list
-    notes: list[str] = field(default_factory=list)
-    values: str = C.DEFAULT_VALUES
-
-
-def compare_table(
-    trials: Trials,
-    factor: str,
-    treatment: str,
-    baseline: str,
-    where: Mapping[str, str] | None = None,
-    metrics: Sequence[str] | None = None,
-    alternative: str = "two-sided",
-    extended: bool = True,
-    rope: float | None = None,
-) -> TableResult:
-    comp = pair_arms(trials, factor, treatment, baseline, where, list(metrics) if metrics else None)
-    table = paired_table(
-        comp.treatment_values,
-        comp.baseline_values,
-        alternative,
-        extended=extended,
-        n_train=comp.n_train,
-        n_test=comp.n_test,
-        rope=rope,
-        runs=comp.runs,
-    )
-    first = next(iter(comp.treatment_values.values()))
-    keys = sorted_keys(first)
-    ratio = nb_ratio(comp.n_train, comp.n_test, keys) if comp.n_train is not None else None
-    return TableResult(comp, table, ratio, len(keys), keys, [*comp.notes, *table.attrs.get("notes", [])],
-                       values=trials.values)
-
-
-def table_intro(res: TableResult) -> str:
-    c = res.comparison
-    folds = ", ".join(key_label(k) for k in res.keys)
-    text = (
-        f"Treatment {c.treatment_arm} vs baseline {c.baseline_arm}: differences are treatment − baseline "
-        f"over {res.n_pairs} paired folds ({folds}); a positive T favours {c.treatment}."
-    )
-    if res.values != C.DEFAULT_VALUES:
-        text += f" Values: {VALUES_LABEL.get(res.values, res.values)}."
-    if len(res.table.columns) > len(SEED_COLUMNS):
-        text += " First the paper's table (pingouin's paired t-test), then the corrections"
-        if res.ratio is not None and "T (NB)" in res.table.columns:
-            text += f" (Nadeau–Bengio with n_test/n_train = {res.ratio:.4g})"
-        text += "."
-    return text
-
-
-def paper_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """The seed's 8 columns, in its order."""
-    return table[SEED_COLUMNS]
-
-
-def correction_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """Everything ``paired_table`` adds to the seed's columns (corrected tests, effect sizes, Bayes)."""
-    return table[[c for c in table.columns if c not in SEED_COLUMNS]]
-
-
-def _p(p: float) -> str:
-    return "n/a" if p is None or math.isnan(p) else f"{p:.2g}"
-
-
-def _signed(v: float) -> str:
-    return "n/a" if math.isnan(v) else ("+" if v >= 0 else "−") + fmt_value(abs(v))
-
-
-def mean_differences(res: TableResult) -> dict[str, float]:
-    """Per metric, the mean of treatment − baseline over the paired folds."""
-    c = res.comparison
-    out = {}
-    for m in res.table.index:
-        t, b = c.treatment_values[m], c.baseline_values[m]
-        out[m] = float(np.mean([t[k] - b[k] for k in res.keys]))
-    return out
-
-
-def in_words(res: TableResult, alpha: float = ALPHA) -> str:
-    """One sentence: each metric's mean difference with its CI, and what holds after the correction."""
-    c, t = res.comparison, res.table
-    corrected = "p-val (NB, Holm)" in t.columns
-    ci_col = "CI95% (NB)" if corrected else "CI95%"
-    diffs = mean_differences(res)
-    parts = []
-    for m in t.index:
-        lo, hi = t.loc[m, ci_col]
-        parts.append(f"{m} {_signed(diffs[m])} ({_signed(lo)} to {_signed(hi)})")
-    head = (f"In words: {c.treatment_arm} − {c.baseline_arm}, mean difference "
-            f"({'Nadeau–Bengio ' if corrected else ''}95 % CI): " + ", ".join(parts) + ". ")
-    naive = t["p-val"].astype(float)
-    first = t.index[0]
-    if not corrected:
-        sig = [m for m in t.index if naive[m] < alpha]
-        if not sig:
-            return head + (f"Not significant on any metric (the paper's uncorrected test; {first}: "
-                           f"T {t.loc[first, 'T']:.3g}, p {_p(naive[first])}).")
-        rest = [m for m in t.index if m not in sig]
-        return head + ("With the paper's uncorrected test, p < 0.05 for " + _listing(sig, naive)
-                       + (f"; not for {_listing(rest, naive)}" if rest else "") + ".")
-    adj = t["p-val (NB, Holm)"].astype(float)
-    holds = [m for m in t.index if adj[m] < alpha]
-    fails = [m for m in t.index if m not in holds]
-    family = f"Holm across the {len(t)} metrics" if len(t) > 1 else "Holm"
-    if not holds and not (naive < alpha).any():
-        return head + (f"Not significant on any metric, even uncorrected ({first}: T {t.loc[first, 'T']:.3g}, "
-                       f"p {_p(naive[first])}).")
-    if not holds:
-        sig = [m for m in t.index if naive[m] < alpha]
-        return head + (f"Uncorrected p < 0.05 for {_listing(sig, naive)}, but after the Nadeau–Bengio "
-                       f"correction and {family} it holds for none (smallest p {_p(adj.min())}).")
-    text = f"After the Nadeau–Bengio correction and {family}, it holds for "
-    if not fails:
-        return head + text + f"every metric (p ≤ {_p(adj.max())})."
-    lost = [f"{m} (p {_p(adj[m])}" + (f"; uncorrected {_p(naive[m])}" if naive[m] < alpha else "") + ")"
-            for m in fails]
-    return head + text + _listing(holds, adj) + " but not for " + ", ".join(lost) + "."
-
-
-def _listing(metrics: Sequence[str], p: pd.Series) -> str:
-    return ", ".join(f"{m} (p {_p(p[m])})" for m in metrics)
-
-
-def footnotes(extended: bool, rope: float | None, repeated: bool, values: str = C.DEFAULT_VALUES,
-              sizes_logged: bool = True) -> list[str]:
-    notes = [BEST_VALUES_NOTE] if values == "best" else []
-    notes += [
-        (
-            "T, dof, alternative, p-val, CI95% (of the mean difference), cohen-d, BF10 and power are "
-            "pingouin.ttest(treatment, baseline, paired=True), the paper's test, shown under the paper's "
-            "column names (pingouin ≥ 0.6 calls three of them p_val, CI95, cohen_d)."
-        ),
-        (
-            "cohen-d is pingouin's paired effect size d_av = mean difference / sqrt((sd_T² + sd_B²)/2), built "
-            "from the arms' SDs, which between-fold difficulty inflates; it is not d_z. pingouin's power is "
-            "post-hoc power that feeds this d_av into the paired formula meant for d_z (noncentrality d·√n), "
-            "and, being a function of p, adds nothing to it. BF10 (JZS, r = 0.707) uses the naive T."
-        ),
-    ]
-    if extended:
-        notes += [
-            "CV folds share most of their training data, so the naive paired t-test overstates "
-            "significance. T (NB), p-val (NB) and CI95% (NB) are the Nadeau & Bengio (2003) corrected "
-            "resampled t-test: variance factor 1/n + n_test/n_train instead of 1/n, n − 1 dof, with "
-            + ("n_test/n_train from the fold sizes logged with the runs (mean n_valid / mean n_train)"
-               if sizes_logged else "n_test/n_train = 1/(k − 1), equal folds (no fold sizes were logged or given)")
-            + (
-                "; with several seeds this is Bouckaert & Frank's (2004) corrected repeated k-fold test."
-                if repeated
-                else "."
-            ),
-            (
-                "cohen-dz = mean / sd of the paired differences (= T/√n), the effect the paired test sees. "
-                "min-dz80 is the smallest d_z the naive test detects with 80 % power at α = 0.05 and this n; "
-                "min-dz80 (NB) the same for the corrected test (× sqrt(1 + n·n_test/n_train))."
-            ),
-            (
-                "p-val (Wilcoxon) is the exact Wilcoxon signed-rank test (pingouin.wilcoxon); with n pairs it "
-                "cannot go below 2/2^n two-sided (0.0625 for 5 folds), so it cannot reach 0.05 there."
-            ),
-            (
-                "p-val (Holm) and p-val (NB, Holm) are Holm-adjusted across the metrics of the table "
-                "(pingouin.multicomp), from the naive and the NB p-values."
-            ),
-        ]
-    if rope is not None:
-        notes.append(
-            f"P(T>B), P(rope), P(B>T): Bayesian correlated t-test (Corani & Benavoli 2015, "
-            f"baycomp.CorrelatedTTest) with ROPE ±{rope:g}; baycomp fixes its correlation term at "
-            "n_test/n_train = 1/(k − 1)."
-        )
-    return notes
-
-
+    blocks += [Caveat(n) for n in trials.notes]
+    return blocks
 
 
 def write_table(res: TableResult, out_dir: Path) -> tuple[list[Path], list[Block]]:
@@ -387,40 +163,6 @@ def write_table(res: TableResult, out_dir: Path) -> tuple[list[Path], list[Block
     return [out_dir / f"{slug}.csv", out_dir / f"{slug}.tex", md, png], blocks
 
 
-def arm_summary(trials: Trials, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per arm: number of runs and mean, sd (ddof = 1, over folds and seeds) of every metric."""
-    metrics = list(metrics) if metrics else trials.metrics
-    rows = {}
-    for arm in trials.arms:
-        runs = trials.runs[trials.runs[C.ARM] == arm]
-        row: dict[str, object] = {
-            C.FUSION: runs[C.FUSION].iloc[0],
-            C.LABELS: runs[C.LABELS].iloc[0],
-            "runs": len(runs),
-        }
-        for m in metrics:
-            vals = runs[m].dropna().astype(float)
-            row[f"{m}_mean"] = vals.mean() if len(vals) else float("nan")
-            row[f"{m}_sd"] = vals.std(ddof=1) if len(vals) > 1 else float("nan")
-        rows[arm] = row
-    df = pd.DataFrame.from_dict(rows, orient="index")
-    df.index.name = "arm"
-    return df
-
-
-def arm_values(trials: Trials, metric: str) -> dict[str, dict]:
-    """Per arm: {fold key: value} of one metric; the key is (fold, seed) when the sweep has several seeds."""
-    runs = trials.runs
-    repeated = runs["seed"].nunique() > 1
-    out: dict[str, dict] = {}
-    for arm in trials.arms:
-        rows = runs[(runs[C.ARM] == arm) & runs[metric].notna()]
-        out[arm] = {
-            ((int(r.fold), r.seed) if repeated else int(r.fold)): float(r[metric]) for _, r in rows.iterrows()
-        }
-    return out
-
-
 def write_arm_plots(trials: Trials, out_dir: Path, metrics: Sequence[str] | None = None) -> list[Path]:
     """One PNG per metric, ``arms_<metric>.png``: every arm's fold values (box + points, folds joined)."""
     files = []
@@ -430,171 +172,69 @@ def write_arm_plots(trials: Trials, out_dir: Path, metrics: Sequence[str] | None
         values = arm_values(trials, metric)
         if not any(values.values()):
             continue
-        name = "arms_" + re.sub(r"[^A-Za-z0-9_.-]+", "-", metric) + ".png"
         title = f"{metric}: fold values per arm\n{trials.sweep.description}"
-        files.append(arm_plot(values, out_dir / name, metric, title=title))
+        files.append(arm_plot(values, out_dir / f"arms_{slugify(metric)}.png", metric, title=title))
     return files
 
 
-def arm_summary_display(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.DataFrame:
-    out = pd.DataFrame(index=summary.index)
-    out["runs"] = [str(int(n)) for n in summary["runs"]]
-    for m in metrics:
-        out[m] = [
-            "n/a" if math.isnan(mu) else (f"{mu:.4f}" if math.isnan(sd) else f"{mu:.4f} ± {sd:.4f}")
-            for mu, sd in zip(summary[f"{m}_mean"], summary[f"{m}_sd"], strict=True)
-        ]
-    return out
-
-
-def arm_table_metrics(trials: Trials) -> list[str]:
-    """The per-arm table's metrics: those a reader compares (every metric for files of other names)."""
-    return [m for m in ARM_TABLE_METRICS if m in trials.metrics] or list(trials.metrics)
-
-
-# --------------------------------------------------------------------------- reports
-
-
-def _default_out(trials: Trials, sub: str) -> Path:
-    name = trials.sweep.name if not trials.sweep.filter_string else f"{trials.sweep.name}-filtered"
-    return Path("analysis_out") / re.sub(r"[^A-Za-z0-9_.-]+", "-", name) / _artifact_dir(sub, trials.values)
-
-
-def _artifact_dir(sub: str, values: str) -> str:
-    # An optimistic (best/) report never overwrites the default one.
-    return sub if values == C.DEFAULT_VALUES else f"{sub}/{values}"
-
-
-def analysis_run(client, sweep: Sweep) -> str:
-    """Where the files of a selection without a parent run go: one run per scope, reused on reruns.
-
-    Tagged ``role=analysis``, so that no reader takes it for a trial.
-    """
-    found = [r for r in search_all(client, sweep.experiment_id, C.tag_filter({C.ROLE: C.ANALYSIS_ROLE}))
-             if r.data.tags.get(C.ANALYSIS_SCOPE) == sweep.scope]
-    if found:
-        return found[0].info.run_id
-    run = client.create_run(sweep.experiment_id, run_name=f"analysis: {sweep.scope}"[:250],
-                            tags={C.ROLE: C.ANALYSIS_ROLE, C.ANALYSIS_SCOPE: sweep.scope})
-    client.set_terminated(run.info.run_id, status="FINISHED")
-    return run.info.run_id
-
-
-def _log(client, trials: Trials, files: Sequence[Path], artifact_dir: str) -> None:
-    if client is None:  # values from a file: there is no run to log to
-        return
-    run_id = trials.sweep.parent_run_id or analysis_run(client, trials.sweep)
-    # File by file, not the whole directory: --out may point at a folder holding other things.
-    for path in files:
-        client.log_artifact(run_id, str(path), artifact_dir)
-    print(f"logged {len(files)} files to run {run_id} under {artifact_dir}/", file=sys.stderr)
-
-
-def _load(experiment: str, sweep: str | None, tracking_uri: str | None, filter_string: str | None = None,
-          all_runs: bool = False, values: str = C.DEFAULT_VALUES, values_csv: str | Path | None = None,
-          factors: Sequence[str] = ()):
-    """(MLflow client, trials); the client is None when the values come from a CSV file."""
-    if values_csv is not None:
-        return None, load_values_csv(values_csv, factors)
-    client = get_client(tracking_uri)
-    selection = find_sweep(client, experiment, sweep, filter_string=filter_string, all_runs=all_runs)
-    return client, load_trials(client, selection, values)
-
-
-def _header(trials: Trials) -> list[Block]:
-    sw = trials.sweep
-    runs = trials.runs
-    folds = sorted(runs["fold"].unique()) if not runs.empty else []
-    seeds = sorted(s for s in runs["seed"].unique() if s) if not runs.empty else []
-    if isinstance(sw, ValuesFile):
-        title = f"Fold values from {sw.path.name}"
-        where, what = f"File `{sw.path}`", "rows"
-    elif sw.parent_run_id is not None:
-        title = f"Sweep {sw.name}"
-        where, what = f"Experiment `{sw.experiment_name}`, parent run `{sw.parent_run_id}`", "finished grid trials"
-    else:
-        title = f"Runs of experiment {sw.experiment_name}"
-        where = (f"Experiment `{sw.experiment_name}`, "
-                 f"{f'runs matching `{sw.filter_string}`' if sw.filter_string else 'all runs'}")
-        what = "finished grid trials"
-    if sw.parent_run_id is not None and sw.filter_string:
-        where += f", runs matching `{sw.filter_string}`"
-    values = "" if isinstance(sw, ValuesFile) else f"; values: {VALUES_LABEL.get(trials.values, trials.values)}"
+def write_arms(trials: Trials, out_dir: Path) -> tuple[list[Path], list[Block]]:
+    """The per-arm section: ``arms.csv`` (every metric), ``arms.tex`` and one figure per shown metric."""
+    summary = arm_summary(trials)
+    shown_metrics = arm_table_metrics(trials)
+    shown = arm_summary_display(summary, shown_metrics)
+    summary.to_csv(out_dir / "arms.csv")
+    (out_dir / "arms.tex").write_text(
+        latex_table(shown, "arm", f"{trials.sweep.name}: mean ± sd over folds per arm", "arms"), encoding="utf-8"
+    )
+    figures = write_arm_plots(trials, out_dir, shown_metrics)
+    source = "" if isinstance(trials.sweep, ValuesFile) else f", {VALUES_LABEL.get(trials.values, trials.values)}"
     blocks: list[Block] = [
-        Heading(title, 1),
-        Text(f"{where}: {len(runs)} {what}, arms {', '.join(trials.arms) or 'none'}, "
-             f"folds {', '.join(map(str, folds)) or 'none'}"
-             + (f", seeds {', '.join(seeds)}" if len(seeds) > 1 else "") + f"{values}."),
+        Heading("Per-arm mean ± sd", 2),
+        Text(f"Over folds (and seeds), sd with ddof = 1{source}; every logged metric is in `arms.csv`."),
+        Table(shown, "arm", "Mean ± sd per arm"),
     ]
-    blocks += [Caveat(n) for n in trials.notes]
-    return blocks
+    if figures:
+        blocks.append(Figures("Fold values per arm, one figure per metric", figures))
+    return [out_dir / "arms.csv", out_dir / "arms.tex", *figures], blocks
 
 
-def _comparison_label(factor: str, treatment: str, baseline: str, where: Mapping[str, str]) -> str:
-    cond = ", ".join(f"{k}={v}" for k, v in where.items())
-    return f"{factor}: {treatment} vs {baseline}" + (f" ({cond})" if cond else "")
-
-
-def _write_document(doc: Document, out: Path, name: str) -> tuple[str, list[Path]]:
-    """``<name>.md`` and the self-contained ``<name>.html``; returns the Markdown text and both paths."""
-    text = to_markdown(doc.blocks)
-    md, page = out / f"{name}.md", out / f"{name}.html"
-    md.write_text(text, encoding="utf-8")
-    page.write_text(to_html(doc), encoding="utf-8")
-    return text, [md, page]
-
-
-def sweep_report(
-    experiment: str,
-    sweep: str | None = None,
-    tracking_uri: str | None = None,
-    out_dir: str | Path | None = None,
-    log_to_mlflow: bool = True,
-    *,
-    extended: bool = True,
-    rope: float | None = None,
-    metrics: Sequence[str] | None = None,
-    alternative: str = "two-sided",
-    echo: bool = True,
-    filter_string: str | None = None,
-    all_runs: bool = False,
-    values: str = C.DEFAULT_VALUES,
-    values_csv: str | Path | None = None,
-) -> str:
+def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> str:
     """The paper's tables plus per-arm mean ± sd: printed, saved (Markdown, HTML, CSV, LaTeX, PNG), logged.
 
+    ``options`` (:class:`~analysis.options.ReportOptions`; a string is the experiment's name) with
+    ``changes`` (field names of ReportOptions) applied, e.g. ``sweep_report("erc-sweeps", sweep="demo")``.
+
     Tables: fusion (outer vs concat at labels=peakl) and labels (peakl vs soft, peakl vs hard at
-    fusion=outer); a table whose arms or folds the runs lack is replaced by a message saying why. Runs:
-    see ``find_sweep`` (``sweep``, ``filter_string``, ``all_runs``), or per-fold values from the CSV file
-    ``values_csv`` (see :mod:`analysis.values`; nothing is logged then). Files go to ``out_dir`` (default
-    ``analysis_out/<sweep>/report``) and, with ``log_to_mlflow``, to the parent run's artifacts under
-    ``report/`` (an analysis run's when the runs have no parent): ``report.md``, the self-contained
-    ``report.html`` and the tables and figures they show. ``values="best"`` reads ``best/<m>``
-    (optimistic, labelled so) and writes under ``report/best``. Returns the Markdown text.
+    fusion=outer); a fixed factor no run carries is dropped (runs varying only the fusion compare outer
+    and concat outright); a table whose factor, arms or folds the runs lack is replaced by a message
+    saying why. Files go to ``out_dir`` (default ``analysis_out/<sweep>/report``) and, with
+    ``log_to_mlflow``, to the parent run's artifacts under ``report/`` (an analysis run's when the runs
+    have no parent): ``report.md``, the self-contained ``report.html`` and the tables and figures they
+    show. ``values="best"`` reads ``best/<m>`` (optimistic, labelled so) and writes under
+    ``report/best``. Returns the Markdown text.
     """
-    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values, values_csv)
-    out = Path(out_dir) if out_dir is not None else _default_out(trials, REPORT_ARTIFACT_DIR)
+    options = ReportOptions.of(options, **changes)
+    client, trials = load(options)
+    out = Path(options.out_dir) if options.out_dir is not None else default_out(trials, REPORT_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    header = _header(trials)
-    doc = Document(title=header[0].text, blocks=header)
+    top = header(trials)
+    doc = Document(title=top[0].text, blocks=top)
     notes: list[str] = []
     built = 0
     sizes_logged = True
     caught: list[str] = []
-    for factor, treatment, baseline, where in PAPER_TABLES:
+    for contrast in PAPER_TABLES:
         try:
+            contrast = paper_contrast(trials, contrast)
             with warnings.catch_warnings(record=True) as seen:
                 warnings.simplefilter("always")
-                res = compare_table(
-                    trials, factor, treatment, baseline, where, metrics, alternative, extended, rope
-                )
+                res = compare_table(trials, contrast, options)
             caught += [str(w.message) for w in seen]
         except ValueError as err:  # MissingArmError, missing folds: say so, keep the rest of the report
-            label = _comparison_label(factor, treatment, baseline, where)
             reason = "skipped" if isinstance(err, MissingArmError) else "not computed"
-            doc.add(Heading(label, 2), Text(f"Table {reason}: {err}"))
-            print(f"warning: table {label} {reason}: {err}", file=sys.stderr)
+            doc.add(Heading(contrast.label, 2), Text(f"Table {reason}: {err}"))
+            print(f"warning: table {contrast.label} {reason}: {err}", file=sys.stderr)
             continue
         written, blocks = write_table(res, out)
         files += written
@@ -605,86 +245,51 @@ def sweep_report(
     # The tables usually raise the same caveat (e.g. the Wilcoxon floor): warn once per text.
     for message in dict.fromkeys(caught):
         warnings.warn(message, stacklevel=2)
-    if not trials.runs.empty:
-        summary = arm_summary(trials)
-        shown_metrics = arm_table_metrics(trials)
-        shown = arm_summary_display(summary, shown_metrics)
-        summary.to_csv(out / "arms.csv")
-        (out / "arms.tex").write_text(
-            latex_table(shown, "arm", f"{trials.sweep.name}: mean ± sd over folds per arm", "arms"),
-            encoding="utf-8",
-        )
-        files += [out / "arms.csv", out / "arms.tex"]
-        figures = write_arm_plots(trials, out, shown_metrics)
-        files += figures
-        source = "" if isinstance(trials.sweep, ValuesFile) else f", {VALUES_LABEL.get(trials.values, trials.values)}"
-        doc.add(
-            Heading("Per-arm mean ± sd", 2),
-            Text(f"Over folds (and seeds), sd with ddof = 1{source}; every logged metric is in `arms.csv`."),
-            Table(shown, "arm", "Mean ± sd per arm"),
-        )
-        if figures:
-            doc.add(Figures("Fold values per arm, one figure per metric", figures))
+    if trials.arms:
+        written, blocks = write_arms(trials, out)
+        files += written
+        doc.add(*blocks)
     if built:
-        repeated = len(set(trials.runs["seed"])) > 1
-        notes = [*footnotes(extended, rope, repeated, values=trials.values, sizes_logged=sizes_logged), *notes]
+        repeated = len(set(trials.runs[C.SEED])) > 1
+        notes = [*footnotes(options.extended, options.rope, repeated, values=trials.values,
+                            sizes_logged=sizes_logged), *notes]
     elif trials.values != C.DEFAULT_VALUES:
         notes = [BEST_VALUES_NOTE, *notes]
     if notes:
         doc.add(Notes(list(dict.fromkeys(notes))))
-    text, pages = _write_document(doc, out, "report")
+    text, pages = write_document(doc, out, "report")
     files += pages
-    if echo:
+    if options.echo:
         print(text)
-    if log_to_mlflow:
-        _log(client, trials, files, _artifact_dir(REPORT_ARTIFACT_DIR, trials.values))
+    if options.log_to_mlflow:
+        log_files(client, trials, files, artifact_dir(REPORT_ARTIFACT_DIR, trials.values))
     print(f"wrote {len(files)} files to {out} (open report.html in a browser)", file=sys.stderr)
     return text
 
 
-def compare_report(
-    experiment: str,
-    factor: str,
-    treatment: str,
-    baseline: str,
-    where: Mapping[str, str] | None = None,
-    sweep: str | None = None,
-    tracking_uri: str | None = None,
-    out_dir: str | Path | None = None,
-    log_to_mlflow: bool = True,
-    *,
-    metrics: Sequence[str] | None = None,
-    extended: bool = True,
-    rope: float | None = None,
-    alternative: str = "two-sided",
-    echo: bool = True,
-    filter_string: str | None = None,
-    all_runs: bool = False,
-    values: str = C.DEFAULT_VALUES,
-    values_csv: str | Path | None = None,
-) -> str:
+def compare_report(contrast: Contrast, options: ReportOptions | str | None = None, /, **changes) -> str:
     """One fold-paired comparison (``python -m analysis compare``): printed, saved, logged under ``compare/``.
 
-    ``factor`` and the keys of ``where`` are any tag or param of the runs (any column of ``values_csv``);
-    runs and values as in :func:`sweep_report`. Writes ``<slug>.md`` (the printed text), ``<slug>.html``
-    (self-contained), ``<slug>.csv``, ``<slug>.tex`` and ``<slug>.png``.
+    ``contrast``'s factor and fixed factors are any tag or param of the runs (any column of
+    ``values_csv``); the runs and the rest as in :func:`sweep_report`. Writes ``<slug>.md`` (the printed
+    text), ``<slug>.html`` (self-contained), ``<slug>.csv``, ``<slug>.tex`` and ``<slug>.png``.
     """
-    client, trials = _load(experiment, sweep, tracking_uri, filter_string, all_runs, values, values_csv,
-                           factors=[factor, *(where or {})])
-    res = compare_table(trials, factor, treatment, baseline, where, metrics, alternative, extended, rope)
-    out = Path(out_dir) if out_dir is not None else _default_out(trials, COMPARE_ARTIFACT_DIR)
+    options = ReportOptions.of(options, **changes)
+    client, trials = load(options, factors=[contrast.factor, *contrast.where])
+    res = compare_table(trials, contrast, options)
+    out = Path(options.out_dir) if options.out_dir is not None else default_out(trials, COMPARE_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files, blocks = write_table(res, out)
-    notes = [*footnotes(extended, rope, repeated=res.comparison.runs > 1, values=trials.values,
+    notes = [*footnotes(options.extended, options.rope, repeated=res.comparison.runs > 1, values=trials.values,
                         sizes_logged=res.comparison.sizes_logged),
              *trials.notes, *res.notes]
     doc = Document(title=res.comparison.label, blocks=[*blocks, Notes(list(dict.fromkeys(notes)))])
     # The .md file holds the full printed text, footnotes included.
-    text, pages = _write_document(doc, out, res.comparison.slug)
+    text, pages = write_document(doc, out, res.comparison.slug)
     files.append(pages[1])
-    if echo:
+    if options.echo:
         print(text)
-    if log_to_mlflow:
-        _log(client, trials, files, _artifact_dir(COMPARE_ARTIFACT_DIR, trials.values))
+    if options.log_to_mlflow:
+        log_files(client, trials, files, artifact_dir(COMPARE_ARTIFACT_DIR, trials.values))
     print(f"wrote {len(files)} files to {out}", file=sys.stderr)
     return text

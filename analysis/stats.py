@@ -1,7 +1,7 @@
 """Fold-paired comparison of two arms: the paper's pingouin table plus the corrections a reviewer asks for.
 
 Everything here works on plain numbers (metric -> {fold key: value}); reading MLflow lives in
-``analysis.runs``. Library calls are used wherever a library has the statistic (pingouin for the
+``analysis.reader``. Library calls are used wherever a library has the statistic (pingouin for the
 t-test, d_z, power, Wilcoxon and Holm; baycomp for the Bayesian correlated t-test); only the
 Nadeau-Bengio corrected t-test is computed here, because no installed library exposes it with a
 user-supplied n_test/n_train ratio.
@@ -19,6 +19,9 @@ import pandas as pd
 import pingouin as pg
 from scipy import stats as sps
 
+from analysis.folds import key_label, sorted_keys
+from analysis.options import ALTERNATIVES
+
 # pingouin >= 0.6 renamed three columns; the seed's tables (and our users) use the old names.
 PINGOUIN_TO_SEED = {"p_val": "p-val", "CI95": "CI95%", "cohen_d": "cohen-d"}
 SEED_COLUMNS = ["T", "dof", "alternative", "p-val", "CI95%", "cohen-d", "BF10", "power"]
@@ -33,23 +36,8 @@ EXTENDED_COLUMNS = [
     "p-val (NB, Holm)",
 ]
 BAYES_COLUMNS = ["P(T>B)", "P(rope)", "P(B>T)"]
-ALTERNATIVES = ("two-sided", "greater", "less")
 
 Sizes = float | int | Mapping[Hashable, float] | None
-
-
-def key_label(key: Hashable) -> str:
-    """How a fold key is named in messages: ``fold 3`` or ``(fold 3, seed 1)``."""
-    if isinstance(key, tuple) and len(key) == 2:
-        return f"(fold {key[0]}, seed {key[1]})"
-    return f"fold {key}" if isinstance(key, int | np.integer) else repr(key)
-
-
-def sorted_keys(keys) -> list:
-    try:
-        return sorted(keys)
-    except TypeError:  # mixed key types: any stable order will do, pairing is by key anyway
-        return sorted(keys, key=repr)
 
 
 def align(

@@ -14,7 +14,7 @@ The file holds one row per run (an arm on a fold, and a seed when there are repe
   metric (numbers). A column named as a factor (``--factor``, ``--where``) is a factor even when it
   holds numbers (a learning rate, say).
 
-The rows become the same :class:`analysis.runs.Trials` that runs read from MLflow become, so the
+The rows become the same :class:`analysis.trials.Trials` that runs read from MLflow become, so the
 tables, corrections and figures are computed by the very same code.
 """
 
@@ -26,16 +26,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.runs import BASE_COLUMNS, Sweep, Trials
+from analysis.options import VALUES_CSV_HELP
+from analysis.trials import BASE_COLUMNS, Sweep, Trials, arm_of
 from erc import contract as C
 
-FOLD, SEED = "fold", "seed"
+FOLD, SEED = C.FOLD, C.SEED
+# Columns that are never a factor or a metric (run_id: Trials names a file's run by its line).
 RESERVED = (FOLD, SEED, C.N_TRAIN, C.N_VALID, "run_id")
-VALUES_CSV_HELP = (
-    "one row per run: an integer 'fold' column, optional 'seed', optional fold sizes 'n_train'/'n_valid' "
-    "(for the Nadeau-Bengio correction; equal folds are assumed without them), factor columns (text, e.g. "
-    "fusion, labels, or any name) and metric columns (numbers)"
-)
 
 
 @dataclass
@@ -106,8 +103,7 @@ def load_values_csv(path: str | Path, factors: Iterable[str] = ()) -> Trials:
         C.LABELS: _or_none(text(C.LABELS)),
     })
     arm = text(C.ARM)
-    runs[C.ARM] = [a or (C.arm_name(f, lab) if f and lab else "")
-                   for a, f, lab in zip(arm, runs[C.FUSION], runs[C.LABELS], strict=True)]
+    runs[C.ARM] = [arm_of(a, f, lab) for a, f, lab in zip(arm, runs[C.FUSION], runs[C.LABELS], strict=True)]
     for col in (C.N_TRAIN, C.N_VALID):
         runs[col] = pd.to_numeric(raw[col], errors="coerce") if col in raw.columns else float("nan")
     for m in metrics:  # blank cells are NaN: paired_table refuses them and names the fold

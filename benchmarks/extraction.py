@@ -146,13 +146,13 @@ class _TimedVectors(Vectors):
         self.arrivals.append((time.perf_counter(), len(rows)))
 
 
-def _cluster_run(job: ExtractionJob, work: Path) -> dict[str, float]:
+def _cluster_run(job: ExtractionJob, work: Path, gpus: bool = False) -> dict[str, float]:
     from sweeps.extract import ClusterExtractor
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         out = _TimedVectors(job, Path(tmp))
         t0 = time.perf_counter()
-        info = ClusterExtractor(gpus=False)(job, out)
+        info = ClusterExtractor(gpus=gpus)(job, out)
         wall = time.perf_counter() - t0
         assert not out.missing(), out.missing()
     (first, n_first), (last, _) = out.arrivals[0], out.arrivals[-1]

@@ -30,6 +30,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from queue import Empty
 from typing import Any
 
 import numpy as np
@@ -145,14 +146,34 @@ def _worker(spec: dict[str, Any], barrier: Any, queue: Any) -> None:
         raise
 
 
-def in_processes(spec: dict[str, Any], n: int = 1) -> list[dict[str, float]]:
-    """``measure(spec)`` in ``n`` fresh processes at once (n trials sharing the machine or one GPU)."""
+def in_processes(spec: dict[str, Any], n: int = 1, timeout: float = 3600.0) -> list[dict[str, float]]:
+    """``measure(spec)`` in ``n`` fresh processes at once (n trials sharing the machine or one GPU).
+
+    A process that dies without a result (killed: out of memory) or a measurement that runs past
+    ``timeout`` seconds is an error, and the processes are ended, rather than a wait for good.
+    """
     ctx = mp.get_context("spawn")
     barrier, queue = ctx.Barrier(n), ctx.Queue()
     procs = [ctx.Process(target=_worker, args=(spec, barrier, queue)) for _ in range(n)]
     for p in procs:
         p.start()
-    results = [queue.get(timeout=3600) for _ in procs]
+    results: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(results) < n:
+            try:
+                results.append(queue.get(timeout=2))
+            except Empty:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"measurement ran past {timeout:.0f} s") from None
+                if sum(p.exitcode is not None for p in procs) > len(results) and queue.empty():
+                    codes = [p.exitcode for p in procs]
+                    raise RuntimeError(f"a measurement process died without a result (exit codes {codes})"
+                                       ) from None
+    except BaseException:
+        for p in procs:
+            p.kill()
+        raise
     for p in procs:
         p.join(timeout=60)
     errors = [r["error"] for r in results if "error" in r]

@@ -19,7 +19,7 @@ factors, as tags or params, and ``selected/<metric>`` (or plain ``<metric>``) va
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from erc import vocab
 
@@ -162,3 +162,22 @@ def tag_filter(tags: Mapping[str, object] | None = None, *, parent: str | None =
         clauses.append(f"attributes.status = {quote(status)}")
     clauses.extend(extra)
     return " and ".join(clauses)
+
+
+def search_all(client, experiment_ids: str | Sequence[str], filter_string: str = "",
+               order_by: list[str] | None = None) -> list:
+    """Every active run matching ``filter_string`` (MLflow's grammar), page by page.
+
+    ``client`` is an ``mlflow.MlflowClient``; only its ``search_runs`` is called, so this module still
+    imports no mlflow. Active runs only: ``search_runs``'s default view (deleted runs are never read).
+    """
+    ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
+    runs: list = []
+    token = None
+    while True:
+        page = client.search_runs(ids, filter_string=filter_string, max_results=1000, order_by=order_by,
+                                  page_token=token)
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs

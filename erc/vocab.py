@@ -80,6 +80,13 @@ PRESET_NAMES: tuple[str, ...] = ("demo", "paper")
 LAYER_MODES: tuple[str, ...] = ("last", "all")  # what a feature cache holds: the last layer, or every layer too
 MODALITIES: tuple[str, ...] = ("audio", "text")
 N_FOLDS = 5  # the paper's 5 session folds
+# the corpora found by release folder: the modules of erc/data/ that declare them (erc.data.registry)
+CORPUS_NAMES: tuple[str, ...] = ("kemdy19", "kemdy20", "iemocap", "msp_podcast", "crema_d")
+MANIFEST = "manifest"  # a ratings manifest (.csv / .jsonl), read by file rather than by folder
+MANIFEST_SUFFIXES: tuple[str, ...] = (".csv", ".jsonl")
+# how trials split a corpus: session folds, actor folds, or the release's official partition
+SPLIT_KINDS: tuple[str, ...] = ("session", "actor", "official")
+PARTITIONS: tuple[str, ...] = ("train", "dev", "test")  # an official partition's parts (`split` column)
 FOLDS: tuple[int, ...] = tuple(range(N_FOLDS))
 # where a run chooses its epoch and stops early (DESIGN §14): a dev split carved from its training
 # sessions, or the held-out fold itself (the paper's way; the reported numbers are then optimistic)

@@ -42,8 +42,14 @@ class ClusterResourceError(RuntimeError):
     """No node of the cluster (nor any the autoscaler can add) can run one trial."""
 
 
-def init_ray(settings: SweepSettings) -> None:
-    """Start (or join, with ``settings.address``) Ray the way every sweep does; no-op if running."""
+def init_ray(settings: SweepSettings, *, num_gpus: int | None = None) -> None:
+    """Start (or join, with ``settings.address``) Ray the way every sweep does; no-op if running.
+
+    ``num_gpus``: the GPUs a private Ray advertises (None: those it detects); logical GPUs on a CPU
+    machine let a benchmark schedule fractional-GPU requests exactly as on a GPU node.
+    """
+    if num_gpus is not None and settings.address:
+        raise ValueError("num_gpus applies to a private Ray only, not to a cluster joined with --address")
     if ray.is_initialized():
         return
     common = {"log_to_driver": settings.verbose > 0,
@@ -58,7 +64,7 @@ def init_ray(settings: SweepSettings) -> None:
                 raise RayAddressError(f"could not join the Ray cluster at {address} (--address "
                                       f"{settings.address}): {err}") from None
     else:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, **common)
+        ray.init(address="local", include_dashboard=False, configure_logging=False, num_gpus=num_gpus, **common)
 
 
 def start_ray(settings: SweepSettings) -> None:
@@ -185,6 +191,12 @@ def autoscaler_node_types() -> dict[str, dict[str, float] | None] | None:
     return {g.name: dict(g.resources) or None for g in reported.node_group_configs if g.max_count != 0}
 
 
+def addable_node_types(types: dict[str, dict[str, float] | None] | None, cpus: float, gpus: float) -> list[str]:
+    """Of ``types`` (:func:`autoscaler_node_types`), the names of those whose node could hold ``cpus`` and
+    ``gpus``; a type whose resources come from its instance type counts (it may). [] for None."""
+    return sorted(name for name, res in (types or {}).items() if res is None or _fits(res, cpus, gpus))
+
+
 def check_trial_resources(cpus: float, gpus: float) -> str | None:
     """Fail before any trial starts when no node can ever hold one trial's ``cpus`` and ``gpus``.
 
@@ -198,9 +210,9 @@ def check_trial_resources(cpus: float, gpus: float) -> str | None:
     have = _describe_nodes(nodes)
     types = autoscaler_node_types()
     if types is not None:
-        can = [name for name, res in types.items() if res is None or _fits(res, cpus, gpus)]
+        can = addable_node_types(types, cpus, gpus)
         if can:
-            return f"{asked}, but {have}: waiting for the autoscaler to add a node that has it ({', '.join(sorted(can))})."
+            return f"{asked}, but {have}: waiting for the autoscaler to add a node that has it ({', '.join(can)})."
         raise ClusterResourceError(f"{asked}, but {have}, and no node type the autoscaler can add has that "
                                    f"much ({', '.join(sorted(types)) or 'none'}).")
     raise ClusterResourceError(f"{asked}, but {have}. Ask for less per trial, or run on a cluster that has "

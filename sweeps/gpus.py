@@ -6,6 +6,11 @@ it builds the trial's trainer, trains one step and validates once (:func:`erc.pr
 largest peak decides the fraction (:func:`erc.probe.gpu_fraction`, 20 % headroom). The choice and the
 measurement are printed and recorded on the sweep's parent run. ``auto`` (the default) means 0 when the
 cluster has no GPU and cannot get one; an explicit fraction always wins.
+
+A cluster joined with ``--address`` that has no GPU node yet is waited for only when its autoscaler can
+add a node type that may have one (:func:`sweeps.cluster.autoscaler_node_types`; the wait names the
+type); a fixed-size cluster (``ray start`` on CPU machines, ``ray.cluster_utils.Cluster``) or one whose
+autoscaler adds CPU nodes only decides at once: 0, trials on CPUs.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import torch
 from erc import contract as C
 from erc.config import RunConfig
 from erc.probe import HEADROOM, GpuFit, gpu_fraction, step_memory
+from sweeps.cluster import addable_node_types, autoscaler_node_types
 from sweeps.prepare import Prepared
 from sweeps.settings import AUTO, SweepSettings
 
@@ -26,6 +32,7 @@ from sweeps.settings import AUTO, SweepSettings
 # for the autoscaler to add one before the sweep runs on CPUs.
 WAIT_FOR_GPU_S = 900.0
 VALID_ROWS = 4  # validation rows in a probe (validation runs without gradients; training sets the peak)
+PROBE_CPUS, PROBE_GPUS = 1, 1  # a probe is a whole-GPU task: it measures alone on its GPU
 
 
 def probe_configs(settings: SweepSettings) -> list[dict[str, Any]]:
@@ -71,28 +78,56 @@ def resolve_gpus_per_trial(settings: SweepSettings, prepared: Prepared, trial_se
             print("--gpus-per-trial auto: no GPU in this Ray cluster → 0 (trials run on CPUs)")
             _record(track, 0.0, None, "no GPU")
             return 0.0
+        types = autoscaler_node_types()
+        gpu_types = addable_node_types(types, PROBE_CPUS, PROBE_GPUS)
+        if not gpu_types:  # nothing can bring a GPU: waiting would only cost WAIT_FOR_GPU_S
+            why = ("no autoscaler that could add a node" if types is None else
+                   f"the autoscaler adds no GPU node ({', '.join(sorted(types)) or 'no node type'})")
+            print(f"--gpus-per-trial auto: no GPU in this Ray cluster, and {why} → 0 (trials run on CPUs)")
+            _record(track, 0.0, None, f"no GPU, and {why}")
+            return 0.0
         wait = WAIT_FOR_GPU_S
         print(f"--gpus-per-trial auto: no GPU node yet; waiting up to {WAIT_FOR_GPU_S:.0f} s for the autoscaler "
-              "to add one for the probe (pass an explicit --gpus-per-trial to skip)")
-    fold = settings.folds[0]
-    configs = probe_configs(settings)
-    refs = [_remote_probe.options(num_gpus=1, num_cpus=1).remote(
-        flat, probe_sample(prepared.table, fold, flat["batch_size"]), fold, trial_settings) for flat in configs]
-    ready, pending = ray.wait(refs, num_returns=len(refs), timeout=wait)
-    if pending:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+              f"to add one ({', '.join(gpu_types)}) for the probe (pass an explicit --gpus-per-trial to skip)")
+    probes = run_probes(settings, prepared, trial_settings, wait=wait)
+    if probes is None:
         print("--gpus-per-trial auto: no GPU node came up → 0 (trials run on CPUs)")
         _record(track, 0.0, None, "no GPU node came up")
         return 0.0
-    results = ray.get(ready)
-    for flat, result in zip(configs, results, strict=True):
-        print(f"  probe {flat[C.FUSION]} (batch {flat['batch_size']}) on {result['device']}: "
-              f"peak {result['peak_mb']:.0f} MiB of {result['total_mb']:.0f} MiB")
-    fit = gpu_fraction(max(r["peak_mb"] for r in results), min(r["total_mb"] for r in results), headroom=HEADROOM)
+    fit = probe_fit([result for _, result in probes])
     print(fit.describe())
     _record(track, fit.fraction, fit, fit.describe())
     return fit.fraction
+
+
+def run_probes(settings: SweepSettings, prepared: Prepared, trial_settings: dict[str, Any], *,
+               wait: float | None = None, device: str = "cuda") -> list[tuple[dict[str, Any], dict[str, Any]]] | None:
+    """The sweep's probes as whole-GPU Ray tasks: (flat config, :func:`run_probe` result) per fusion,
+    printed; None when they did not all start and finish within ``wait`` seconds (they are cancelled).
+
+    ``device`` is where a probe computes once placed (``cpu``: a check of the path on logical GPUs).
+    """
+    fold = settings.folds[0]
+    configs = probe_configs(settings)
+    refs = [_remote_probe.options(num_gpus=PROBE_GPUS, num_cpus=PROBE_CPUS).remote(
+        flat, probe_sample(prepared.table, fold, flat["batch_size"]), fold, trial_settings, device)
+        for flat in configs]
+    _, pending = ray.wait(refs, num_returns=len(refs), timeout=wait)
+    if pending:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        return None
+    results = ray.get(refs)
+    for flat, result in zip(configs, results, strict=True):
+        peak = "no GPU memory figure" if result["peak_mb"] is None else (
+            f"peak {result['peak_mb']:.0f} MiB of {result['total_mb']:.0f} MiB")
+        print(f"  probe {flat[C.FUSION]} (batch {flat['batch_size']}) on {result['device']}: {peak}")
+    return list(zip(configs, results, strict=True))
+
+
+def probe_fit(results: list[dict[str, Any]]) -> GpuFit:
+    """The packing for the largest probe's peak on the smallest GPU the probes ran on."""
+    return gpu_fraction(max(r["peak_mb"] for r in results), min(r["total_mb"] for r in results), headroom=HEADROOM)
 
 
 def _record(track: Any, fraction: float, fit: GpuFit | None, text: str) -> None:

@@ -12,11 +12,13 @@ leave the work tree alone.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import numpy as np
 import pytest
 import requests
@@ -122,7 +124,8 @@ def test_parent_run_serves_the_report_figures(finished_sweep, server):
             "report/fusion_outer_vs_concat_labels-peakl.png"} <= names
     for path in ("plots/peakl_labels.png", "report/arms_acc.png"):
         res = requests.get(f"{server.uri}/get-artifact", params={"path": path, "run_uuid": parent}, timeout=30)
-        assert res.ok and res.content[:8] == b"\x89PNG\r\n\x1a\n", path
+        assert res.ok, path
+        drawn_png(res.content)
     report = requests.get(f"{server.uri}/get-artifact", params={"path": "report/report.md", "run_uuid": parent},
                           timeout=30).text
     assert "`arms_acc.png`" in report and "## fusion: outer vs concat (labels=peakl)" in report
@@ -284,14 +287,24 @@ def _close_assistant(page) -> None:
         pass
 
 
-def test_peakl_and_arm_figures_are_pngs(tmp_path):
+def drawn_png(data: bytes) -> tuple[int, int]:
+    """(height, width) in pixels of a PNG that holds a drawing: decoded, RGB(A), not one flat colour."""
+    pixels = mpimg.imread(io.BytesIO(data), format="png")
+    assert pixels.ndim == 3 and pixels.shape[2] in (3, 4), pixels.shape
+    assert pixels[..., :3].std() > 0.05, "the image is blank"
+    return pixels.shape[:2]
+
+
+def test_peakl_and_arm_figures_are_drawn_pngs(tmp_path):
     votes = np.array([[0, 0, 0, 10, 0, 0, 0], [4, 1, 1, 2, 0, 1, 1], [0, 1, 0, 1, 0, 7, 1], [2, 1, 0, 1, 6, 0, 0],
                       [0, 0, 0, 0, 0, 0, 0], [5, 5, 0, 0, 0, 0, 0]])
     png = peakl_figure(votes, tmp_path / "sub" / "peakl.png")
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # 100 dpi: 7.2 in high, 3 in per example (4 ambiguous vote vectors here) and at least 9 in wide
+    assert drawn_png(png.read_bytes()) == (720, 1200)
     # only one-hot labels: nothing to show as examples, the histograms still are drawn
-    assert peakl_figure(np.eye(7, dtype=int)[[0, 3, 3]] * 10, tmp_path / "onehot.png").exists()
+    assert drawn_png(peakl_figure(np.eye(7, dtype=int)[[0, 3, 3]] * 10, tmp_path / "onehot.png").read_bytes()) == (
+        720, 900)
     with pytest.raises(ValueError, match="votes must be"):
         peakl_figure(np.ones((3, 5)), tmp_path / "bad.png")
     values = {"concat-peakl": {0: 0.5, 1: 0.55, 2: 0.4}, "outer-peakl": {0: 0.6, 1: 0.5}}  # fold 2 missing
-    assert arm_plot(values, tmp_path / "arms_acc.png", "acc").read_bytes()[:4] == b"\x89PNG"
+    assert drawn_png(arm_plot(values, tmp_path / "arms_acc.png", "acc").read_bytes()) == (360, 480)

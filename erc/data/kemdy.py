@@ -88,20 +88,36 @@ def parse_ratings(cells: list[str], seg_col: int) -> dict:
     valence = parse_score(cells[seg_col + 2], f"{TOTAL} valence")
     arousal = parse_score(cells[seg_col + 3], f"{TOTAL} arousal")
     votes = [0] * len(EMOTIONS)
+    ratings: dict[str, list[float]] = {"valence": [], "arousal": []}
     evaluators = cells[-3 * N_EVALUATORS :]
     for i in range(N_EVALUATORS):
         emotion, val, aro = evaluators[3 * i : 3 * i + 3]
         where = f"evaluator {i + 1}"
         votes[parse_emotion(emotion, where)] += 1
-        parse_score(val, f"{where} valence")
-        parse_score(aro, f"{where} arousal")
+        ratings["valence"].append(parse_score(val, f"{where} valence"))
+        ratings["arousal"].append(parse_score(aro, f"{where} arousal"))
     return {
         "votes": votes,
         "valence": valence,
         "arousal": arousal,
+        "valence_ratings": ratings["valence"],  # each evaluator's, for rater agreement
+        "arousal_ratings": ratings["arousal"],
         "majority": int(hard(np.array(votes))),
         "total_emotion": total_emotion,
     }
+
+
+def wav_duration(wav: Path) -> float:
+    """A usable WAV's length in seconds; a RatingError naming why it is unusable otherwise."""
+    if not wav.is_file():
+        raise RatingError(f"missing wav: {wav}")
+    try:
+        info = sf.info(str(wav))
+    except (sf.LibsndfileError, RuntimeError, ValueError) as err:  # a corrupt or non-audio file
+        raise RatingError(f"unreadable wav: {wav.name}: {err}") from None
+    if info.frames == 0:
+        raise RatingError(f"empty wav: {wav.name}")
+    return info.frames / info.samplerate
 
 
 class Exclusion(NamedTuple):
@@ -181,16 +197,10 @@ def _read_file(root: Path, layout: Layout, path: Path, file_session: int, speake
             yield Exclusion(segment_id, session, str(err))
             continue
         wav = layout.wav_path(root, segment_id)
-        if not wav.is_file():
-            yield Exclusion(segment_id, session, f"missing wav: {wav}")
-            continue
         try:
-            info = sf.info(str(wav))
-        except (sf.LibsndfileError, RuntimeError, ValueError) as err:  # a corrupt or non-audio file
-            yield Exclusion(segment_id, session, f"unreadable wav: {wav.name}: {err}")
-            continue
-        if info.frames == 0:
-            yield Exclusion(segment_id, session, f"empty wav: {wav.name}")
+            duration = wav_duration(wav)
+        except RatingError as err:
+            yield Exclusion(segment_id, session, str(err))
             continue
         try:
             text_raw = read_transcript(wav.with_suffix(".txt"), layout.transcript_encoding)
@@ -208,6 +218,6 @@ def _read_file(root: Path, layout: Layout, path: Path, file_session: int, speake
             "wav_path": str(wav.resolve()),
             "text": text,
             "text_raw": text_raw,
-            "duration": info.frames / info.samplerate,
+            "duration": duration,
             **record,
         }

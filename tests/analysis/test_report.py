@@ -8,23 +8,24 @@ import subprocess
 import sys
 from pathlib import Path
 
+import mlflow
 import numpy as np
 import pandas as pd
 import pingouin as pg
 import pytest
 from mlflow import MlflowClient
 
-import analysis.__main__ as cli
 from analysis.__main__ import main
+from analysis.options import Contrast, ReportOptions
 from analysis.report import compare_report, sweep_report
 from analysis.runs import (
-    DEFAULT_METRICS,
     DuplicateRunsError,
     MissingArmError,
     find_sweep,
     load_trials,
     pair_arms,
 )
+from erc import contract as C
 from tests.analysis.mlflow_store import FUSIONS, LABELS, N_VALID, arm_values, best_offset
 
 REPO = Path(__file__).resolve().parents[2]
@@ -58,7 +59,6 @@ def test_help_lists_commands(tmp_path):
     res = run_cli(["--help"], tmp_path)
     assert res.returncode == 0
     assert "compare" in res.stdout and "report" in res.stdout and "MLFLOW_TRACKING_URI" in res.stdout
-    assert cli.DEFAULT_METRICS == DEFAULT_METRICS  # the CLI's copy (kept to make --help fast) agrees
 
 
 def test_compare_reads_sqlite_store_writes_and_logs_files(store, tmp_path):
@@ -188,20 +188,10 @@ def test_partial_sweep_report_explains_what_it_cannot_compute(store, tmp_path, c
 
 
 def test_compare_without_extended_columns_in_process(store, tmp_path):
-    text = compare_report(
-        "erc-sweeps",
-        "labels",
-        "peakl",
-        "soft",
-        {"fusion": "outer"},
-        sweep="demo",
-        tracking_uri=store["uri"],
-        out_dir=tmp_path,
-        log_to_mlflow=False,
-        extended=False,
-        metrics=["acc", "auroc"],
-        echo=False,
-    )
+    options = ReportOptions(experiment="erc-sweeps", sweep="demo", tracking_uri=store["uri"], out_dir=tmp_path,
+                            log_to_mlflow=False, extended=False, metrics=["acc", "auroc"], echo=False)
+    text = compare_report(Contrast(factor="labels", treatment="peakl", baseline="soft", where={"fusion": "outer"}),
+                          options)
     assert "| metric | T | dof | alternative | p-val | CI95% | cohen-d | BF10 | power |\n" in text
     assert "With the paper's uncorrected test" in text or "Not significant on any metric" in text
     assert "T (NB)" not in text and "| auroc |" in text
@@ -222,6 +212,33 @@ def test_best_values_report_is_labelled_optimistic_and_kept_apart(store, tmp_pat
     # Logged beside, never over, the default report.
     names = {a.path for a in client.list_artifacts(store["parent"], "report/best")}
     assert "report/best/report.md" in names
+
+
+def test_report_on_runs_logged_with_plain_mlflow_that_vary_the_fusion_alone(file_store, tmp_path, capsys):
+    # Someone's own script: one run per (fold, fusion), both as params, a plain "acc" metric; no tags, no
+    # labels, no parent run. The report compares the fusions outright and lists one arm per fusion.
+    mlflow.set_experiment("fusions")
+    acc = {"concat": [0.60, 0.63, 0.55, 0.62, 0.61], "outer": [0.62, 0.66, 0.56, 0.65, 0.62]}
+    for fold in range(5):
+        for fusion, values in acc.items():
+            with mlflow.start_run():
+                mlflow.log_params({"fold": fold, "fusion": fusion, "lr": 0.001})
+                mlflow.log_metric("acc", values[fold])
+    out = tmp_path / "out"
+    assert main(["report", "--tracking-uri", file_store, "--experiment", "fusions", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "# Runs of experiment fusions" in text and "10 finished grid trials, arms concat, outer" in text
+    assert "## fusion: outer vs concat\n" in text and "no run carries the factor 'labels'" in text
+    assert f"| outer | 5 | {np.mean(acc['outer']):.4f} ± {np.std(acc['outer'], ddof=1):.4f} |" in text
+    table = pd.read_csv(out / "fusion_outer_vs_concat.csv", index_col="metric")
+    ref = pg.ttest(acc["outer"], acc["concat"], paired=True).iloc[0]
+    assert table.loc["acc", "T"] == pytest.approx(ref["T"], rel=1e-9)
+    assert list(pd.read_csv(out / "arms.csv", index_col="arm").index) == ["concat", "outer"]
+    # No parent run: the files are logged to the experiment's analysis run.
+    client = MlflowClient(file_store)
+    exp = client.get_experiment_by_name("fusions").experiment_id
+    holder = client.search_runs([exp], C.tag_filter({C.ROLE: C.ANALYSIS_ROLE}))[0].info.run_id
+    assert "report.html" in artifact_names(client, holder, C.REPORT_DIR)
 
 
 def test_bad_selection_flags_are_usage_errors(capsys):

@@ -11,8 +11,6 @@ import pandas as pd
 import pingouin as pg
 import pytest
 from mlflow import MlflowClient
-from mlflow.tracking import fluent
-from mlflow.tracking._tracking_service import utils as tracking_utils
 
 from analysis import paired_table
 from analysis.__main__ import main
@@ -158,17 +156,11 @@ def researcher_acc(fold: int, optimizer: str) -> float:
 
 
 @pytest.fixture
-def researcher_store(tmp_path, monkeypatch) -> dict:
+def researcher_store(file_store) -> dict:
     """An experiment logged by someone's own script: a parent run (no role tag) holding one nested run per
     (fold, optimizer), the fold and optimizer as params, a plain ``acc`` metric; one crashed run.
-
-    On a ``file:`` store (a researcher's ./mlruns), which MLflow 3 only opens with MLFLOW_ALLOW_FILE_STORE.
     """
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-    monkeypatch.setattr(tracking_utils, "_tracking_uri", None)  # restored after the test, like the next one
-    monkeypatch.setattr(fluent, "_active_experiment_id", None)
-    uri = (tmp_path / "mlruns").as_uri()
-    mlflow.set_tracking_uri(uri)
+    uri = file_store
     mlflow.set_experiment("my-ablation")
     with mlflow.start_run(run_name="cv") as parent:
         for fold in range(5):

@@ -19,7 +19,7 @@ from erc.layers import LayerConfig, LayerRows, Layers
 from erc.predict import load_head, predict
 from erc.table import FeatureTable
 from erc.trainer import Trainer, fit
-from tests.erc.test_features import Calls, make_corpus
+from tests.erc.features.test_cache import Calls, make_corpus
 from tests.synthetic import synthetic_features
 
 

@@ -21,7 +21,7 @@ from erc.encoders import build_demo_encoders
 from erc.features import build_features, feature_meta
 from erc.table import FeatureTable
 from sweeps.extract import KILL_ENV
-from tests.erc.test_features import Calls, caches, make_corpus
+from tests.erc.features.test_cache import Calls, caches, make_corpus
 from tests.sweep_helpers import REPO
 from tests.test_cluster import LocalCluster
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+import textwrap
+
 import numpy as np
 import pytest
 import ray
@@ -9,6 +12,7 @@ import ray
 from sweeps.gpus import probe_configs, probe_sample, resolve_gpus_per_trial, run_probe
 from sweeps.prepare import Prepared
 from sweeps.settings import SweepSettings
+from tests.sweep_helpers import REPO, run
 from tests.synthetic import synthetic_features
 
 
@@ -55,3 +59,72 @@ def test_probe_of_a_cached_trial(fusion, tmp_path):
             "batch_size": 4}
     result = run_probe(flat, probe_sample(table, 0, 4), 0, {}, device="cpu")
     assert result["rows"] == 4 and result["peak_mb"] is None
+
+
+# A sweep's driver joins (--address) a cluster of CPU raylets, as after `ray start --head` on CPU machines,
+# with the default --gpus-per-trial auto; then the same cluster as seen from the head of a `ray up`
+# cluster whose autoscaler can add CPU workers only, and one whose autoscaler can add GPU workers.
+JOIN_CPU_CLUSTER = textwrap.dedent("""
+    import os, sys
+    import ray
+    from ray.cluster_utils import Cluster
+    import sweeps.gpus as gpus
+    from sweeps.cluster import start_ray
+    from sweeps.prepare import Prepared
+    from sweeps.settings import SweepSettings
+    from tests.synthetic import synthetic_features
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "num_gpus": 0,
+                                                             "node_ip_address": "127.0.0.1",
+                                                             "include_dashboard": False})
+    for _ in range(2):
+        cluster.add_node(num_cpus=1, num_gpus=0, node_ip_address="127.0.0.1")
+    cluster.wait_for_nodes()
+    prepared = Prepared(table=synthetic_features(n=50), corpus_name="synthetic", audio_encoder="a",
+                        text_encoder="t", feature_dir=None, excluded_csv=None)
+    settings = SweepSettings(cache_dir=sys.argv[1], address=cluster.address, verbose=0)
+    try:
+        start_ray(settings)
+        os.environ["HOME"] = sys.argv[2]  # no autoscaler config there (Ray read its token from the real one)
+        print("fraction:", gpus.resolve_gpus_per_trial(settings, prepared, {}), flush=True)
+        os.environ["HOME"] = sys.argv[3]  # a ray up head whose autoscaler adds CPU workers only
+        print("fraction:", gpus.resolve_gpus_per_trial(settings, prepared, {}), flush=True)
+        os.environ["HOME"] = sys.argv[4]  # ... and one whose autoscaler adds GPU workers
+        gpus.WAIT_FOR_GPU_S = 3.0  # none comes here: the wait runs out
+        print("fraction:", gpus.resolve_gpus_per_trial(settings, prepared, {}), flush=True)
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+""")
+
+BOOTSTRAP = {
+    "home": None,
+    "cpu-autoscaler": "available_node_types:\n  head: {resources: {CPU: 0}, max_workers: 0}\n"
+                      "  cpu_worker: {resources: {CPU: 8}, max_workers: 4}\n",
+    "gpu-autoscaler": "available_node_types:\n  head: {resources: {CPU: 0}, max_workers: 0}\n"
+                      "  cpu_worker: {resources: {CPU: 8}, max_workers: 4}\n"
+                      "  gpu_worker: {resources: {}, max_workers: 4}\n",  # as cluster.yaml: from the instance
+}
+
+
+@pytest.mark.slow
+def test_auto_on_a_joined_cpu_cluster_waits_only_for_a_gpu_node_an_autoscaler_can_add(tmp_path):
+    homes = []
+    for name, text in BOOTSTRAP.items():
+        (tmp_path / name).mkdir()
+        if text is not None:
+            (tmp_path / name / "ray_bootstrap_config.yaml").write_text(text)
+        homes.append(str(tmp_path / name))
+    ray_tmp = tmp_path.parent / f"r{tmp_path.name[-6:]}"  # Ray's socket paths must stay short
+    env = {"RAY_TMPDIR": str(ray_tmp), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    # far less than the 900 s the probe used to wait for a GPU node that nothing could add
+    proc = run([sys.executable, "-c", JOIN_CPU_CLUSTER, str(tmp_path / "cache"), *homes], cwd=REPO,
+               timeout=240, env=env)
+    assert proc.returncode == 0
+    fixed, cpu_only, gpu = proc.stdout.split("fraction:")[:3]
+    assert "no GPU in this Ray cluster, and no autoscaler that could add a node → 0 (trials run on CPUs)" in fixed
+    assert "the autoscaler adds no GPU node (cpu_worker) → 0" in cpu_only
+    assert "waiting" not in fixed + cpu_only
+    assert "waiting up to 3 s for the autoscaler to add one (gpu_worker) for the probe" in gpu
+    assert "no GPU node came up → 0" in gpu
+    assert proc.stdout.count("fraction: 0.0") == 3
