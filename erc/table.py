@@ -35,13 +35,21 @@ def split_masks(fold: np.ndarray, valid: int, exclude: Sequence[int] = ()) -> tu
     return (fold != valid) & ~np.isin(fold, list(exclude)), fold == valid
 
 
-def dev_mask(corpus: np.ndarray, session: np.ndarray, train: np.ndarray, valid: int) -> np.ndarray:
+def dev_mask(corpus: np.ndarray, session: np.ndarray, train: np.ndarray, valid: int,
+             partition: np.ndarray | None = None) -> np.ndarray:
     """Rows of the dev set of held-out fold ``valid``: within the ``train`` mask, each corpus's
-    :func:`erc.data.folds.dev_sessions` (sessions are numbered per corpus, as its folds are)."""
+    :func:`erc.data.folds.dev_sessions` (sessions are numbered per corpus, as its folds are).
+
+    ``partition`` (per row: an official partition's part, :data:`erc.vocab.PARTITIONS`, or ``""``): a
+    corpus whose training rows carry official parts uses its own ``dev`` part instead of the rule.
+    """
     mask = np.zeros(len(session), dtype=bool)
     for name in sorted(set(corpus[train].tolist())):
         own = train & (corpus == name)
-        mask |= own & np.isin(session, dev_sessions(session[own].tolist(), valid))
+        if partition is not None and (partition[own] != "").any():
+            mask |= own & (partition == "dev")
+        else:
+            mask |= own & np.isin(session, dev_sessions(session[own].tolist(), valid))
     return mask
 
 
@@ -83,7 +91,7 @@ class Rows:
         """(train, dev, valid): :meth:`split`, then the dev set carved from the training sessions
         (:func:`dev_mask`). The dev set chooses the epoch; ``valid``, the held-out fold, is only reported."""
         train, valid_rows = split_masks(self.fold, valid, exclude)
-        dev = dev_mask(self.corpus, self.session, train, valid)
+        dev = dev_mask(self.corpus, self.session, train, valid, getattr(self, "partition", None))
         return self.subset(train & ~dev), self.subset(dev), self.subset(valid_rows)
 
     def split_for(self, valid: int, select_on: str, *, exclude: Sequence[int] = ()) -> tuple[Any, Any, Any]:

@@ -86,3 +86,14 @@ def test_split_for_follows_select_on():
     assert len(dev) > 0 and len(train) + len(dev) + len(valid) == len(table)
     with pytest.raises(ValueError, match="choose from"):
         table.split_for(1, "test")
+
+
+def test_a_corpus_with_an_official_partition_uses_its_own_dev_part():
+    from erc.table import dev_mask
+
+    corpus = np.array(["K"] * 6 + ["M"] * 4)
+    session = np.array([1, 2, 3, 4, 5, 6, 0, 0, 0, 0])
+    partition = np.array([""] * 6 + ["train", "dev", "dev", "train"])
+    train = np.ones(10, dtype=bool)
+    mask = dev_mask(corpus, session, train, 0, partition)
+    assert mask.tolist() == [True] * 2 + [False] * 4 + [False, True, True, False]  # K: sessions 1-2 (rule)
