@@ -20,8 +20,10 @@ factors, as tags or params, and ``selected/<metric>`` (or plain ``<metric>``) va
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from erc import vocab
+from erc.vocab import MODALITIES
 
 # --------------------------------------------------------------------------- tags
 SWEEP = "sweep"
@@ -95,6 +97,60 @@ LOGGED_PREFIXES = (VALID_PREFIX, DEV_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, ORAC
 KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
 VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "oracle": ORACLE_PREFIX, "best": BEST_PREFIX}
 DEFAULT_VALUES = "selected"
+
+# --------------------------------------------------------------------------- robustness conditions
+# robust/<condition>/<metric> (erc.robustness evaluates them, analysis.robustness reads them back)
+NOISE_LEVELS: tuple[float, ...] = (0.5, 1.0, 2.0)  # σ as multiples of the per-feature training std
+MISSING, NOISE = "missing", "noise"
+
+
+def level_name(sigma: float) -> str:
+    """How a noise level is spelled in a condition name: 0.5 → ``0.5``, 1.0 → ``1``."""
+    return f"{sigma:g}"
+
+
+def condition_name(kind: str, modality: str, sigma: float | None = None) -> str:
+    """``missing_audio``, ``noise_text_0.5``."""
+    if kind == MISSING:
+        return f"{MISSING}_{modality}"
+    if kind == NOISE and sigma is not None:
+        return f"{NOISE}_{modality}_{level_name(sigma)}"
+    raise ValueError(f"no condition {kind!r} (sigma {sigma!r})")
+
+
+def condition_names(levels: Sequence[float] = NOISE_LEVELS,
+                    modalities: Sequence[str] = MODALITIES) -> list[str]:
+    """Every condition of :func:`erc.robustness.robustness`, in the order it evaluates them."""
+    return ([condition_name(MISSING, m) for m in modalities]
+            + [condition_name(NOISE, m, s) for m in modalities for s in levels])
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One robustness condition: a modality missing, or noisy at level σ."""
+
+    kind: str  # MISSING or NOISE
+    modality: str  # audio or text
+    sigma: float | None  # NOISE only
+
+    @property
+    def name(self) -> str:
+        return condition_name(self.kind, self.modality, self.sigma)
+
+
+def parse_condition(name: str) -> Condition:
+    """The inverse of :func:`condition_name` (what the report reads back from ``robust/<name>/<m>``)."""
+    kind, _, rest = name.partition("_")
+    if kind == MISSING and rest in MODALITIES:
+        return Condition(MISSING, rest, None)
+    modality, _, level = rest.partition("_")
+    if kind == NOISE and modality in MODALITIES:
+        try:
+            return Condition(NOISE, modality, float(level))
+        except ValueError:
+            pass
+    raise ValueError(f"not a robustness condition: {name!r}")
+
 
 # --------------------------------------------------------------------------- Tune result keys
 # what a trial reports to Tune beside its metrics (sweeps/trainable.py writes, the callback reads)

@@ -31,12 +31,21 @@ Pure torch: no Ray, no MLflow, no files.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from erc.config import RunConfig
+from erc.contract import (
+    MISSING,
+    NOISE,
+    NOISE_LEVELS,
+    Condition,
+    condition_name,
+    condition_names,
+    level_name,
+    parse_condition,
+)
 from erc.heads import BaseHead
 from erc.layers import HeadInput, LayerRows, head_inputs
 from erc.metrics import validation_metrics
@@ -45,55 +54,8 @@ from erc.predict import forward
 from erc.table import FeatureTable
 from erc.vocab import MODALITIES
 
-NOISE_LEVELS: tuple[float, ...] = (0.5, 1.0, 2.0)  # σ as multiples of the per-feature training std
-MISSING, NOISE = "missing", "noise"
-
-
-def level_name(sigma: float) -> str:
-    """How a noise level is spelled in a condition name: 0.5 → ``0.5``, 1.0 → ``1``."""
-    return f"{sigma:g}"
-
-
-def condition_name(kind: str, modality: str, sigma: float | None = None) -> str:
-    """``missing_audio``, ``noise_text_0.5``."""
-    if kind == MISSING:
-        return f"{MISSING}_{modality}"
-    if kind == NOISE and sigma is not None:
-        return f"{NOISE}_{modality}_{level_name(sigma)}"
-    raise ValueError(f"no condition {kind!r} (sigma {sigma!r})")
-
-
-def condition_names(levels: Sequence[float] = NOISE_LEVELS,
-                    modalities: Sequence[str] = MODALITIES) -> list[str]:
-    """Every condition of :func:`robustness`, in the order it evaluates them."""
-    return ([condition_name(MISSING, m) for m in modalities]
-            + [condition_name(NOISE, m, s) for m in modalities for s in levels])
-
-
-@dataclass(frozen=True)
-class Condition:
-    kind: str  # MISSING or NOISE
-    modality: str  # audio or text
-    sigma: float | None  # NOISE only
-
-    @property
-    def name(self) -> str:
-        return condition_name(self.kind, self.modality, self.sigma)
-
-
-def parse_condition(name: str) -> Condition:
-    """The inverse of :func:`condition_name` (what the report reads back from ``robust/<name>/<m>``)."""
-    kind, _, rest = name.partition("_")
-    if kind == MISSING and rest in MODALITIES:
-        return Condition(MISSING, rest, None)
-    modality, _, level = rest.partition("_")
-    if kind == NOISE and modality in MODALITIES:
-        try:
-            return Condition(NOISE, modality, float(level))
-        except ValueError:
-            pass
-    raise ValueError(f"not a robustness condition: {name!r}")
-
+# the conditions' names are part of the MLflow contract (robust/<condition>/<metric>): spelled in
+# erc.contract, re-exported here beside the code that evaluates them
 
 def feature_stats(x: HeadInput) -> tuple[Tensor, Tensor]:
     """Per-feature mean and (unbiased) std of a head input over its rows: (D,) each, or (L, D) per
