@@ -43,19 +43,21 @@ def gap_column(values: str) -> str:
     return f"{values} − {SELECTED}"
 
 
-def optimism_table(runs: Mapping[str, pd.DataFrame], metrics: Sequence[str]) -> pd.DataFrame:
+def optimism_table(runs: Mapping[str, pd.DataFrame], metrics: Sequence[str],
+                   arms: Sequence[str] | None = None) -> pd.DataFrame:
     """Per (arm, metric): paired folds, mean ``selected`` and mean ``<v> − selected`` for ``v`` in
     ``oracle``, ``best`` (those of ``runs`` present).
 
     ``runs[v]``: one row per trial (columns ``fold``, ``seed``, ``arm`` and the metrics) with values
     ``v``; rows are paired on (fold, seed, arm) and a trial lacking a value is left out of that mean.
+    ``arms``: their order (default: as they first appear).
     """
     if SELECTED not in runs:
         raise ValueError("the optimism is measured against the selected values, which are missing")
     base = runs[SELECTED]
     present = [v for v in OPTIMISTIC if v in runs]
     rows = []
-    for arm in dict.fromkeys(base[C.ARM]):
+    for arm in arms if arms is not None else dict.fromkeys(base[C.ARM]):
         for metric in metrics:
             row: dict[str, object] = {C.ARM: arm, "metric": metric}
             own = base[base[C.ARM] == arm][[*KEY, metric]].dropna()
@@ -72,6 +74,18 @@ def optimism_table(runs: Mapping[str, pd.DataFrame], metrics: Sequence[str]) -> 
             rows.append(row)
     columns = [C.ARM, "metric", N_COLUMN, SELECTED, *(gap_column(v) for v in present)]
     return pd.DataFrame(rows, columns=columns).set_index([C.ARM, "metric"])
+
+
+def optimism_display(table: pd.DataFrame) -> pd.DataFrame:
+    """The optimism table as one short text table: a row per arm, a column per metric, each cell
+    ``<oracle − selected> / <best − selected>`` (signed, 3 decimals)."""
+    gaps = [c for c in table.columns if c.endswith(f"− {SELECTED}")]
+    arms = list(dict.fromkeys(table.index.get_level_values(C.ARM)))
+    metrics = list(dict.fromkeys(table.index.get_level_values("metric")))
+    out = pd.DataFrame(index=pd.Index(arms, name=C.ARM), columns=metrics, dtype=object)
+    for (arm, metric), row in table.iterrows():
+        out.loc[arm, metric] = " / ".join("n/a" if math.isnan(row[g]) else f"{row[g]:+.3f}" for g in gaps)
+    return out
 
 
 def conclusion(t: float, p: float, alpha: float) -> str:
@@ -152,4 +166,5 @@ def optimism_plot(table: pd.DataFrame, metric: str, path: str | Path, title: str
 
 
 __all__ = ["BASELINE", "BEST", "NONE", "ORACLE", "SELECTED", "TREATMENT", "conclusion", "conclusions_sentence",
-           "conclusions_table", "draw_optimism", "gap_column", "optimism_plot", "optimism_table"]
+           "conclusions_table", "draw_optimism", "gap_column", "optimism_display", "optimism_plot",
+           "optimism_table"]

@@ -106,12 +106,13 @@ def effective_robustness(values: Sequence[float], reference: Sequence[float]) ->
     f, ref = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
     if len(f) != len(ref) or np.isnan(f).any() or np.isnan(ref).any():
         return math.nan
-    return float(np.sum(f[1:] - (ref[1:] - ref[0] + f[0])))
+    # rounded: curves that differ only by a constant give exactly 0, not float dust
+    return float(np.round(np.sum(f[1:] - (ref[1:] - ref[0] + f[0])), 12))
 
 
 def _maxmin(values: pd.Series) -> pd.Series:
     span = values.max() - values.min()
-    return (values - values.min()) / span if span > 0 else values * 0.0
+    return (values - values.min()) / span if span > 1e-9 else values * 0.0
 
 
 def robustness_table(long: pd.DataFrame, metric: str, reference: str | None = None) -> pd.DataFrame:

@@ -79,3 +79,15 @@ def test_optimism_figure_has_a_bar_per_arm_and_gap(tmp_path):
     heights = sorted(round(p.get_height(), 6) for p in fig.axes[0].patches)
     assert heights == [0.0, 0.0, 0.1, 0.2]
     assert optimism_plot(table, "acc", tmp_path / "optimism_acc.png").stat().st_size > 0
+
+
+def test_display_is_one_row_per_arm():
+    from analysis.optimism import optimism_display
+
+    selected = _runs({"a": [0.5] * 5, "b": [0.6] * 5})
+    table = optimism_table({"selected": selected, "oracle": _runs({"a": [0.5] * 5, "b": [0.6] * 5}, {"a": 0.1}),
+                            "best": _runs({"a": [0.5] * 5, "b": [0.6] * 5}, {"b": 0.2})}, ["acc", "macro_f1"],
+                           arms=["b", "a"])
+    shown = optimism_display(table)
+    assert list(shown.index) == ["b", "a"] and list(shown.columns) == ["acc", "macro_f1"]
+    assert shown.loc["a", "acc"] == "+0.100 / +0.000" and shown.loc["b", "acc"] == "+0.000 / +0.200"
