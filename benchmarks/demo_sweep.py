@@ -3,6 +3,8 @@
   cold  from an empty cache: demo corpus, demo encoders, feature cache, 30 trials, report
   warm  the same again with every cache warm (a new sweep name, so the 30 trials really run)
   tune_per_arm (with --tune-per-arm N)  the warm grid preceded by per-arm tuning with N trials/arm
+``--smoke-test`` passes ablation.py's own ``--smoke-test`` to every run (fold 0, one epoch: a check that
+the benchmark runs, not a measurement of the default).
 Last line: a JSON object with cold_s, warm_s (and tune_per_arm_s, tune_per_arm_vs_grid).
 """
 
@@ -36,14 +38,16 @@ def timed(args: list[str], cache: Path, log: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tune-per-arm", type=int, default=0, help="also time --tune-per-arm N (e.g. 8)")
+    parser.add_argument("--smoke-test", action="store_true", help="every run with ablation.py's --smoke-test")
     args = parser.parse_args()
     cache = Path(tempfile.mkdtemp(prefix="demo-sweep-"))
-    figures = {"cold_s": round(timed([], cache, cache / "cold.log"), 1)}
+    smoke = ["--smoke-test"] if args.smoke_test else []
+    figures = {"cold_s": round(timed(smoke, cache, cache / "cold.log"), 1)}
     print(f"cold (empty cache): {figures['cold_s']} s", flush=True)
-    figures["warm_s"] = round(timed(["--name", "warm"], cache, cache / "warm.log"), 1)
+    figures["warm_s"] = round(timed([*smoke, "--name", "warm"], cache, cache / "warm.log"), 1)
     print(f"warm (caches built): {figures['warm_s']} s", flush=True)
     if args.tune_per_arm:
-        t = timed(["--name", "tuned", "--tune-per-arm", str(args.tune_per_arm)], cache, cache / "tuned.log")
+        t = timed([*smoke, "--name", "tuned", "--tune-per-arm", str(args.tune_per_arm)], cache, cache / "tuned.log")
         figures["tune_per_arm_s"] = round(t, 1)
         figures["tune_per_arm_vs_grid"] = round(t / figures["warm_s"], 2)
         print(f"--tune-per-arm {args.tune_per_arm}: {t:.1f} s ({figures['tune_per_arm_vs_grid']}× the warm grid)")

@@ -129,6 +129,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tune-per-arm", type=int, default=8, metavar="N", help="search trials per arm and fold")
     parser.add_argument("--cache-dir", type=Path, default=None, help="as for ablation.py (default: $ERC_CACHE)")
+    parser.add_argument("--smoke-test", action="store_true",
+                        help="both runs with ablation.py's --smoke-test (a check that this runs, not a measurement)")
     args = parser.parse_args()
 
     from sweeps import ablation, grid
@@ -137,7 +139,8 @@ def main() -> None:
     from sweeps.settings import settings_from_args
 
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    common = ["--quiet", *(["--cache-dir", str(args.cache_dir)] if args.cache_dir else [])]
+    common = ["--quiet", *(["--cache-dir", str(args.cache_dir)] if args.cache_dir else []),
+              *(["--smoke-test"] if args.smoke_test else [])]
     runs = {"grid": ["--name", f"bench-grid-{stamp}"],
             "per_arm": ["--name", f"bench-per-arm-{stamp}", "--tune-per-arm", str(args.tune_per_arm)]}
     settings = settings_from_args(ablation.parse_args(common))

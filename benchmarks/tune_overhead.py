@@ -1,5 +1,7 @@
 """Sweep machinery overhead per trial: the 30-trial ablation grid with a trainer that does no work.
 
+``--folds N`` runs the grid on N folds (N × 6 trials; default all 5).
+
 Side by side in one run (this machine is shared and noisy, so only ratios/differences in one run
 mean anything):
   sequential  a plain Python loop over the same 30 configs calling the same no-op trainer
@@ -18,11 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
+from erc.vocab import DEFAULT_FUSIONS, FOLDS, LABEL_ARMS, N_FOLDS
+
 N_ROWS = 1000
 
 
 def noop_work(config: dict, data: dict) -> dict:
-    return {"epoch": 1, "valid/acc": float(data.fold[:1].sum() * 0), "selected/acc": 0.0}
+    from erc import contract as C
+
+    return {C.RESULT_EPOCH: 1, C.VALID_PREFIX + "acc": float(data.fold[:1].sum() * 0), C.SELECTED_PREFIX + "acc": 0.0}
 
 
 def noop_trial(config: dict, data: dict, settings: dict) -> None:
@@ -33,9 +39,12 @@ def noop_trial(config: dict, data: dict, settings: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.parse_args()
+    parser.add_argument("--folds", type=int, choices=range(1, N_FOLDS + 1), default=N_FOLDS,
+                        help="folds of the grid (default %(default)s: the 30-trial grid)")
+    args = parser.parse_args()
     import ray
 
+    from erc import contract as C
     from erc.table import FeatureTable
     from sweeps.cluster import init_ray
     from sweeps.grid import grid_tuning
@@ -52,8 +61,8 @@ def main() -> None:
                           valence=zeros, arousal=zeros)
     prepared = Prepared(arrays, "none", "none", "none", work, None)
 
-    configs = [{"fold": f, "fusion": fu, "labels": lab} for f in range(5) for fu in ("concat", "outer")
-               for lab in ("hard", "soft", "peakl")]
+    folds = list(FOLDS[:args.folds])
+    configs = [{C.FOLD: f, C.FUSION: fu, C.LABELS: lab} for f in folds for fu in DEFAULT_FUSIONS for lab in LABEL_ARMS]
     t0 = time.perf_counter()
     for config in configs:
         noop_work(config, arrays)
@@ -64,15 +73,15 @@ def main() -> None:
     try:
         for label, reuse in (("tune", True), ("tune_default_actors", False)):
             settings = SweepSettings(cache_dir=work / label, experiment=f"overhead-{label}", name=label,
-                                     verbose=0, max_failures=0)
-            track = open_tracking(settings, prepared, label, stage="grid", parent_params={"bench": label})
+                                     verbose=0, max_failures=0, folds=folds)
+            track = open_tracking(settings, prepared, label, stage=C.GRID_STAGE, parent_params={"bench": label})
             space, config = grid_tuning(settings)
             t0 = time.perf_counter()
             outcome = run_tuner(settings, prepared, track, noop_trial, space,
                                 labels=TrialLabels(), tune_config=config,
                                 reuse_actors=reuse)
             results[label] = time.perf_counter() - t0
-            assert outcome.finished == 30, outcome.summary()
+            assert outcome.finished == len(configs), outcome.summary()
     finally:
         ray.shutdown()
 
@@ -81,9 +90,10 @@ def main() -> None:
         "sequential_s": round(sequential_s, 3),
         "tune_s": round(results["tune"], 2),
         "tune_default_actors_s": round(results["tune_default_actors"], 2),
-        "default_actors_overhead_s_per_trial": round((results["tune_default_actors"] - sequential_s) / 30, 3),
+        "default_actors_overhead_s_per_trial": round((results["tune_default_actors"] - sequential_s) / len(configs),
+                                                     3),
     }
-    print(f"30 no-op trials: sequential loop {sequential_s:.3f} s | our Tune path (reuse_actors, MLflow) "
+    print(f"{len(configs)} no-op trials: sequential loop {sequential_s:.3f} s | our Tune path (reuse_actors, MLflow) "
           f"{results['tune']:.1f} s | Ray default actors {results['tune_default_actors']:.1f} s")
     print(f"overhead per trial: {figures['overhead_s_per_trial']} s (reuse) vs "
           f"{figures['default_actors_overhead_s_per_trial']} s (Ray's default)")

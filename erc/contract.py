@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from erc import vocab
 from erc.vocab import MODALITIES
@@ -43,6 +44,7 @@ COMMAND = "command"
 MODE = "mode"  # cached | finetune (erc.protocol.MODES)
 PROTOCOL = "protocol"  # default | paper (erc.protocol.PROTOCOLS)
 GPUS_PER_TRIAL = "gpus_per_trial"  # parent run: the GPU share per trial a sweep used (auto: measured)
+GPUS_PER_TRIAL_WHY = GPUS_PER_TRIAL + ".why"  # parent run: what the choice rests on
 TRIAL_ID = "ray.trial_id"
 NODE_ID = "ray.node_id"
 NODE_IP = "ray.node_ip"
@@ -91,6 +93,11 @@ EMBED_PREFIX = "embed/"  # alignment numbers of the embedding figure (analysis.e
 # per epoch, a head mixing encoder layers (audio_layer/text_layer = "weighted"): the softmax weight of
 # each layer, layer_weight/<audio|text>_<layer index>
 LAYER_WEIGHT_PREFIX = "layer_weight/"
+GPU_PEAK_MEMORY = GPU_PREFIX + "peak_memory_mb"  # a trial's peak CUDA memory
+# parent run (--gpus-per-trial auto): the probe's measurement and the packing it chose
+GPU_PROBE_PEAK_MEMORY = GPU_PREFIX + "probe_peak_memory_mb"
+GPU_TOTAL_MEMORY = GPU_PREFIX + "total_memory_mb"
+GPU_TRIALS_PER_GPU = GPU_PREFIX + "trials_per_gpu"
 LOGGED_PREFIXES = (VALID_PREFIX, DEV_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, ORACLE_PREFIX, BEST_PREFIX,
                    ROBUST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX)
 # Keys under these are never a run's plain "<metric>" (the reader's fallback for runs logged elsewhere).
@@ -157,6 +164,7 @@ def parse_condition(name: str) -> Condition:
 RESULT_EPOCH = "epoch"
 RESULT_SCORE = "score"  # the running best of a search's tuned metric, in its direction
 RESULT_NODE_ID = "node_id"
+RESULT_NODE_IP = "node_ip"
 
 # --------------------------------------------------------------------------- artifacts
 CHECKPOINT_DIR = "checkpoint"
@@ -172,6 +180,22 @@ PER_ARM_DIR = "per_arm_tuning"
 EMBEDDINGS_DIR = "embeddings"  # a trial's embedding coordinates and settings
 SPLIT_FILE = "split.json"  # at a trial's artifact root: {"train": [...], "dev": [...], "test": [...]} segment ids
 LAYER_WEIGHTS_FILE = "layer_weights.json"  # a weighted head's layer weights at the selected epoch (+ plots/*.png)
+# what else a sweep writes (sweeps/ only; nothing reads these by name but people and the tests):
+# a grid trial's checkpoint directory, logged as its artifacts (*.png under plots/, *.pt under checkpoint/)
+FINAL_FILE = "final.json"  # the finished trial's last result (a restored trial reports it again)
+STATE_FILE = "state.pt"  # a running trial's resume state (every-epoch checkpoints; never logged)
+PREDICTIONS_FILE = "predictions.jsonl"
+HISTORY_FILE = "history.json"
+CONFUSION_PLOT = "confusion_matrix.png"
+LAYER_WEIGHTS_PLOT = "layer_weights.png"
+PEAKL_PLOT = "peakl_labels.png"  # parent run, plots/: the corpus's labels before and after PeakL
+# a --tune-per-arm search run's artifacts, and the grid parent's summary under PER_ARM_DIR
+SPLIT_FILE = "split.json"
+SEARCH_TRIALS_FILE = "trials.csv"
+SEARCH_BEST_FILE = "best_config.yaml"
+PER_ARM_CONFIGS_FILE = "per_arm_configs.yaml"
+PER_ARM_GAIN_FILE = "per_arm_gain.csv"
+ISOLATION_PLOT = "isolation_plot.png"
 
 MINIMAL_RUN = (
     "a FINISHED run with the fold (tag or param 'fold', an integer), each compared factor (tag or param, "
@@ -189,6 +213,16 @@ OPTIONAL_RUN = (
 def arm_name(fusion: str, labels: str) -> str:
     """An arm is one value of every scientific factor: ``outer-peakl``."""
     return f"{fusion}-{labels}"
+
+
+def search_best(metric: str) -> str:
+    """A finished (arm, fold) search run's best score of ``metric``: ``search/best_acc``."""
+    return f"{SEARCH_PREFIX}best_{metric}"
+
+
+def search_default(metric: str) -> str:
+    """The same search's score of the untuned default configuration: ``search/default_acc``."""
+    return f"{SEARCH_PREFIX}default_{metric}"
 
 
 def error_artifact(attempt: int) -> str:
@@ -220,15 +254,15 @@ def tag_filter(tags: Mapping[str, object] | None = None, *, parent: str | None =
     return " and ".join(clauses)
 
 
-def search_all(client, experiment_ids: str | Sequence[str], filter_string: str = "",
-               order_by: list[str] | None = None) -> list:
+def search_all(client: Any, experiment_ids: str | Sequence[str], filter_string: str = "",
+               order_by: list[str] | None = None) -> list[Any]:
     """Every active run matching ``filter_string`` (MLflow's grammar), page by page.
 
-    ``client`` is an ``mlflow.MlflowClient``; only its ``search_runs`` is called, so this module still
-    imports no mlflow. Active runs only: ``search_runs``'s default view (deleted runs are never read).
+    ``client`` is an ``mlflow.tracking.MlflowClient`` (this module imports no mlflow); its
+    ``search_runs`` returns active runs only by default.
     """
     ids = [experiment_ids] if isinstance(experiment_ids, str) else list(experiment_ids)
-    runs: list = []
+    runs: list[Any] = []
     token = None
     while True:
         page = client.search_runs(ids, filter_string=filter_string, max_results=1000, order_by=order_by,

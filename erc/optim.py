@@ -4,6 +4,10 @@ The defaults train a head on cached features (constant learning rate, AdamW). Th
 (:mod:`erc.protocol`) sets two learning rates (encoders 1e-5, head 1e-4), AdamW eps 1e-8 and weight
 decay 1e-6, ``CosineAnnealingWarmRestarts(T_0=500 steps, T_mult=2, eta_min=1e-7)`` stepped after
 every optimisation step, and early stopping with patience 5 on the selection metric.
+
+Importing this module does not import torch (the functions do, when called): :class:`OptimConfig` is
+part of the run configuration that entry points read before any training, e.g. the ``--epochs``
+default a sweep's ``--help`` shows, and :mod:`erc.protocol` reads its defaults.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import torch
-from torch import nn
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    ParamGroups = Iterable[nn.Parameter] | list[dict[str, Any]]
 
 Scheduler = Literal["none", "cosine_restarts"]
 Precision = Literal["fp32", "bf16"]
@@ -49,11 +56,10 @@ class OptimConfig:
             raise ValueError("restart_steps and restart_mult must be >= 1, patience >= 0")
 
 
-ParamGroups = Iterable[nn.Parameter] | list[dict[str, Any]]
-
-
 def make_optimizer(params: ParamGroups, config: OptimConfig) -> torch.optim.Optimizer:
     """AdamW over ``params`` (parameters, or param groups each with its own ``lr``)."""
+    import torch
+
     # fused AdamW: one kernel for all parameters; the per-tensor loop dominates small heads' steps on CPU
     return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=config.adam_eps,
                              fused=True)
@@ -62,6 +68,8 @@ def make_optimizer(params: ParamGroups, config: OptimConfig) -> torch.optim.Opti
 def make_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig
                    ) -> torch.optim.lr_scheduler.LRScheduler | None:
     """The learning-rate schedule, stepped once after every optimisation step (None: constant)."""
+    import torch
+
     if config.scheduler == "cosine_restarts":
         return torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
             optimizer, T_0=config.restart_steps, T_mult=config.restart_mult, eta_min=config.min_lr)
@@ -71,6 +79,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: OptimConfig
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
     """``torch.autocast`` to bfloat16 for ``precision='bf16'`` (CPU or CUDA), else nothing."""
     if precision == "bf16":
+        import torch
+
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -10,44 +10,43 @@ from __future__ import annotations
 import argparse
 import sys
 
-from erc.protocol import check_cached
-from sweeps.grid import run_ablation
-from sweeps.runner import run_cli
-from sweeps.settings import FOLDS, add_common_arguments, check_layers, load_config_file, positive
+from sweeps.cli import run_cli
+from sweeps.settings import add_arguments
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The flags of :class:`sweeps.settings.SweepSettings` plus ``--config`` (→ ``hparams``, ``arm_hparams``)."""
     parser = argparse.ArgumentParser(prog="python sweeps/ablation.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    grid = parser.add_argument_group("grid")
-    grid.add_argument("--config", help="YAML of hyper-parameters (e.g. the file sweeps/search.py writes)")
-    grid.add_argument("--repeats", type=positive(int), default=1,
-                      help="run the grid with this many seeds (seed, seed+1, …)")
-    grid.add_argument("--tune-per-arm", type=int, default=0, metavar="N",
-                      help="first tune each arm's nuisance hyper-parameters with N Optuna trials on an inner "
-                           "split of its training folds, then run the grid with each arm's own best values")
-    add_common_arguments(parser, default_folds=list(FOLDS))
+    groups = add_arguments(parser, script="ablation")
+    groups["grid"].add_argument("--config", help="YAML of hyper-parameters (e.g. the file sweeps/search.py writes)")
     args = parser.parse_args(argv)
-    if args.tune_per_arm < 0:
-        parser.error("--tune-per-arm must be >= 0")
-    if args.config:
+    if args.config:  # checked against the run config: only now does it load (torch)
+        from erc.protocol import check_cached
+        from sweeps.settings import check_layers, load_config_file
+
         try:
-            args.hparams = load_config_file(args.config)
-            check_layers(args.layers, args.hparams[0], args.hparams[1])
+            args.hparams, args.arm_hparams = load_config_file(args.config)
+            check_layers(args.layers, args.hparams, args.arm_hparams)
         except (OSError, TypeError, ValueError) as err:
             parser.error(f"--config: {err}")
         if args.mode == "cached":
             try:
-                for values in [args.hparams[0], *args.hparams[1].values()]:
+                for values in [args.hparams, *args.arm_hparams.values()]:
                     check_cached(values)
             except ValueError as err:
                 parser.error(f"--config: {err} (add --mode finetune)")
     return args
 
 
+def _ablation(args: argparse.Namespace) -> int:
+    from sweeps.grid import run_ablation  # torch, ray and mlflow load here, once the arguments are good
+
+    return run_ablation(args)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    return run_cli(run_ablation, args)
+    return run_cli(_ablation, parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -135,8 +135,8 @@ def _record(track: Any, fraction: float, fit: GpuFit | None, text: str) -> None:
     if track is None:
         return
     track.client.set_tag(track.parent_run_id, C.GPUS_PER_TRIAL, str(fraction))
-    track.client.set_tag(track.parent_run_id, C.GPUS_PER_TRIAL + ".why", text[:5000])
+    track.client.set_tag(track.parent_run_id, C.GPUS_PER_TRIAL_WHY, text[:5000])
     if fit is not None:
-        for key, value in (("probe_peak_memory_mb", fit.peak_mb), ("total_memory_mb", fit.total_mb),
-                           ("trials_per_gpu", fit.per_gpu)):
-            track.client.log_metric(track.parent_run_id, C.GPU_PREFIX + key, float(value))
+        for key, value in ((C.GPU_PROBE_PEAK_MEMORY, fit.peak_mb), (C.GPU_TOTAL_MEMORY, fit.total_mb),
+                           (C.GPU_TRIALS_PER_GPU, fit.per_gpu)):
+            track.client.log_metric(track.parent_run_id, key, float(value))

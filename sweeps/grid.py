@@ -12,16 +12,16 @@ from typing import Any
 from ray import tune
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from analysis.plots import peakl_figure
-from analysis.report import sweep_report
 from erc import contract as C
 from erc.config import RunConfig
+from erc.vocab import REPORTS_DIR
+from sweeps.cli import INTERRUPTED
 from sweeps.cluster import start_ray
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
 from sweeps.progress import header, quiet_startup
-from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_tuner, tracking_uri
+from sweeps.runner import close_tracking, open_tracking, run_tuner, tracking_uri
 from sweeps.settings import SweepSettings, settings_from_args
 from sweeps.trainable import train_trial
 
@@ -65,9 +65,11 @@ def grid_tuning(settings: SweepSettings) -> tuple[dict[str, Any], tune.TuneConfi
 
 
 def run_ablation(args: argparse.Namespace) -> int:
-    hparams, arm_hparams = getattr(args, "hparams", None) or ({}, {})
-    settings = settings_from_args(args, hparams=hparams, arm_hparams=arm_hparams, repeats=args.repeats,
-                                  tune_per_arm=args.tune_per_arm)
+    # analysis at the end of a sweep only: importing the sweep layer never imports analysis
+    from analysis.plots import peakl_figure
+    from analysis.report import sweep_report
+
+    settings = settings_from_args(args)
     quiet_startup(settings.verbose)
     tracking_uri(settings)  # fail fast, before the feature cache is built
     start_ray(settings)  # a dead --address or an impossible per-trial request fails here, before any work
@@ -75,7 +77,8 @@ def run_ablation(args: argparse.Namespace) -> int:
     sweep = settings.sweep_name()
     track = open_tracking(settings, prepared, sweep, stage=C.GRID_STAGE)
     # the parent run shows what PeakL does to this corpus's labels
-    figure = peakl_figure(prepared.table.votes, settings.cache_dir / "reports" / sweep / "peakl_labels.png")
+    reports = settings.cache_dir / REPORTS_DIR / sweep
+    figure = peakl_figure(prepared.table.votes, reports / C.PEAKL_PLOT)
     track.client.log_artifact(track.parent_run_id, str(figure), C.PLOTS_DIR)
     if settings.tune_per_arm:
         per_arm = tune_each_arm(settings, prepared, track)
@@ -95,7 +98,6 @@ def run_ablation(args: argparse.Namespace) -> int:
     if outcome.interrupted:  # no report: the tables of a partial sweep would pass for the result
         print(INTERRUPTED, file=sys.stderr)
         return 130
-    reports = settings.cache_dir / "reports" / sweep
     with warnings.catch_warnings():  # everything the report warns about is in its text, printed below
         warnings.simplefilter("ignore")
         sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)

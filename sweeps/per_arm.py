@@ -31,12 +31,11 @@ from typing import Any
 import numpy as np
 import yaml
 
-from analysis.runs import search_all
 from erc import contract as C
 from erc.config import RunConfig
-from erc.data.folds import N_FOLDS
-from erc.metrics import metric_mode
+from erc.contract import search_all
 from erc.table import FeatureTable
+from erc.vocab import N_FOLDS, metric_mode
 from sweeps import tracking
 from sweeps.prepare import Prepared
 from sweeps.runner import Outcome, Tracking
@@ -156,11 +155,11 @@ def tune_each_arm(settings: SweepSettings, prepared: Prepared, track: Tracking) 
 def _record_search(track: Tracking, run_id: str, result: SearchResult, trials: Any, metric: str) -> None:
     """A finished search's run: its Optuna study as ``trials.csv``, its best config and scores, its status."""
     client = track.client
-    client.log_text(run_id, trials.to_csv(index=False), "trials.csv")
+    client.log_text(run_id, trials.to_csv(index=False), C.SEARCH_TRIALS_FILE)
     if result.best:
-        client.log_dict(run_id, result.best, "best_config.yaml")
-        client.log_metric(run_id, f"{C.SEARCH_PREFIX}best_{metric}", result.score)
-        client.log_metric(run_id, f"{C.SEARCH_PREFIX}default_{metric}", result.default)
+        client.log_dict(run_id, result.best, C.SEARCH_BEST_FILE)
+        client.log_metric(run_id, C.search_best(metric), result.score)
+        client.log_metric(run_id, C.search_default(metric), result.default)
     _end_searches(track, [run_id], "FAILED" if result.failed or not result.best else "FINISHED")
 
 
@@ -175,7 +174,7 @@ def _log_split(track: Tracking, run_id: str, table: FeatureTable, fold: int) -> 
     valid_fold, excluded = inner_split(fold)
     train, valid = table.split(valid_fold, exclude=excluded)
     track.client.log_dict(run_id, {"name": f"fold{fold}-inner{valid_fold}", "train": train.segment_id.tolist(),
-                                   "valid": valid.segment_id.tolist()}, "split.json")
+                                   "valid": valid.segment_id.tolist()}, C.SPLIT_FILE)
 
 
 def _log_summary(track: Tracking, chosen: dict, gains: list[dict], curves: dict, metric: str, mode: str,
@@ -193,8 +192,8 @@ def _log_summary(track: Tracking, chosen: dict, gains: list[dict], curves: dict,
           "gain > 0 = tuning helped):\n" + summary.to_string())
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp)
-        (out / "per_arm_configs.yaml").write_text(yaml.safe_dump(chosen, sort_keys=True))
-        table.to_csv(out / "per_arm_gain.csv", index=False)
+        (out / C.PER_ARM_CONFIGS_FILE).write_text(yaml.safe_dump(chosen, sort_keys=True))
+        table.to_csv(out / C.PER_ARM_GAIN_FILE, index=False)
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for arm, runs in sorted(curves.items()):
             length = min(len(r) for r in runs)
@@ -206,6 +205,6 @@ def _log_summary(track: Tracking, chosen: dict, gains: list[dict], curves: dict,
         ax.set_title("Isolation plot: each arm's best score vs search budget")
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(out / "isolation_plot.png", dpi=110)
+        fig.savefig(out / C.ISOLATION_PLOT, dpi=110)
         plt.close(fig)
         track.client.log_artifacts(track.parent_run_id, str(out), C.PER_ARM_DIR)

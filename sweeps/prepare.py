@@ -19,8 +19,9 @@ from erc.features import Extractor, build_features, feature_meta
 from erc.inputs import InputTable, build_inputs, input_meta
 from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
+from erc.vocab import EXCLUDED_FILE, PAPER_AUDIO_ENCODER, PAPER_TEXT_ENCODER
 from sweeps.progress import quiet_startup
-from sweeps.settings import AUTO, FINETUNE_DEMO_CORPUS, PAPER_AUDIO, PAPER_TEXT, SweepSettings, check_layers
+from sweeps.settings import AUTO, FINETUNE_DEMO_CORPUS, SweepSettings, check_layers
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,7 @@ def prepare(settings: SweepSettings) -> Prepared:
         audio, text = str(settings.audio_encoder or audio_dir), str(settings.text_encoder or text_dir)
     else:
         corpus = load_corpus(settings.data)
-        audio, text = settings.audio_encoder or PAPER_AUDIO, settings.text_encoder or PAPER_TEXT
+        audio, text = settings.audio_encoder or PAPER_AUDIO_ENCODER, settings.text_encoder or PAPER_TEXT_ENCODER
     print(corpus.summary())
     paper = paper_exclusions(corpus)
     if settings.mode == "finetune":
@@ -84,9 +85,9 @@ def prepare(settings: SweepSettings) -> Prepared:
     ds = build_features(corpus, audio, text, cache / "features", layers=settings.layers,
                         extractor=_extractor(settings))
     feature_dir = Path(ds.cache_files[0]["filename"]).parent
-    excluded = feature_dir / "excluded.csv"
+    excluded = feature_dir / EXCLUDED_FILE
     if not excluded.exists():  # a cache built elsewhere: keep this run's exclusions beside the sweep
-        excluded = corpus.save_exclusions(cache / "excluded.csv")
+        excluded = corpus.save_exclusions(cache / EXCLUDED_FILE)
     if uses_paper_selection(settings):
         excluded = _with_paper_exclusions(excluded, paper, cache)
     meta = feature_meta(feature_dir)
@@ -105,9 +106,9 @@ def prepare(settings: SweepSettings) -> Prepared:
 
 def _prepare_inputs(settings: SweepSettings, corpus: Any, audio: str, text: str, paper: pd.DataFrame) -> Prepared:
     table, path = build_inputs(corpus, audio, text, settings.cache_dir / "inputs")
-    excluded = path / "excluded.csv"
+    excluded = path / EXCLUDED_FILE
     if not excluded.exists():
-        excluded = corpus.save_exclusions(settings.cache_dir / "excluded.csv")
+        excluded = corpus.save_exclusions(settings.cache_dir / EXCLUDED_FILE)
     if uses_paper_selection(settings):
         excluded = _with_paper_exclusions(excluded, paper, settings.cache_dir)
     meta = input_meta(path)

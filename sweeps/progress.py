@@ -25,11 +25,13 @@ from pathlib import Path
 from typing import IO, Any
 
 from ray.tune import Callback
+from ray.tune.result import TIME_TOTAL_S
 
 from erc import contract as C
+from erc.vocab import REPORTS_DIR
 from sweeps.naming import TrialLabels
+from sweeps.settings import DEFAULT, QUIET, VERBOSE
 
-QUIET, DEFAULT, VERBOSE = -1, 0, 1
 # (logged key, shown name) of the metrics on a finished trial's line; the selected epoch's value when the
 # trial reports one, else its last epoch's.
 LINE_METRICS = (("acc", "acc"), ("macro_f1", "macro-F1"))
@@ -57,7 +59,7 @@ def duration(seconds: float) -> str:
 
 def tune_log(settings: Any, sweep: str) -> Path:
     """Where Tune's own console output goes below ``-v``: beside the sweep's report."""
-    return Path(settings.cache_dir) / "reports" / sweep / "tune.log"
+    return Path(settings.cache_dir) / REPORTS_DIR / sweep / "tune.log"
 
 
 def header(settings: Any, prepared: Any, track: Any, n_trials: int) -> str:
@@ -278,10 +280,10 @@ class SweepProgress(Callback):
             value = _value(result, key)
             if value is not None:
                 parts.append(f"{name} {value:.3f}")
-        if "score" in result and not any(_value(result, k) is not None for k, _ in self.metrics):
-            parts.append(f"score {float(result['score']):.3f}")
-        if "time_total_s" in result:
-            parts.append(duration(float(result["time_total_s"])))
+        if C.RESULT_SCORE in result and not any(_value(result, k) is not None for k, _ in self.metrics):
+            parts.append(f"score {float(result[C.RESULT_SCORE]):.3f}")
+        if TIME_TOTAL_S in result:
+            parts.append(duration(float(result[TIME_TOTAL_S])))
         return "  ".join(parts)
 
     def _failure_line(self, trial: Any, final: bool) -> str:

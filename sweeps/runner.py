@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -17,18 +16,18 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.result import TRIAL_ID
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
-from analysis.runs import search_all
 from erc import contract as C
-from erc.atomic import DiskFullError
+from erc.contract import search_all
 from sweeps import progress, tracking
-from sweeps.cluster import ClusterResourceError, RayAddressError, init_ray
+from sweeps.cluster import init_ray
 from sweeps.gpus import resolve_gpus_per_trial
 from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared
+from sweeps.results import full_params
 from sweeps.settings import AUTO, SweepSettings
-from sweeps.trainable import full_params
 
 log = logging.getLogger(__name__)
 
@@ -76,27 +75,6 @@ def open_tracking(settings: SweepSettings, prepared: Prepared, sweep: str, stage
     if prepared.excluded_csv is not None and prepared.excluded_csv.exists():
         client.log_artifact(parent, str(prepared.excluded_csv), artifact_path=C.DATA_DIR)
     return Tracking(client, uri, experiment_id, parent, sweep, tags)
-
-
-INTERRUPTED = "interrupted — rerun the same command to resume it (finished trials are kept, not rerun)."
-# Errors a user can act on from their message alone: printed as one line, no traceback.
-USER_ERRORS = (DiskFullError, ClusterResourceError, RayAddressError)
-
-
-def run_cli(main: Callable[..., int], *args: Any) -> int:
-    """Run an entry script's body with exit codes that tell the truth.
-
-    Ctrl-C anywhere (building caches, the second Ctrl-C inside Tune, the report) exits 130 with the
-    way to resume; the errors of ``USER_ERRORS`` exit 1 with their message.
-    """
-    try:
-        return main(*args)
-    except KeyboardInterrupt:
-        print(f"\n{INTERRUPTED}", file=sys.stderr)
-        return 130
-    except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 1
 
 
 @dataclass
@@ -152,7 +130,7 @@ def expected_trials(param_space: Mapping[str, Any], num_samples: int) -> int:
 
 
 def _outcome(track: Tracking, results: Any, total: int) -> Outcome:
-    ids = {r.metrics["trial_id"] for r in results if r.metrics and "trial_id" in r.metrics}
+    ids = {r.metrics[TRIAL_ID] for r in results if r.metrics and TRIAL_ID in r.metrics}
     # every trial run carries the sweep's tag, whichever run it nests under (concurrent searches: their own)
     runs = search_all(track.client, track.experiment_id,
                       C.tag_filter({C.SWEEP: track.tags.get(C.SWEEP, track.sweep)}, status="FINISHED"))

@@ -11,31 +11,26 @@ import argparse
 import sys
 from pathlib import Path
 
-import yaml
+from sweeps.cli import INTERRUPTED, run_cli
+from sweeps.settings import add_arguments, positive, select_metric_argument
 
-from erc import contract as C
-from sweeps.cluster import start_ray
-from sweeps.prepare import prepare
-from sweeps.progress import quiet_startup
-from sweeps.runner import INTERRUPTED, close_tracking, open_tracking, run_cli, tracking_uri
-from sweeps.search_run import run_studies
-from sweeps.settings import add_common_arguments, positive, select_metric_argument, settings_from_args
-from sweeps.spaces import SpaceError, load_space
-from sweeps.studies import Study
+# this script's own defaults: one fold and the paper's proposed arm (a search is per arm)
+DEFAULTS = {"folds": [0], "fusions": ["outer"], "labels": ["peakl"]}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python sweeps/search.py", description=__doc__)
     search = parser.add_argument_group("search")
     search.add_argument("--space", help="search-space YAML (default: search_spaces/<fusion>.yaml for each arm)")
-    search.add_argument("--num-samples", type=positive(int), default=20, help="trials per arm (default 20)")
+    search.add_argument("--num-samples", type=positive(int), default=20, help="trials per arm (default %(default)s)")
     select_metric_argument(search)
     search.add_argument("--grace-period", type=positive(int), default=3,
-                        help="ASHA: epochs before a trial may stop (default 3)")
+                        help="ASHA: epochs before a trial may stop (default %(default)s)")
     search.add_argument("--out", type=Path, help="where to write the best config (default: CACHE/search/<name>.yaml)")
-    add_common_arguments(parser, default_folds=[0])
-    parser.set_defaults(fusions=["outer"], labels=["peakl"])
+    add_arguments(parser, script="search", defaults=DEFAULTS)
     args = parser.parse_args(argv)
+    from sweeps.spaces import SpaceError, load_space  # optuna and the run config (torch): after parsing
+
     try:  # a malformed space fails before any work, as a usage error
         args.spaces = {fusion: load_space(args.space or fusion) for fusion in args.fusions}
     except SpaceError as err:
@@ -48,6 +43,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
+    # the libraries load here, once the arguments are good
+    import yaml
+
+    from erc import contract as C
+    from sweeps.cluster import start_ray
+    from sweeps.prepare import prepare
+    from sweeps.progress import quiet_startup
+    from sweeps.runner import close_tracking, open_tracking, tracking_uri
+    from sweeps.search_run import run_studies
+    from sweeps.settings import settings_from_args
+    from sweeps.studies import Study
+
     settings = settings_from_args(args, identity={"num_samples": args.num_samples, "metric": args.metric,
                                                   "space": {f: str(s.path) for f, s in args.spaces.items()}})
     quiet_startup(settings.verbose)

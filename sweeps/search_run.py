@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ray import tune
+from ray.tune.result import TRAINING_ITERATION
 
 from erc import contract as C
-from erc.metrics import metric_mode
+from erc.vocab import metric_mode
 from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared
 from sweeps.runner import Outcome, Tracking, run_tuner
@@ -42,7 +43,7 @@ def run_studies(settings: SweepSettings, prepared: Prepared, track: Tracking, st
     """
     mode = metric_mode(metric)
     searcher = StudySearcher(studies, mode=mode, seed=settings.seed)
-    asha = {s.name: {"time_attr": "training_iteration", "max_t": s.max_epochs, "reduction_factor": REDUCTION_FACTOR,
+    asha = {s.name: {"time_attr": TRAINING_ITERATION, "max_t": s.max_epochs, "reduction_factor": REDUCTION_FACTOR,
                      "grace_period": min(grace_period, s.max_epochs)} for s in studies}
     config = tune.TuneConfig(search_alg=searcher, scheduler=StudyScheduler(asha, mode=mode),
                              num_samples=sum(s.budget for s in studies))

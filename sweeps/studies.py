@@ -36,13 +36,14 @@ from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 from ray.tune.utils.util import flatten_dict
 
+from erc import contract as C
 from erc.config import RunConfig
 from sweeps.naming import run_config_keys, study_name
 from sweeps.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
 
-SCORE = "score"  # what a search trial reports: the running best of its tuned metric
+SCORE = C.RESULT_SCORE  # what a search trial reports: the running best of its tuned metric
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,9 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.tune import Callback
 
-from analysis.runs import search_all
 from erc import contract as C
 from erc.atomic import build_lock
-
-log = logging.getLogger(__name__)
+from erc.contract import search_all
 
 log = logging.getLogger(__name__)
 
@@ -239,19 +237,20 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_id(trial)
         if trial.trial_id in self._done_before:
             return
-        step = int(result.get("epoch", 0))
+        step = int(result.get(C.RESULT_EPOCH, 0))
         now = int(time.time() * 1000)
         metrics = [Metric(metric_key(k), float(v), now, step) for k, v in result.items()
                    if k.startswith(C.LOGGED_PREFIXES) and isinstance(v, int | float) and math.isfinite(v)]
         params, tags = [], []
-        if trial.trial_id not in self._node_tagged and "node_id" in result:
+        if trial.trial_id not in self._node_tagged and C.RESULT_NODE_ID in result:
             self._node_tagged.add(trial.trial_id)
-            tags = [RunTag(C.NODE_ID, str(result["node_id"])), RunTag(C.NODE_IP, str(result.get("node_ip")))]
+            tags = [RunTag(C.NODE_ID, str(result[C.RESULT_NODE_ID])),
+                    RunTag(C.NODE_IP, str(result.get(C.RESULT_NODE_IP)))]
             existing = self.client.get_run(run_id).data.params
             # The result reports them under the contract's param names (what the head trained / was scored on).
             params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID) if k in result and k not in existing]
             if self._attempt.get(trial.trial_id, 1) > 1:
-                tags.append(RunTag(C.node_attempt_tag(self._attempt[trial.trial_id]), str(result["node_id"])))
+                tags.append(RunTag(C.node_attempt_tag(self._attempt[trial.trial_id]), str(result[C.RESULT_NODE_ID])))
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
 
     def _record_error(self, trial, final: bool) -> None:

@@ -11,14 +11,8 @@ import torch
 from ray import tune
 
 from erc import contract as C
-from sweeps.trainable import best_values, train_trial
+from sweeps.trainable import train_trial
 from tests.synthetic import synthetic_features
-
-
-def test_best_values_take_each_metrics_own_direction():
-    history = [{"epoch": 1, "acc": 0.2, "loss": 1.5}, {"epoch": 2, "acc": 0.4, "loss": 1.7},
-               {"epoch": 3, "acc": 0.3, "loss": 1.1}]
-    assert best_values(history) == {"acc": 0.4, "loss": 1.1}
 
 
 @pytest.fixture(scope="module")

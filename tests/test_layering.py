@@ -1,9 +1,15 @@
-"""erc is a plain PyTorch library: no module of it imports ray or mlflow (DESIGN §1).
+"""The three packages are layered (docs/architecture.md): each imports only what is below it.
 
-The sweep layer adapts erc to Tune and MLflow; if erc imported either, a researcher could not use
-the method without them, and layering would drift. Every module is imported in a fresh interpreter
-in which ``ray`` and ``mlflow`` cannot be imported; the source is also scanned, to catch imports
-inside functions that an import test never runs.
+* ``erc`` is a plain PyTorch library: no module of it imports ray or mlflow (DESIGN §1). The sweep
+  layer adapts erc to Tune and MLflow; if erc imported either, a researcher could not use the method
+  without them, and layering would drift.
+* ``analysis`` reads finished runs: it never imports ray.
+* ``sweeps`` imports no ``analysis`` module when it is imported (the report at the end of a sweep is
+  imported inside the function that makes it): the contract both sides need is ``erc.contract``.
+
+Every module of a package is imported in a fresh interpreter in which the blocked packages cannot be
+imported; for ``erc`` and ``analysis`` the source is also scanned, to catch imports inside functions
+that an import test never runs.
 """
 
 from __future__ import annotations
@@ -16,10 +22,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 import erc
 
-BLOCKED = ("ray", "mlflow")
+BLOCKED = ("ray", "mlflow")  # erc's
 ERC_DIR = Path(erc.__file__).parent
+REPO = ERC_DIR.parent
+# package -> what importing any of its modules must not import
+LAYERS = {"erc": ("ray", "mlflow"), "analysis": ("ray",), "sweeps": ("analysis",)}
 
 # Run in a fresh interpreter: installs the blocker first, then imports every module of the package.
 CHECK = textwrap.dedent("""
@@ -48,20 +59,22 @@ CHECK = textwrap.dedent("""
 """)
 
 
-def import_everything(package: str, search_path: Path) -> dict:
-    code = CHECK.format(blocked=BLOCKED, package=package)
+def import_everything(package: str, search_path: Path, blocked: tuple[str, ...] = BLOCKED) -> dict:
+    code = CHECK.format(blocked=blocked, package=package)
     proc = subprocess.run([sys.executable, "-c", code], cwd=search_path, capture_output=True, text=True,
                           check=False, timeout=300, env={**os.environ, "PYTHONPATH": str(search_path)})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_every_erc_module_imports_without_ray_or_mlflow():
-    result = import_everything("erc", ERC_DIR.parent)
+@pytest.mark.parametrize("package", list(LAYERS))
+def test_every_module_imports_without_the_layers_above(package):
+    result = import_everything(package, REPO, LAYERS[package])
     assert not result["failures"], "\n".join(f"{m}:\n{tb}" for m, tb in result["failures"].items())
     assert not result["already"] and not result["leaked"]
-    expected = {"erc." + ".".join(p.relative_to(ERC_DIR).with_suffix("").parts)
-                for p in ERC_DIR.rglob("*.py") if p.name != "__init__.py"}
+    root = REPO / package
+    expected = {package + "." + ".".join(p.relative_to(root).with_suffix("").parts)
+                for p in root.rglob("*.py") if p.name != "__init__.py"}
     assert expected <= set(result["imported"])  # walk_packages really reached every module
 
 
@@ -79,20 +92,27 @@ def test_the_import_check_catches_an_import_at_module_level(tmp_path):
     assert "layered.clean" in result["imported"]
 
 
-IMPORT_RE = re.compile(
-    rf"^\s*(?:import|from)\s+(?:{'|'.join(BLOCKED)})\b"  # import ray / from mlflow.x import y
-    rf"|\bimport\s+[\w., ]*\b(?:{'|'.join(BLOCKED)})\b"  # import os, ray
-    rf"|(?:import_module|__import__)\(\s*[\"'](?:{'|'.join(BLOCKED)})\b",  # importlib by name
-    re.MULTILINE,
-)
+def import_re(blocked: tuple[str, ...]) -> re.Pattern:
+    names = "|".join(blocked)
+    return re.compile(
+        rf"^\s*(?:import|from)\s+(?:{names})\b"  # import ray / from mlflow.x import y
+        rf"|\bimport\s+[\w., ]*\b(?:{names})\b"  # import os, ray
+        rf"|(?:import_module|__import__)\(\s*[\"'](?:{names})\b",  # importlib by name
+        re.MULTILINE,
+    )
 
 
-def test_no_erc_source_imports_ray_or_mlflow_anywhere():
+IMPORT_RE = import_re(BLOCKED)
+
+
+@pytest.mark.parametrize("package", ["erc", "analysis"])  # sweeps may import analysis inside a function
+def test_no_source_imports_the_layers_above_anywhere(package):
     # Imports inside functions never run at module import; find them in the text.
-    hits = [f"{path.relative_to(ERC_DIR.parent)}:{text[:m.start()].count(chr(10)) + 1}: {m.group().strip()}"
-            for path in sorted(ERC_DIR.rglob("*.py"))
+    pattern = import_re(LAYERS[package])
+    hits = [f"{path.relative_to(REPO)}:{text[:m.start()].count(chr(10)) + 1}: {m.group().strip()}"
+            for path in sorted((REPO / package).rglob("*.py"))
             for text in [path.read_text(encoding="utf-8")]
-            for m in IMPORT_RE.finditer(text)]
+            for m in pattern.finditer(text)]
     assert not hits, hits
 
 

@@ -1,0 +1,40 @@
+"""What an entry script does around its body: exit codes that tell the truth.
+
+Import-light (the entry scripts import it before torch, ray or mlflow load).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from erc.atomic import DiskFullError
+
+INTERRUPTED = "interrupted — rerun the same command to resume it (finished trials are kept, not rerun)."
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """Errors a user can act on from their message alone: printed as one line, no traceback."""
+    # sweeps.cluster imports ray; asked for only once a body has failed (and has imported it by then)
+    from sweeps.cluster import ClusterResourceError, RayAddressError
+
+    return DiskFullError, ClusterResourceError, RayAddressError
+
+
+def run_cli(main: Callable[..., int], *args: Any) -> int:
+    """Run an entry script's body with exit codes that tell the truth.
+
+    Ctrl-C anywhere (importing the libraries, building caches, the second Ctrl-C inside Tune, the
+    report) exits 130 with the way to resume; the errors of :func:`user_errors` exit 1 with their message.
+    """
+    try:
+        return main(*args)
+    except KeyboardInterrupt:
+        print(f"\n{INTERRUPTED}", file=sys.stderr)
+        return 130
+    except Exception as err:
+        if isinstance(err, user_errors()):
+            print(f"error: {err}", file=sys.stderr)
+            return 1
+        raise

@@ -1,0 +1,47 @@
+"""Every benchmark runs at its smallest arguments, so none rots between the times someone measures.
+
+Not a measurement: each script runs as a user runs it (a subprocess, its own cache) and must exit 0
+with a JSON object as the last line it prints (what the README's figures are copied from).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+BENCHMARKS = REPO / "benchmarks"
+
+# each benchmark's smallest arguments
+SMALLEST: dict[str, list[str]] = {
+    "demo_sweep.py": ["--smoke-test"],
+    "extraction.py": ["--mid-utterances", "4", "--check", "4", "--cluster-utterances", "8", "--head-epochs", "1",
+                      "--limit", "20", "--batch-seconds", "8"],
+    "finetune_step.py": ["--steps", "1", "--batch-size", "2", "--smoke"],
+    "head_vs_end_to_end.py": ["--utterances", "8", "--batch-size", "4", "--paper-batch", "1", "--paper-steps", "1"],
+    "per_arm.py": ["--smoke-test", "--tune-per-arm", "1"],
+    "tune_overhead.py": ["--folds", "1"],
+}
+
+
+def test_every_benchmark_is_run_here():
+    assert set(SMALLEST) == {p.name for p in BENCHMARKS.glob("*.py")}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("script", sorted(SMALLEST))
+def test_benchmark_runs_and_ends_with_one_json_line(script, tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env.update(ERC_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
+    args = [*SMALLEST[script], *(["--cache-dir", str(tmp_path / "cache")] if script == "per_arm.py" else [])]
+    proc = subprocess.run([sys.executable, str(BENCHMARKS / script), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1800, check=False)
+    print(proc.stdout[-3000:], proc.stderr[-3000:])
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert isinstance(figures, dict) and figures
