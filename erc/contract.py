@@ -73,6 +73,7 @@ FACTOR_ORDER = {FUSION: vocab.FACTOR_ORDER["fusion"], LABELS: vocab.FACTOR_ORDER
 # --------------------------------------------------------------------------- params
 N_TRAIN = "n_train"  # utterances the head was trained on (after the hard arm drops ties)
 N_VALID = "n_valid"  # validation utterances evaluated
+N_DEV = "n_dev"  # dev utterances the epoch was chosen on (0: chosen on the held-out fold, select_on='valid')
 
 # --------------------------------------------------------------------------- metrics
 VALID_PREFIX = "valid/"  # per epoch, step = epoch: the held-out fold (the one the tables report)
@@ -178,7 +179,6 @@ COMPARE_DIR = "compare"
 BEST_CONFIG_DIR = "best"
 PER_ARM_DIR = "per_arm_tuning"
 EMBEDDINGS_DIR = "embeddings"  # a trial's embedding coordinates and settings
-SPLIT_FILE = "split.json"  # at a trial's artifact root: {"train": [...], "dev": [...], "test": [...]} segment ids
 LAYER_WEIGHTS_FILE = "layer_weights.json"  # a weighted head's layer weights at the selected epoch (+ plots/*.png)
 # what else a sweep writes (sweeps/ only; nothing reads these by name but people and the tests):
 # a grid trial's checkpoint directory, logged as its artifacts (*.png under plots/, *.pt under checkpoint/)
@@ -186,11 +186,14 @@ FINAL_FILE = "final.json"  # the finished trial's last result (a restored trial 
 STATE_FILE = "state.pt"  # a running trial's resume state (every-epoch checkpoints; never logged)
 PREDICTIONS_FILE = "predictions.jsonl"
 HISTORY_FILE = "history.json"
+DEV_HISTORY_FILE = "dev_history.json"  # the dev split's metrics per epoch (select_on='dev')
 CONFUSION_PLOT = "confusion_matrix.png"
 LAYER_WEIGHTS_PLOT = "layer_weights.png"
 PEAKL_PLOT = "peakl_labels.png"  # parent run, plots/: the corpus's labels before and after PeakL
-# a --tune-per-arm search run's artifacts, and the grid parent's summary under PER_ARM_DIR
+# at a grid trial's artifact root: {"train": [...], "dev": [...], "test": [...]} segment ids (DESIGN §14);
+# a --tune-per-arm search run's: {"train": [...], "valid": [...]} of its inner split
 SPLIT_FILE = "split.json"
+# a --tune-per-arm search run's artifacts, and the grid parent's summary under PER_ARM_DIR
 SEARCH_TRIALS_FILE = "trials.csv"
 SEARCH_BEST_FILE = "best_config.yaml"
 PER_ARM_CONFIGS_FILE = "per_arm_configs.yaml"

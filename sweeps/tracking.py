@@ -248,7 +248,7 @@ class MlflowTrialCallback(Callback):
                     RunTag(C.NODE_IP, str(result.get(C.RESULT_NODE_IP)))]
             existing = self.client.get_run(run_id).data.params
             # The result reports them under the contract's param names (what the head trained / was scored on).
-            params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID) if k in result and k not in existing]
+            params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID, C.N_DEV) if k in result and k not in existing]
             if self._attempt.get(trial.trial_id, 1) > 1:
                 tags.append(RunTag(C.node_attempt_tag(self._attempt[trial.trial_id]), str(result[C.RESULT_NODE_ID])))
         self.client.log_batch(run_id, metrics=metrics, params=params, tags=tags)
