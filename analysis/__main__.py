@@ -17,6 +17,7 @@ from analysis.options import (
     ALTERNATIVES,
     DEFAULT_METRICS,
     OUT_DIR,
+    POSTHOC_METHODS,
     VALUES_CSV_HELP,
     Contrast,
     ReportOptions,
@@ -129,6 +130,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="add the Bayesian correlated t-test (baycomp) with this region of practical equivalence",
     )
     common.add_argument("--alternative", choices=ALTERNATIVES, default=DEFAULTS.alternative)
+    common.add_argument(
+        "--control", default=DEFAULTS.control,
+        help="with more than two fusions: the control arm of the post-hoc test and of the paired tables "
+        "(default: %(default)s)",
+    )
+    common.add_argument(
+        "--posthoc", choices=POSTHOC_METHODS, default=DEFAULTS.posthoc,
+        help="with more than two fusions, after the Friedman test: holm (each fusion against --control, "
+        "Holm-corrected) or nemenyi (all pairs) (default: %(default)s)",
+    )
     common.add_argument(
         "--no-log", dest="log_to_mlflow", action="store_false",
         help="do not log the files to MLflow (the sweep's parent run; without one, a run tagged role=analysis)"

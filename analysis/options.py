@@ -18,6 +18,10 @@ from erc import vocab
 # Where files go without --out: analysis_out/<sweep>/<command>/ under the working directory.
 OUT_DIR = "analysis_out"
 ALTERNATIVES: tuple[str, ...] = ("two-sided", "greater", "less")
+# Over more than two fusion arms (analysis.many_arms): the post-hoc test after Friedman's — Holm-corrected
+# comparisons against the control arm, or Nemenyi's all pairs — and the default control, the paper's baseline.
+POSTHOC_METHODS: tuple[str, ...] = ("holm", "nemenyi")
+DEFAULT_CONTROL = vocab.DEFAULT_FUSIONS[0]
 # Known metrics first, in the paper's order (its tables list arousal before valence; vocab lists the
 # dimensions valence first), then the losses; anything else the runs carry follows alphabetically.
 METRIC_ORDER: tuple[str, ...] = (*vocab.CLASSIFICATION_METRICS, *reversed(vocab.REGRESSION_METRICS),
@@ -85,7 +89,8 @@ class ReportOptions:
     ``filter_string`` (an MLflow filter) in ``experiment`` at ``tracking_uri``; ``values`` says which
     logged values (``selected`` or ``best``); ``values_csv`` reads per-fold values from a CSV file instead
     (nothing is logged then). The tables: ``metrics`` (default :data:`DEFAULT_METRICS` where logged),
-    ``extended`` corrections, the Bayesian test's ``rope``, the t-test's ``alternative``. The files:
+    ``extended`` corrections, the Bayesian test's ``rope``, the t-test's ``alternative``; with more than
+    two fusions, the ``control`` fusion of the post-hoc test ``posthoc`` and of the paired tables. The files:
     ``out_dir`` (default ``analysis_out/<sweep>/<command>``), ``log_to_mlflow``, ``echo`` (print the
     Markdown).
     """
@@ -103,6 +108,8 @@ class ReportOptions:
     extended: bool = True
     rope: float | None = None
     alternative: str = ALTERNATIVES[0]
+    control: str = DEFAULT_CONTROL
+    posthoc: str = POSTHOC_METHODS[0]
     # the files
     out_dir: str | Path | None = None
     log_to_mlflow: bool = True
@@ -113,6 +120,8 @@ class ReportOptions:
             raise ValueError(f"values must be one of {', '.join(C.VALUE_PREFIXES)}, not {self.values!r}")
         if self.alternative not in ALTERNATIVES:
             raise ValueError(f"alternative must be one of {', '.join(ALTERNATIVES)}, not {self.alternative!r}")
+        if self.posthoc not in POSTHOC_METHODS:
+            raise ValueError(f"posthoc must be one of {', '.join(POSTHOC_METHODS)}, not {self.posthoc!r}")
         if self.sweep is not None and self.all_runs:
             raise ValueError("choose either a sweep or all runs, not both")
         if self.metrics is not None:

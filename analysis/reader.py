@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from analysis.selection import find_sweep, selected_runs
-from analysis.trials import BASE_COLUMNS, Sweep, Trials, arm_of, metric_order
+from analysis.trials import BASE_COLUMNS, SIZE_COLUMNS, Sweep, Trials, arm_of, metric_order
 from erc import contract as C
 
 if TYPE_CHECKING:
@@ -148,10 +148,11 @@ def load_trials(client: MlflowClient, sweep: Sweep, values: str = C.DEFAULT_VALU
         for name, value in metric_values(run, values).items():
             if name not in row:  # a metric named like a column (e.g. "fold") is not analysable
                 row[name] = value
+        row.update({k: run.data.metrics[k] for k in SIZE_COLUMNS if k in run.data.metrics})
         rows.append(row)
         attributes.append({**params, **{k: v for k, v in tags.items() if not k.startswith("mlflow.")}})
     df = pd.DataFrame(rows, columns=None if rows else BASE_COLUMNS)
-    metrics = metric_order(c for c in df.columns if c not in BASE_COLUMNS)
+    metrics = metric_order(c for c in df.columns if c not in BASE_COLUMNS and c not in SIZE_COLUMNS)
     armed = df[df[C.ARM].astype(str) != ""] if not df.empty else df
     key = [C.FOLD, C.SEED, C.ARM]
     dup = armed[armed.duplicated(key, keep=False)] if not armed.empty else armed

@@ -34,7 +34,7 @@ from analysis.document import (
     to_markdown,
 )
 from analysis.formatting import csv_frame, format_frame, latex_table
-from analysis.options import Contrast, ReportOptions, slugify
+from analysis.options import DEFAULT_METRICS, Contrast, ReportOptions, slugify
 from analysis.pairing import MissingArmError
 from analysis.plots import arm_plot, paired_plot
 from analysis.prose import (
@@ -75,6 +75,8 @@ PAPER_TABLES = (
     Contrast(factor=C.LABELS, treatment="peakl", baseline="hard", where={C.FUSION: "outer"}),
 )
 REPORT_ARTIFACT_DIR = C.REPORT_DIR
+FRIEDMAN_FILE = "friedman.csv"
+POSTHOC_FILE = "posthoc.csv"
 COMPARE_ARTIFACT_DIR = C.COMPARE_DIR
 
 
@@ -100,6 +102,90 @@ def paper_contrast(trials: Trials, contrast: Contrast) -> Contrast:
     if not trials.carries(contrast.factor):
         raise MissingArmError(f"no run carries the factor {contrast.factor!r} (as a tag, a param or a column)")
     return dataclasses.replace(contrast, where={k: v for k, v in contrast.where.items() if trials.carries(k)})
+
+
+def fusion_arms(trials: Trials) -> tuple[list[str], dict[str, str]]:
+    """The fusions the runs hold (the report's order) and the labels value they are compared at: the
+    paper's fusion table's (peakl) when the runs hold several labels arms and it is one, else the first."""
+    if not trials.carries(C.FUSION):
+        return [], {}
+    present = {str(f) for f in trials.column(C.FUSION).dropna()}
+    order = C.FACTOR_ORDER[C.FUSION]
+    fusions = sorted(present, key=lambda f: (order.index(f) if f in order else len(order), f))
+    labels = sorted({str(v) for v in trials.column(C.LABELS).dropna()}) if trials.carries(C.LABELS) else []
+    if len(labels) < 2:
+        return fusions, {}
+    paper = PAPER_TABLES[0].where[C.LABELS]
+    return fusions, {C.LABELS: paper if paper in labels else labels[0]}
+
+
+def control_contrasts(trials: Trials, options: ReportOptions) -> list[Contrast]:
+    """With more than two fusions: every other fusion against the control, at the fusions' labels value
+    (the paper's outer vs concat table is not repeated)."""
+    fusions, where = fusion_arms(trials)
+    if len(fusions) <= 2 or options.control not in fusions:
+        return []
+    paper = PAPER_TABLES[0]
+    return [Contrast(factor=C.FUSION, treatment=f, baseline=options.control, where=where) for f in fusions
+            if f != options.control and not (options.control == paper.baseline and f == paper.treatment)]
+
+
+def write_many_arms(trials: Trials, options: ReportOptions, out_dir: Path) -> tuple[list[Path], list[Block]]:
+    """More than two fusions (DESIGN §13): the Friedman test per metric over the fusions' fold values, the
+    post-hoc test (``options.posthoc``, against ``options.control``) and a critical-difference diagram per
+    metric — ``friedman.csv`` (metric, statistic, p, k, n), ``posthoc.csv``, ``cd_<metric>.png``."""
+    from analysis.many_arms import cd_diagram, fold_matrix, friedman_table, many_arms
+
+    fusions, where = fusion_arms(trials)
+    runs = trials.runs
+    if where:
+        runs = runs[trials.column(C.LABELS) == where[C.LABELS]]
+    blocks_by = [C.FOLD, C.SEED] if runs[C.SEED].nunique() > 1 else [C.FOLD]
+    metrics = [m for m in (options.metrics or DEFAULT_METRICS) if m in trials.metrics]
+    cond = f", labels={where[C.LABELS]}" if where else ""
+    heading = Heading(f"{len(fusions)} fusions: Friedman test and post-hoc against {options.control}{cond}", 2)
+    try:
+        if options.control not in fusions:
+            raise ValueError(f"the control fusion {options.control!r} is not among the runs' fusions "
+                             f"{fusions} (choose one with --control)")
+        results = [many_arms(fold_matrix(runs, m, arm=C.FUSION, blocks=blocks_by, arms=fusions), m,
+                             control=options.control, method=options.posthoc) for m in metrics]
+    except ValueError as err:
+        print(f"warning: Friedman test not computed: {err}", file=sys.stderr)
+        return [], [heading, Text(f"Not computed: {err}")]
+    friedman = friedman_table(results)
+    friedman.to_csv(out_dir / FRIEDMAN_FILE, index=False)
+    import pandas as pd
+
+    pd.concat([r.posthoc.assign(metric=r.metric) for r in results]).to_csv(out_dir / POSTHOC_FILE, index=False)
+    pngs = [cd_diagram(r, out_dir / f"cd_{slugify(r.metric)}.png") for r in results]
+    p_col = "p_holm" if options.posthoc == "holm" else "p_nemenyi"
+    ranks = pd.DataFrame(index=pd.Index(fusions, name=C.FUSION))
+    for r in results:
+        post = r.posthoc.set_index("arm")
+        ranks[r.metric] = [
+            f"{r.ranks[f]:.2f} (control)" if f == options.control else
+            f"{r.ranks[f]:.2f} (p = {post.loc[f, p_col]:.3g}){' *' if post.loc[f, 'significant'] else ''}"
+            for f in fusions]
+    shown = friedman.set_index("metric")
+    shown = pd.DataFrame({"χ²_F": [f"{v:.3f}" for v in shown["statistic"]], "p": [f"{v:.3g}" for v in shown["p"]],
+                          "k": shown["k"].astype(str), "n": shown["n"].astype(str)}, index=shown.index)
+    test = ("Holm-corrected z-tests of each fusion's mean rank against the control's (Demšar 2006, §3.2.2)"
+            if options.posthoc == "holm" else "Nemenyi's test against the control (all pairs in posthoc.csv)")
+    blocks: list[Block] = [
+        heading,
+        Text(f"With {len(fusions)} fusions, pairwise tables multiply comparisons: the Friedman test asks "
+             f"whether the fusions differ at all, over {results[0].n if results else 0} folds"
+             f"{' × seeds' if len(blocks_by) > 1 else ''} as blocks{cond}; then {test}. "
+             "The paired tables above compare each fusion with the control one at a time, uncorrected across them."),
+        Table(shown, "metric", "Friedman test per metric (scipy.stats.friedmanchisquare)"),
+        Text(f"Mean rank per fusion and metric (1 = best), the post-hoc p-value against {options.control}; "
+             "* = significant at 0.05."),
+        Table(ranks, C.FUSION, "Mean ranks and post-hoc p-values"),
+        Figures("Critical-difference diagrams: fusions on their mean rank, joined where Nemenyi's test does "
+                "not separate them at 0.05", pngs),
+    ]
+    return [out_dir / FRIEDMAN_FILE, out_dir / POSTHOC_FILE, *pngs], blocks
 
 
 def header(trials: Trials) -> list[Block]:
@@ -327,7 +413,7 @@ def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> st
     built = 0
     sizes_logged = True
     caught: list[str] = []
-    for contrast in PAPER_TABLES:
+    for contrast in (*PAPER_TABLES, *control_contrasts(trials, options)):
         try:
             contrast = paper_contrast(trials, contrast)
             with warnings.catch_warnings(record=True) as seen:
@@ -350,6 +436,10 @@ def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> st
         warnings.warn(message, stacklevel=2)
     if trials.arms:
         written, blocks = write_arms(trials, out)
+        files += written
+        doc.add(*blocks)
+    if len(fusion_arms(trials)[0]) > 2:
+        written, blocks = write_many_arms(trials, options, out)
         files += written
         doc.add(*blocks)
     if client is not None and trials.values == C.DEFAULT_VALUES and trials.arms:

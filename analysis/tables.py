@@ -14,7 +14,7 @@ from analysis.folds import sorted_keys
 from analysis.options import METRIC_ORDER, Contrast, ReportOptions
 from analysis.pairing import Comparison, pair
 from analysis.stats import SEED_COLUMNS, nb_ratio, paired_table
-from analysis.trials import Trials
+from analysis.trials import SIZE_COLUMNS, Trials
 from erc import contract as C
 from erc import vocab
 
@@ -22,6 +22,8 @@ from erc import vocab
 # the like stay in arms.csv).
 ARM_TABLE_METRICS = [m for m in METRIC_ORDER if m in vocab.METRIC_KEYS]
 RUNS_COLUMN = "runs"  # the per-arm table's count of runs
+# the per-arm table's size columns: trainable parameters, forward FLOPs per utterance (means over runs)
+SIZE_LABELS = {C.MODEL_PARAMS: "params", C.MODEL_FLOPS: "FLOPs"}
 
 
 @dataclass
@@ -77,9 +79,11 @@ def mean_differences(res: TableResult) -> dict[str, float]:
 
 
 def arm_summary(trials: Trials, metrics: Sequence[str] | None = None) -> pd.DataFrame:
-    """Per arm: number of runs and mean, sd (ddof = 1, over folds and seeds) of every metric."""
+    """Per arm: number of runs and mean, sd (ddof = 1, over folds and seeds) of every metric; the mean
+    size (``model/params``, ``model/flops``) where the runs logged it (a per-arm search varies it)."""
     metrics = list(metrics) if metrics else trials.metrics
-    columns = [C.FUSION, C.LABELS, RUNS_COLUMN, *(f"{m}_{s}" for m in metrics for s in ("mean", "sd"))]
+    sizes = [s for s in SIZE_COLUMNS if s in trials.runs.columns]
+    columns = [C.FUSION, C.LABELS, RUNS_COLUMN, *sizes, *(f"{m}_{s}" for m in metrics for s in ("mean", "sd"))]
     rows = {}
     for arm in trials.arms:
         runs = trials.runs[trials.runs[C.ARM] == arm]
@@ -88,6 +92,8 @@ def arm_summary(trials: Trials, metrics: Sequence[str] | None = None) -> pd.Data
             C.LABELS: runs[C.LABELS].iloc[0],
             RUNS_COLUMN: len(runs),
         }
+        for size in sizes:
+            row[size] = runs[size].dropna().astype(float).mean()
         for m in metrics:
             vals = runs[m].dropna().astype(float)
             row[f"{m}_mean"] = vals.mean() if len(vals) else float("nan")
@@ -115,6 +121,9 @@ def arm_summary_display(summary: pd.DataFrame, metrics: Sequence[str]) -> pd.Dat
     """The per-arm table as text: the run count and ``mean ± sd`` per metric."""
     out = pd.DataFrame(index=summary.index)
     out[RUNS_COLUMN] = [str(int(n)) for n in summary[RUNS_COLUMN]]
+    for size, label in SIZE_LABELS.items():
+        if size in summary.columns:
+            out[label] = ["n/a" if math.isnan(v) else f"{v:,.0f}" for v in summary[size]]
     for m in metrics:
         out[m] = [
             "n/a" if math.isnan(mu) else (f"{mu:.4f}" if math.isnan(sd) else f"{mu:.4f} ± {sd:.4f}")

@@ -14,6 +14,9 @@ from erc import contract as C
 
 # Columns of Trials.runs besides the metrics.
 BASE_COLUMNS = ["run_id", C.FOLD, C.SEED, C.FUSION, C.LABELS, C.ARM, C.N_TRAIN, C.N_VALID]
+# A trial's size (model/params, model/flops; erc.heads.model_size): columns of Trials.runs where logged,
+# described in the per-arm table, never compared as metrics.
+SIZE_COLUMNS = C.SIZE_METRICS
 # Tags that identify a run rather than describe its arm: never offered as factors.
 NOT_FACTORS = frozenset({C.TRIAL_ID, C.NODE_ID, C.NODE_IP, C.ATTEMPTS, C.FAILED_ATTEMPTS, C.LAST_ERROR,
                          C.RESUMED, C.ORPHANED, C.GIT_COMMIT, C.COMMAND, C.FOLD, C.SEED, C.N_TRAIN, C.N_VALID})

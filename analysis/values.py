@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.options import VALUES_CSV_HELP
-from analysis.trials import BASE_COLUMNS, Sweep, Trials, arm_of
+from analysis.trials import BASE_COLUMNS, SIZE_COLUMNS, Sweep, Trials, arm_of
 from erc import contract as C
 
 FOLD, SEED = C.FOLD, C.SEED
@@ -108,7 +108,9 @@ def load_values_csv(path: str | Path, factors: Iterable[str] = ()) -> Trials:
         runs[col] = pd.to_numeric(raw[col], errors="coerce") if col in raw.columns else float("nan")
     for m in metrics:  # blank cells are NaN: paired_table refuses them and names the fold
         runs[m] = pd.to_numeric(raw[m], errors="coerce")
-    runs = runs[[*BASE_COLUMNS, *metrics]]
+    sizes = [m for m in metrics if m in SIZE_COLUMNS]  # described per arm, never compared
+    metrics = [m for m in metrics if m not in SIZE_COLUMNS]
+    runs = runs[[*BASE_COLUMNS, *sizes, *metrics]]
     attributes = pd.DataFrame({col: [v or None for v in text(col)] for col in attrs}, index=runs.index, dtype=object)
     source = ValuesFile(experiment_id="", experiment_name="", parent_run_id=None, name=path.stem, path=path)
     return Trials(sweep=source, runs=runs, metrics=metrics, attributes=attributes)

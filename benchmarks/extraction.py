@@ -53,6 +53,7 @@ from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import AudioEncoder, build_demo_encoders, load_audio_encoder, load_text_encoder
 from erc.features import ExtractionJob, Vectors, build_features, extract_here, length_buckets
+from erc.vocab import REGRESSION_METRICS
 
 PARTS = ("bucketing", "cluster", "layers")
 
@@ -272,7 +273,7 @@ def measure_float16(corpus: pd.DataFrame, audio_dir: Path, text_dir: Path, epoch
     diff = {k: max(abs(a[k] - b[k]) for a, b in zip(metrics["float16"], metrics["float32"], strict=True))
             for k in keys}
     mean_weights = {m: np.mean([w[m] for w in weights], axis=0).round(4).tolist() for m in weights[0]}
-    metric_keys = ("acc", "macro_f1", "ccc_valence", "ccc_arousal")
+    metric_keys = ("acc", "macro_f1", *REGRESSION_METRICS)
     print("weighted head, float16 vs float32 stacks, largest |Δ| over folds: "
           + ", ".join(f"{k} {diff[k]:.4f}" for k in metric_keys))
     print("mean over folds (float32): " + ", ".join(

@@ -116,10 +116,11 @@ def trial_work_s(sweep: str, cache: Path, stage: str) -> tuple[int, float]:
     from mlflow.tracking import MlflowClient
 
     from erc import contract as C
+    from erc import vocab
     from sweeps.tracking import default_tracking_uri
 
     client = MlflowClient(default_tracking_uri(cache))
-    exp = client.get_experiment_by_name("erc-sweeps").experiment_id
+    exp = client.get_experiment_by_name(vocab.EXPERIMENT).experiment_id
     runs = client.search_runs([exp], C.tag_filter({C.SWEEP: sweep, C.ROLE: C.TRIAL_ROLE, C.STAGE: stage}),
                               max_results=10000)
     return len(runs), sum((r.info.end_time - r.info.start_time) / 1000 for r in runs if r.info.end_time)

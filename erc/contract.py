@@ -99,8 +99,13 @@ GPU_PEAK_MEMORY = GPU_PREFIX + "peak_memory_mb"  # a trial's peak CUDA memory
 GPU_PROBE_PEAK_MEMORY = GPU_PREFIX + "probe_peak_memory_mb"
 GPU_TOTAL_MEMORY = GPU_PREFIX + "total_memory_mb"
 GPU_TRIALS_PER_GPU = GPU_PREFIX + "trials_per_gpu"
+# once per trial, the head's size (erc.heads.model_size): trainable parameters, forward FLOPs per utterance
+MODEL_PREFIX = "model/"
+MODEL_PARAMS = f"{MODEL_PREFIX}params"
+MODEL_FLOPS = f"{MODEL_PREFIX}flops"
+SIZE_METRICS = (MODEL_PARAMS, MODEL_FLOPS)
 LOGGED_PREFIXES = (VALID_PREFIX, DEV_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, ORACLE_PREFIX, BEST_PREFIX,
-                   ROBUST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX)
+                   ROBUST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX, MODEL_PREFIX)
 # Keys under these are never a run's plain "<metric>" (the reader's fallback for runs logged elsewhere).
 KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
 VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "oracle": ORACLE_PREFIX, "best": BEST_PREFIX}

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from sweeps.cli import run_cli
-from sweeps.settings import add_arguments
+from sweeps.settings import add_arguments, control_error
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -21,6 +21,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     groups = add_arguments(parser, script="ablation")
     groups["grid"].add_argument("--config", help="YAML of hyper-parameters (e.g. the file sweeps/search.py writes)")
     args = parser.parse_args(argv)
+    if error := control_error(args.fusions, args.control):
+        parser.error(error)
     if args.config:  # checked against the run config: only now does it load (torch)
         from erc.protocol import check_cached
         from sweeps.settings import check_layers, load_config_file

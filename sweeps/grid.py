@@ -100,9 +100,11 @@ def run_ablation(args: argparse.Namespace) -> int:
         return 130
     with warnings.catch_warnings():  # everything the report warns about is in its text, printed below
         warnings.simplefilter("ignore")
-        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports)
+        sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports,
+                     control=settings.control)
         if settings.protocol == "paper":  # the paper's tables: each metric's own best epoch (labelled optimistic)
-            sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best")
+            sweep_report(settings.experiment, sweep=sweep, tracking_uri=track.uri, out_dir=reports, values="best",
+                         control=settings.control)
     if track.uri.startswith(("http://", "https://")):
         print(f"\nBrowse the runs: {track.uri}")
     else:

@@ -110,6 +110,14 @@ def _bounded(kind: type, ok: Callable[[Any], bool], rule: str) -> Callable[[str]
     return parse
 
 
+def control_error(fusions: list[str], control: str) -> str | None:
+    """Why ``control`` cannot be the report's control fusion (None if it can): with more than two fusions
+    (the Friedman section) it must be one of them."""
+    if len(fusions) > 2 and control not in fusions:
+        return f"--control {control} is not among --fusions {','.join(fusions)}"
+    return None
+
+
 # --------------------------------------------------------------------------- the schema
 
 def flag(help: str, group: str, *, flags: tuple[str, ...] | None = None, scripts: tuple[str, ...] = SCRIPTS,
@@ -140,6 +148,11 @@ class SweepSettings:
     labels: list[str] = field(default_factory=lambda: list(vocab.LABEL_ARMS), metadata=flag(
         f"comma-separated label arms: {','.join(vocab.LABEL_ARMS)} (default {{default}})", "arms and folds",
         fingerprint=True, type=choice_list(vocab.LABEL_ARMS)))
+    # the report's control fusion with more than two fusions (analysis.many_arms): not the sweep's identity
+    control: str = field(default=vocab.DEFAULT_FUSIONS[0], metadata=flag(
+        "with more than two fusions: the control of the report's post-hoc test (Friedman, then Holm against it) "
+        "and of its paired tables (default {default})", "arms and folds", scripts=("ablation",),
+        choices=vocab.fusion_names()))
     preset: str | None = field(default=None, metadata=flag(  # None: demo on the demo corpus, paper with --data
         "head sizes (default: demo on the demo corpus, paper with --data)", "arms and folds", fingerprint=True,
         choices=vocab.PRESET_NAMES))
@@ -216,6 +229,8 @@ class SweepSettings:
 
     def __post_init__(self) -> None:
         fail_once_spec(self.fail_once)  # a malformed switch fails before any work
+        if error := control_error(self.fusions, self.control):
+            raise ValueError(error)
         self.cache_dir = Path(self.cache_dir).expanduser().resolve()
         if self.extract_on is None:
             self.extract_on = "cluster" if self.address else "driver"

@@ -28,6 +28,7 @@ from ray import tune
 
 from erc import contract as C
 from erc.config import RunConfig
+from erc.heads import model_size
 from erc.inputs import InputTable
 from erc.protocol import select_rows
 from erc.table import FeatureTable
@@ -129,7 +130,8 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
     if not search:
         result = trainers[0].result()
         result.robust = trainers[0].robustness()  # the selected weights, one modality missing or noisy
-        final = final_report(result, base)
+        # the head's size, once (model/params, model/flops); in finetune mode the encoders are not counted
+        final = {**final_report(result, base), **model_size(trainers[0].head)}
         model_file = Path(C.MODEL_CHECKPOINT if settings.get("mode") == "finetune" else C.HEAD_CHECKPOINT).name
         checkpoint, tmp = checkpoints.final_checkpoint(result, final, model_file, split_ids(*parts[0]))
         with tmp:

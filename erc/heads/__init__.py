@@ -9,8 +9,10 @@ every head's config class, so each key is a flat run-config key and every head g
 
 - :mod:`erc.heads._base`: the shared keys, :class:`BaseHead` (input normalisation and layer mixing,
   output layout, ``reset_parameters``, generator-driven dropout), :func:`split_output`
+- :mod:`erc.heads._size`: :func:`model_size` (``model/params``, ``model/flops``: what a trial logs)
 - :mod:`erc.heads.concat`: ``[a'; t']`` → MLP
 - :mod:`erc.heads.outer`: ``a' ⊗ t'`` → MLP-Mixer (the tensor mixer)
+- every other module: one fusion arm (DESIGN §13), its equations in its docstring
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from erc.heads._base import (
     split_output,
     submodule_state,
 )
+from erc.heads._size import forward_flops, model_size, trainable_parameters
 from erc.layers import LayerConfig
 from erc.vocab import PRESET_NAMES
 
@@ -105,4 +108,5 @@ def layer_weights(source: torch.nn.Module | Mapping[str, Tensor]) -> dict[str, l
 
 
 __all__ = ["FUSIONS", "PRESETS", "BaseConfig", "BaseHead", "Dropout", "HeadConfig", "InputNorm", "build_head",
-           "from_state_dict", "get", "layer_weights", "split_output"]
+           "forward_flops", "from_state_dict", "get", "layer_weights", "model_size", "split_output",
+           "trainable_parameters"]

@@ -296,6 +296,17 @@ class BaseHead(nn.Module):
         y = self.norm.outputs(self.readout(h))
         return (y, h) if return_embedding else y
 
+    def example_inputs(self, batch: int = 1) -> tuple[Tensor, Tensor]:
+        """Zero inputs of the shapes the head reads ((B, D), or (B, L, D) for a mixed modality), on its
+        device: what :func:`erc.heads.model_size` counts FLOPs on. A head reading other shapes overrides it."""
+        device = next(self.parameters()).device
+        shapes = []
+        for modality, dim in zip(MODALITIES, (self.d_audio, self.d_text), strict=True):
+            mix = self.norm.mix(modality)
+            shapes.append((batch, mix.logits.shape[0], dim) if mix is not None else (batch, dim))
+        a_shape, t_shape = shapes
+        return torch.zeros(a_shape, device=device), torch.zeros(t_shape, device=device)
+
     # ---------------------------------------------------------------- set-up by the trainer
 
     def fit_normalisation(self, audio: HeadInput, text: HeadInput, va: Tensor) -> None:

@@ -271,3 +271,47 @@ def test_report_states_the_optimism_and_draws_robustness_curves(store, tmp_path)
     assert acc.loc[("outer-peakl", "text"), "missing drop"] == pytest.approx(0.2)
     assert acc.loc[("outer-peakl", "audio"), "relative"] > acc.loc[("outer-peakl", "text"), "relative"]
     assert acc.loc[("concat-hard", "audio"), "effective"] == pytest.approx(0.0)  # the reference arm
+
+
+def test_more_than_two_fusions_add_friedman_post_hoc_and_cd_diagrams(tmp_path, capsys):
+    """Five fusions at peakl (and outer at soft, which the Friedman test leaves out): friedman.csv holds
+    scipy's statistic on the same fold values, the per-arm table the sizes, one paired table per fusion."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    fusions = ["concat", "outer", "audio", "text", "tfn"]
+    level = {"concat": 0.50, "outer": 0.52, "audio": 0.30, "text": 0.45, "tfn": 0.51}
+    rows = [{"fold": fold, "fusion": f, "labels": "peakl", "acc": level[f] + 0.03 * fold + rng.normal(0, 0.01),
+             "macro_f1": level[f] - 0.1 + rng.normal(0, 0.02), C.MODEL_PARAMS: 1000 + 10 * i,
+             C.MODEL_FLOPS: 2000 + 20 * i}
+            for fold in range(5) for i, f in enumerate(fusions)]
+    rows += [{"fold": fold, "fusion": "outer", "labels": "soft", "acc": 0.9, "macro_f1": 0.9, C.MODEL_PARAMS: 1,
+              C.MODEL_FLOPS: 1} for fold in range(5)]
+    values = pd.DataFrame(rows)
+    path = tmp_path / "values.csv"
+    values.to_csv(path, index=False)
+    out = tmp_path / "out"
+    text = sweep_report(ReportOptions(values_csv=path, out_dir=out, log_to_mlflow=False, echo=False,
+                                      metrics=("acc", "macro_f1"), control="concat"))
+    friedman = pd.read_csv(out / "friedman.csv")
+    assert list(friedman.columns) == ["metric", "statistic", "p", "k", "n"]
+    peakl = values[values.labels == "peakl"]
+    for metric in ("acc", "macro_f1"):
+        expected = stats.friedmanchisquare(*(peakl[peakl.fusion == f].sort_values("fold")[metric] for f in fusions))
+        row = friedman.set_index("metric").loc[metric]
+        assert row["statistic"] == pytest.approx(expected.statistic) and row["p"] == pytest.approx(expected.pvalue)
+        assert (row["k"], row["n"]) == (5, 5)
+        assert (out / f"cd_{metric}.png").is_file()
+    posthoc = pd.read_csv(out / "posthoc.csv")
+    assert set(posthoc["arm"]) == {"outer", "audio", "text", "tfn"} and set(posthoc["control"]) == {"concat"}
+    # the paired tables stay, each fusion against the control (outer vs concat once)
+    for f in ("audio", "text", "tfn"):
+        assert (out / f"fusion_{f}_vs_concat_labels-peakl.csv").is_file()
+    assert text.count("fusion: outer vs concat") == 1 and "Friedman" in text
+    arms = pd.read_csv(out / "arms.csv", index_col="arm")
+    assert arms.loc["tfn-peakl", C.MODEL_PARAMS] == 1040 and arms.loc["audio-peakl", C.MODEL_FLOPS] == 2040
+    assert "| params" in text or "params |" in text
+    # a control that is not among the fusions: said, not a crash
+    text = sweep_report(ReportOptions(values_csv=path, out_dir=tmp_path / "o2", log_to_mlflow=False, echo=False,
+                                      metrics=("acc",), control="lmf"))
+    assert "control fusion 'lmf' is not among" in text

@@ -14,9 +14,10 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 import erc.metrics as metrics_mod
 import erc.trainer as trainer_mod
 from erc.config import RunConfig
-from erc.heads import HeadConfig
+from erc.heads import FUSIONS, HeadConfig
 from erc.predict import load_head, predict
 from erc.trainer import StopTraining, fit
+from erc.vocab import DEFAULT_FUSIONS
 from tests.synthetic import synthetic_features
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -48,6 +49,15 @@ def test_heads_learn_well_above_chance(data, fusion, labels):
     assert m["macro_f1"] > 0.5 and m["auroc"] > 0.85, m
     assert m["ccc_valence"] > 0.5 and m["ccc_arousal"] > 0.4, m
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+
+
+@pytest.mark.parametrize("fusion", [f for f in FUSIONS if f not in DEFAULT_FUSIONS])
+def test_every_other_registered_head_trains(data, fusion):
+    """A fusion is its module: the trainer runs any registered head unchanged."""
+    train, valid = data
+    result = fit(cfg(fusion=fusion, labels="soft", epochs=3), train, valid)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.metrics["acc"] > 0.3, result.metrics
 
 
 def test_metrics_agree_with_sklearn_from_predictions(data):

@@ -204,6 +204,21 @@ def test_fusions_take_every_registered_head_or_all(capsys):
     assert "['nope']" in err and all(name in err for name in vocab.fusion_names())
 
 
+def test_the_default_grid_is_the_papers_and_control_is_a_chosen_fusion(capsys):
+    default = settings_from_args(ablation.parse_args([]))
+    assert default.fusions == list(vocab.DEFAULT_FUSIONS) and default.control == vocab.DEFAULT_FUSIONS[0]
+    chosen = settings_from_args(ablation.parse_args(["--fusions", "all", "--control", "outer"]))
+    assert chosen.control == "outer"
+    # the control names the report's baseline, not the results: the sweep (and its resume) is the same
+    assert chosen.fingerprint() == settings_from_args(ablation.parse_args(["--fusions", "all"])).fingerprint()
+    with pytest.raises(SystemExit):
+        ablation.parse_args(["--fusions", "audio,text,tfn"])  # the default control concat is not among them
+    assert "--control concat is not among --fusions audio,text,tfn" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="not among"):
+        SweepSettings(fusions=["audio", "text", "tfn"], control="outer")
+    assert SweepSettings(fusions=["audio", "text"], control="outer").control == "outer"  # two arms: no Friedman
+
+
 def test_smoke_test_and_quiet_are_shortcuts_for_settings():
     smoke = settings_from_args(ablation.parse_args(["--smoke-test", "--epochs", "9"]))
     assert {k: getattr(smoke, k) for k in SMOKE} == SMOKE  # the smoke test wins over single flags

@@ -5,11 +5,13 @@ from __future__ import annotations
 import pytest
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
+from erc.vocab import fusion_names
 from sweeps.spaces import SpaceError, load_space
 
 
-@pytest.mark.parametrize("name", ["concat", "outer"])
+@pytest.mark.parametrize("name", fusion_names())
 def test_shipped_spaces_load(name):
+    """Every registered fusion ships its space, so --tune-per-arm tunes every arm."""
     space = load_space(name)
     assert space.params["fusion"].role == "scientific" and space.params["fusion"].value == name
     sampled = space.distributions()  # what a search samples: the nuisance entries only

@@ -12,6 +12,7 @@ import torch
 from ray import tune
 
 from erc import contract as C
+from erc.heads import HeadConfig, build_head, model_size
 from sweeps.trainable import train_trial
 from tests.synthetic import synthetic_features
 
@@ -55,6 +56,9 @@ def test_grid_trials_report_what_they_trained_on(local_ray, tmp_path):
         assert r.metrics[C.SELECTED_PREFIX + "acc"] == pytest.approx(history[C.VALID_PREFIX + "acc"].iloc[epoch - 1])
         assert {f"{C.ROBUST_PREFIX}{c}/acc" for c in C.condition_names()} <= set(r.metrics)
         assert r.checkpoint is not None
+        # the head's size, reported once with the final metrics (what MLflow logs as model/params, model/flops)
+        size = model_size(build_head(HeadConfig(fusion="concat"), table.audio.shape[1], table.text.shape[1]))
+        assert {k: r.metrics[k] for k in C.SIZE_METRICS} == size and size[C.MODEL_FLOPS] > 0
         with r.checkpoint.as_directory() as path:
             split = json.loads((Path(path) / C.SPLIT_FILE).read_text())
         assert split == {"train": train.segment_id.tolist(), "dev": dev.segment_id.tolist(),

@@ -162,9 +162,13 @@ def test_reset_parameters_draws_from_the_given_generator_only(fusion):
         assert torch.equal(p, q), name
     other = build_head(config, D_A, D_T)
     other.reset_parameters(torch.Generator().manual_seed(8))
-    assert not torch.equal(other.proj_audio.weight, heads[0].proj_audio.weight)
+
+    def first_linear(head: BaseHead) -> nn.Linear:  # every head's first layer is a Linear on an input
+        return next(m for m in head.modules() if isinstance(m, nn.Linear))
+
+    assert not torch.equal(first_linear(other).weight, first_linear(heads[0]).weight)
     # the default initialisation's scale: U(±1/√fan_in)
-    assert heads[0].proj_audio.weight.abs().max() <= 1 / D_A**0.5
+    assert first_linear(heads[0]).weight.abs().max() <= 1 / first_linear(heads[0]).in_features**0.5
 
 
 @pytest.mark.parametrize("fusion", FUSIONS)
