@@ -110,3 +110,13 @@ def test_missing_is_the_training_mean_and_noise_scales_with_the_training_std(spl
     torch.testing.assert_close(noise2, 2 * noise1)  # the levels share one draw
     ratio = (noise1.std(0) / std_a).numpy()
     assert np.all(np.abs(ratio - 1) < 0.3)  # σ = 1 × the per-feature training std
+
+
+@pytest.mark.parametrize(("fusion", "ignored", "read"), [("audio", "text", "audio"), ("text", "audio", "text")])
+def test_a_unimodal_arm_is_unmoved_by_the_modality_it_does_not_read(split, fusion, ignored, read):
+    trainer = _trained(RunConfig.from_flat({"fusion": fusion, "epochs": 3}), split)
+    selected = {k: v for k, v in trainer.result().metrics.items() if k not in ("epoch", "train_loss")}
+    robust = trainer.robustness()
+    for name in (f"missing_{ignored}", *(f"noise_{ignored}_{s:g}" for s in NOISE_LEVELS)):
+        assert robust[name] == selected, name
+    assert robust[f"missing_{read}"]["acc"] < selected["acc"]
