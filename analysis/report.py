@@ -39,7 +39,15 @@ from analysis.formatting import csv_frame, format_frame, latex_table
 from analysis.options import DEFAULT_METRICS, Contrast, ReportOptions, slugify
 from analysis.pairing import MissingArmError
 from analysis.plots import arm_plot, paired_plot
-from analysis.prose import BEST_VALUES_NOTE, VALUES_LABEL, footnotes, in_words, table_intro
+from analysis.prose import (
+    ALPHA,
+    BEST_VALUES_NOTE,
+    ORACLE_VALUES_NOTE,
+    VALUES_LABEL,
+    footnotes,
+    in_words,
+    table_intro,
+)
 from analysis.publish import artifact_dir, default_out, log_files, write_document
 from analysis.reader import load_trials
 from analysis.selection import find_sweep, get_client
@@ -316,6 +324,101 @@ def write_arms(trials: Trials, out_dir: Path) -> tuple[list[Path], list[Block]]:
     return [out_dir / "arms.csv", out_dir / "arms.tex", *figures], blocks
 
 
+def write_optimism(client: MlflowClient, trials: Trials, options: ReportOptions, out_dir: Path
+                   ) -> tuple[list[Path], list[Block]]:
+    """The optimism section (:mod:`analysis.optimism`): ``optimism.csv`` (per arm and metric, the mean
+    ``oracle − selected`` and ``best − selected``), ``optimism_conclusions.csv`` (each paper table's
+    verdicts on each set of values) and one sentence. Nothing when the runs logged no oracle values."""
+    from analysis.optimism import (
+        ORACLE,
+        SELECTED,
+        conclusions_sentence,
+        conclusions_table,
+        optimism_display,
+        optimism_table,
+    )
+
+    others = {values: load_trials(client, trials.sweep, values) for values in C.VALUE_PREFIXES if values != SELECTED}
+    if not others[ORACLE].metrics:  # runs from before honest selection (or logged elsewhere)
+        return [], []
+    metrics = arm_table_metrics(trials)
+    table = optimism_table({SELECTED: trials.runs, **{v: t.runs for v, t in others.items()}}, metrics,
+                           trials.arms)
+    tables: dict[str, dict[str, object]] = {}
+    for values, source in {SELECTED: trials, **others}.items():
+        tables[values] = {}
+        for contrast in PAPER_TABLES:
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    res = compare_table(source, paper_contrast(source, contrast), options)
+            except ValueError:
+                continue
+            tables[values][contrast.label] = res.table
+    verdicts = conclusions_table(tables, ALPHA)  # type: ignore[arg-type]
+    sentence = conclusions_sentence(verdicts, ALPHA)
+    csv_frame(table).to_csv(out_dir / "optimism.csv")
+    verdicts.to_csv(out_dir / "optimism_conclusions.csv")
+    blocks: list[Block] = [
+        Heading("Optimism of choosing the epoch on the reported fold", 2),
+        Text("`selected` values come from the epoch chosen on a dev split carved from the training sessions; "
+             "`oracle` from the epoch the reported fold itself picks (what the original code reports), `best` "
+             "from each metric's own best epoch. Each cell: mean `oracle − selected` / `best − selected` over "
+             "folds (positive: the optimistic value looks better; `optimism.csv` has the numbers):"),
+        Table(optimism_display(table), "arm", "Mean oracle − selected / best − selected over folds"),
+        Text(sentence),
+    ]
+    changed = verdicts[verdicts["changes"] == "yes"]
+    if len(changed):
+        blocks.append(Table(changed.reset_index(level="metric"), "table",
+                            f"The verdicts (α = {ALPHA}) that differ between the sets of values"))
+    return [out_dir / "optimism.csv", out_dir / "optimism_conclusions.csv"], blocks
+
+
+def write_robustness(client: MlflowClient, trials: Trials, options: ReportOptions, out_dir: Path
+                     ) -> tuple[list[Path], list[Block]]:
+    """The robustness section (:mod:`analysis.robustness`): ``robustness_<metric>.png`` per shown
+    metric, ``robustness.csv`` (MultiBench's numbers for every shown metric) and the first metric's
+    table. Nothing when the runs logged no ``robust/`` values."""
+    import pandas as pd
+
+    from analysis.robustness import figure_name, long_frame, robustness_plot, robustness_table
+    from analysis.selection import selected_runs
+
+    keep = set(trials.runs["run_id"])
+    by_id = {r.info.run_id: r for r in selected_runs(client, trials.sweep) if r.info.run_id in keep}
+    wide = pd.DataFrame([{**{k: row[k] for k in (C.FOLD, C.SEED, C.ARM)}, **by_id[row["run_id"]].data.metrics}
+                         for _, row in trials.runs.iterrows() if row["run_id"] in by_id])
+    metrics = arm_table_metrics(trials)
+    if not wide.empty:  # arms in the paper's order: the first is the effective-robustness reference
+        wide = wide.sort_values(C.ARM, key=lambda arms: arms.map(trials.arms.index), kind="stable")
+    long = long_frame(wide, metrics) if not wide.empty else wide
+    if long.empty or not (long["kind"] != "clean").any():
+        return [], []
+    figures, frames = [], []
+    for metric in metrics:
+        if not (long["metric"] == metric).any():
+            continue
+        figures.append(robustness_plot(long, metric, out_dir / figure_name(metric),
+                                       title=f"{metric} under a missing or noisy modality\n{trials.sweep.description}"))
+        frames.append(robustness_table(long, metric).assign(metric=metric))
+    numbers = pd.concat(frames)
+    csv_frame(numbers).to_csv(out_dir / "robustness.csv")
+    first = frames[0]
+    blocks: list[Block] = [
+        Heading("Robustness to a missing or noisy modality", 2),
+        Text(f"Held-out folds, selected weights, one modality perturbed: missing = its training-mean input, "
+             f"noise σ × its per-feature training std (0 = clean). Relative robustness: the area under the "
+             f"metric-vs-σ curve over the σ span (MultiBench); effective: the curve's excess over the reference "
+             f"arm `{first.attrs['reference']}` shifted to the same clean value, summed over σ > 0; `_norm`: "
+             f"max–min normalised across arms (1 = most robust). {metrics[0]}:"),
+        Table(format_frame(first.drop(columns="metric").reset_index(level="modality")), "arm",
+              f"Robustness numbers: {metrics[0]}"),
+        Figures("Robustness curves per arm, one figure per metric", figures),
+    ]
+    return [out_dir / "robustness.csv", *figures], blocks
+
+
 def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> str:
     """The paper's tables plus per-arm mean ± sd: printed, saved (Markdown, HTML, CSV, LaTeX, PNG), logged.
 
@@ -371,12 +474,17 @@ def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> st
         written, blocks = write_many_arms(trials, options, out)
         files += written
         doc.add(*blocks)
+    if client is not None and trials.values == C.DEFAULT_VALUES and trials.arms:
+        for section in (write_optimism, write_robustness):
+            written, blocks = section(client, trials, options, out)
+            files += written
+            doc.add(*blocks)
     if built:
         repeated = len(set(trials.runs[C.SEED])) > 1
         notes = [*footnotes(options.extended, options.rope, repeated, values=trials.values,
                             sizes_logged=sizes_logged), *notes]
     elif trials.values != C.DEFAULT_VALUES:
-        notes = [BEST_VALUES_NOTE, *notes]
+        notes = [{"best": BEST_VALUES_NOTE, "oracle": ORACLE_VALUES_NOTE}[trials.values], *notes]
     if notes:
         doc.add(Notes(list(dict.fromkeys(notes))))
     text, pages = write_document(doc, out, "report")

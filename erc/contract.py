@@ -9,8 +9,9 @@ Layout a sweep writes (DESIGN §7)::
     parent run   tags: sweep, role=parent, stage, corpus, encoders, git_commit, command
     └── trial    tags: role=trial, stage=grid|search, fold, fusion, labels, arm, seed, ray.trial_id, attempts
                  params: the resolved config, n_train, n_valid
-                 metrics: valid/<m> and train/loss per epoch (step = epoch), selected/<m>, best/<m>
-                 artifacts: checkpoint/, plots/, errors/
+                 metrics: valid/<m>, dev/<m> and train/loss per epoch (step = epoch), selected/<m>,
+                          oracle/<m>, best/<m>, robust/<condition>/<m>
+                 artifacts: split.json, checkpoint/, plots/, errors/
 
 What analysis *needs* of a run is much less (see :data:`MINIMAL_RUN`): a fold and the compared
 factors, as tags or params, and ``selected/<metric>`` (or plain ``<metric>``) values.
@@ -19,9 +20,11 @@ factors, as tags or params, and ``selected/<metric>`` (or plain ``<metric>``) va
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from erc import vocab
+from erc.vocab import MODALITIES
 
 # --------------------------------------------------------------------------- tags
 SWEEP = "sweep"
@@ -70,12 +73,21 @@ FACTOR_ORDER = {FUSION: vocab.FACTOR_ORDER["fusion"], LABELS: vocab.FACTOR_ORDER
 # --------------------------------------------------------------------------- params
 N_TRAIN = "n_train"  # utterances the head was trained on (after the hard arm drops ties)
 N_VALID = "n_valid"  # validation utterances evaluated
+N_DEV = "n_dev"  # dev utterances the epoch was chosen on (0: chosen on the held-out fold, select_on='valid')
 
 # --------------------------------------------------------------------------- metrics
-VALID_PREFIX = "valid/"  # per epoch, step = epoch
+VALID_PREFIX = "valid/"  # per epoch, step = epoch: the held-out fold (the one the tables report)
+DEV_PREFIX = "dev/"  # per epoch: the dev split carved from the training sessions (select_on='dev')
 TRAIN_PREFIX = "train/"  # per epoch
-SELECTED_PREFIX = "selected/"  # every metric at the one epoch chosen by select_metric
-BEST_PREFIX = "best/"  # each metric's own best epoch (the paper's way; optimistic)
+# every metric on the held-out fold at the one epoch select_metric picks on the selection set
+# (select_on: the dev split by default; the held-out fold itself under --protocol paper)
+SELECTED_PREFIX = "selected/"
+ORACLE_PREFIX = "oracle/"  # every metric on the held-out fold at the epoch select_metric picks on it (optimistic)
+BEST_PREFIX = "best/"  # each metric's own best epoch on the held-out fold (the paper's way; optimistic)
+# after training, the held-out fold with the selected weights and one modality perturbed:
+# robust/<condition>/<metric>, conditions from erc.robustness.condition_names (missing_audio,
+# noise_text_0.5, ...)
+ROBUST_PREFIX = "robust/"
 GPU_PREFIX = "gpu/"
 SEARCH_PREFIX = "search/"
 EMBED_PREFIX = "embed/"  # alignment numbers of the embedding figure (analysis.embeddings)
@@ -94,12 +106,66 @@ MODEL_PREFIX = "model/"
 MODEL_PARAMS = f"{MODEL_PREFIX}params"
 MODEL_FLOPS = f"{MODEL_PREFIX}flops"
 SIZE_METRICS = (MODEL_PARAMS, MODEL_FLOPS)
-LOGGED_PREFIXES = (VALID_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, BEST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX,
-                   MODEL_PREFIX)
+LOGGED_PREFIXES = (VALID_PREFIX, DEV_PREFIX, TRAIN_PREFIX, SELECTED_PREFIX, ORACLE_PREFIX, BEST_PREFIX,
+                   ROBUST_PREFIX, GPU_PREFIX, LAYER_WEIGHT_PREFIX, MODEL_PREFIX)
 # Keys under these are never a run's plain "<metric>" (the reader's fallback for runs logged elsewhere).
 KNOWN_PREFIXES = (*LOGGED_PREFIXES, SEARCH_PREFIX, EMBED_PREFIX)
-VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "best": BEST_PREFIX}
+VALUE_PREFIXES = {"selected": SELECTED_PREFIX, "oracle": ORACLE_PREFIX, "best": BEST_PREFIX}
 DEFAULT_VALUES = "selected"
+
+# --------------------------------------------------------------------------- robustness conditions
+# robust/<condition>/<metric> (erc.robustness evaluates them, analysis.robustness reads them back)
+NOISE_LEVELS: tuple[float, ...] = (0.5, 1.0, 2.0)  # σ as multiples of the per-feature training std
+MISSING, NOISE = "missing", "noise"
+
+
+def level_name(sigma: float) -> str:
+    """How a noise level is spelled in a condition name: 0.5 → ``0.5``, 1.0 → ``1``."""
+    return f"{sigma:g}"
+
+
+def condition_name(kind: str, modality: str, sigma: float | None = None) -> str:
+    """``missing_audio``, ``noise_text_0.5``."""
+    if kind == MISSING:
+        return f"{MISSING}_{modality}"
+    if kind == NOISE and sigma is not None:
+        return f"{NOISE}_{modality}_{level_name(sigma)}"
+    raise ValueError(f"no condition {kind!r} (sigma {sigma!r})")
+
+
+def condition_names(levels: Sequence[float] = NOISE_LEVELS,
+                    modalities: Sequence[str] = MODALITIES) -> list[str]:
+    """Every condition of :func:`erc.robustness.robustness`, in the order it evaluates them."""
+    return ([condition_name(MISSING, m) for m in modalities]
+            + [condition_name(NOISE, m, s) for m in modalities for s in levels])
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One robustness condition: a modality missing, or noisy at level σ."""
+
+    kind: str  # MISSING or NOISE
+    modality: str  # audio or text
+    sigma: float | None  # NOISE only
+
+    @property
+    def name(self) -> str:
+        return condition_name(self.kind, self.modality, self.sigma)
+
+
+def parse_condition(name: str) -> Condition:
+    """The inverse of :func:`condition_name` (what the report reads back from ``robust/<name>/<m>``)."""
+    kind, _, rest = name.partition("_")
+    if kind == MISSING and rest in MODALITIES:
+        return Condition(MISSING, rest, None)
+    modality, _, level = rest.partition("_")
+    if kind == NOISE and modality in MODALITIES:
+        try:
+            return Condition(NOISE, modality, float(level))
+        except ValueError:
+            pass
+    raise ValueError(f"not a robustness condition: {name!r}")
+
 
 # --------------------------------------------------------------------------- Tune result keys
 # what a trial reports to Tune beside its metrics (sweeps/trainable.py writes, the callback reads)
@@ -127,13 +193,16 @@ FINAL_FILE = "final.json"  # the finished trial's last result (a restored trial 
 STATE_FILE = "state.pt"  # a running trial's resume state (every-epoch checkpoints; never logged)
 PREDICTIONS_FILE = "predictions.jsonl"
 HISTORY_FILE = "history.json"
+DEV_HISTORY_FILE = "dev_history.json"  # the dev split's metrics per epoch (select_on='dev')
 CONFUSION_PLOT = "confusion_matrix.png"
 LAYER_WEIGHTS_PLOT = "layer_weights.png"
 AGREEMENT_FILE = "agreement.csv"  # parent run, data/: the rater agreement table (one row per corpus)
 CORPUS_NOTES = "corpus_notes"  # parent run tag: what a user of the corpora must know (erc.data registry notes)
 PEAKL_PLOT = "peakl_labels.png"  # parent run, plots/: the corpus's labels before and after PeakL
-# a --tune-per-arm search run's artifacts, and the grid parent's summary under PER_ARM_DIR
+# at a grid trial's artifact root: {"train": [...], "dev": [...], "test": [...]} segment ids (DESIGN §14);
+# a --tune-per-arm search run's: {"train": [...], "valid": [...]} of its inner split
 SPLIT_FILE = "split.json"
+# a --tune-per-arm search run's artifacts, and the grid parent's summary under PER_ARM_DIR
 SEARCH_TRIALS_FILE = "trials.csv"
 SEARCH_BEST_FILE = "best_config.yaml"
 PER_ARM_CONFIGS_FILE = "per_arm_configs.yaml"

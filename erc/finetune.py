@@ -27,7 +27,7 @@ early stopping and checkpoint state) with inputs from the input cache (:mod:`erc
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +40,7 @@ from erc.encoders import AudioEncoder, TextEncoder, load_audio_encoder, load_tex
 from erc.features import length_buckets
 from erc.heads import BaseHead, build_head
 from erc.inputs import InputTable
+from erc.optim import autocast
 from erc.trainer import Trainer
 
 STANDARDISE_ROWS = 256  # training utterances whose pretrained vectors give the input statistics
@@ -174,9 +175,9 @@ class FinetuneTrainer(Trainer):
     """A run of encoders + head on the input cache; see the module doc."""
 
     def __init__(self, config: RunConfig, train: InputTable, valid: InputTable, *, audio_encoder: EncoderArg,
-                 text_encoder: EncoderArg, keep_embeddings: bool = False) -> None:
+                 text_encoder: EncoderArg, dev: InputTable | None = None, keep_embeddings: bool = False) -> None:
         self._sources = (audio_encoder, text_encoder)
-        super().__init__(config, train, valid, keep_embeddings=keep_embeddings)  # type: ignore[arg-type]
+        super().__init__(config, train, valid, dev=dev, keep_embeddings=keep_embeddings)  # type: ignore[arg-type]
         self.rng = GlobalRng(config.seed + 2, self.device)
 
     # ---------------------------------------------------------------- hooks
@@ -251,23 +252,81 @@ class FinetuneTrainer(Trainer):
     def _train_output(self, index: Tensor) -> Tensor:
         return self.model(self._collate(self.train_rows, index.cpu().numpy()))
 
+    def _eval_inputs(self, rows: InputTable) -> InputTable:  # type: ignore[override]
+        return rows  # collated batch by batch
+
     @torch.no_grad()
-    def _valid_output(self) -> tuple[Tensor, Tensor | None]:
-        rows = self.valid_rows
+    def _eval_output(self, inputs: Any, embed: bool = False,
+                     perturb: Callable[[dict[str, Tensor]], dict[str, Tensor]] | None = None
+                     ) -> tuple[Tensor, Tensor | None]:
+        """Eval-mode outputs of ``inputs`` (an :class:`InputTable`), batched by length; ``perturb``
+        changes each collated batch first (the robustness conditions, :mod:`erc.robustness`)."""
+        rows: InputTable = inputs
         self.model.eval()
         lengths = [int(n) if self.pad_to is None else self.pad_to for n in rows.wave_len]
         outs: list[Tensor | None] = [None] * len(rows)
         embs: list[Tensor | None] = [None] * len(rows)
-        for batch in length_buckets(lengths, int(EVAL_BATCH_SECONDS * self.valid_rows.blobs.sample_rate)):
-            inputs = self._collate(rows, np.asarray(batch))
-            a, t = self.model.vectors(inputs)
-            out, emb = self.head(a, t, return_embedding=True) if self.keep_embeddings else (self.head(a, t), None)
+        for batch in length_buckets(lengths, int(EVAL_BATCH_SECONDS * rows.blobs.sample_rate)):
+            collated = self._collate(rows, np.asarray(batch))
+            if perturb is not None:
+                collated = perturb(collated)
+            a, t = self.model.vectors(collated)
+            out, emb = self.head(a, t, return_embedding=True) if embed else (self.head(a, t), None)
             for k, i in enumerate(batch):
                 outs[i] = out[k]
                 if emb is not None:
                     embs[i] = emb[k]
         self.model.train()
-        return torch.stack(outs), (torch.stack(embs) if self.keep_embeddings else None)  # type: ignore[arg-type]
+        return torch.stack(outs), (torch.stack(embs) if embed else None)  # type: ignore[arg-type]
+
+    def _valid_output(self) -> tuple[Tensor, Tensor | None]:
+        return self._eval_output(self.valid_rows, embed=self.keep_embeddings)
+
+    # ---------------------------------------------------------------- robustness on raw inputs
+
+    @torch.no_grad()
+    def robustness(self, levels: tuple[float, ...] | None = None) -> dict[str, dict[str, float]]:
+        """The held-out metrics of the selected weights with silent audio, an empty transcript, or
+        Gaussian noise on the waveform (the rule: :mod:`erc.robustness`); no ``noise_text_*``."""
+        from erc.metrics import validation_metrics
+        from erc.robustness import MISSING, NOISE, NOISE_LEVELS, condition_name
+
+        wave_std = 1.0 if self.normalize else self._wave_std()
+        rows = self.valid_rows
+
+        def silent(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+            return {**batch, "values": torch.zeros_like(batch["values"])}
+
+        def empty(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+            # the tokenizer's encoding of "": its begin token (every row's first) and the end token
+            ids = torch.full_like(batch["ids"][:, :2], rows.blobs.eos_token_id)
+            ids[:, 0] = batch["ids"][:, 0]
+            return {**batch, "ids": ids, "text_mask": torch.ones_like(ids)}
+
+        def noisy(sigma: float) -> Any:
+            # every level restarts the trial seed's generator: the levels share their noise, as in cached mode
+            draws = torch.Generator().manual_seed(self.config.seed)
+
+            def perturb(batch: dict[str, Tensor]) -> dict[str, Tensor]:
+                eps = torch.randn(batch["values"].shape, generator=draws).to(batch["values"].device)
+                return {**batch, "values": batch["values"] + sigma * wave_std * eps * batch["audio_mask"]}
+            return perturb
+
+        conditions = {condition_name(MISSING, "audio"): silent, condition_name(MISSING, "text"): empty}
+        conditions.update({condition_name(NOISE, "audio", s): noisy(s)
+                           for s in (NOISE_LEVELS if levels is None else levels)})
+        results = {}
+        with self._selected_weights(), autocast(self.device, self.config.optim.precision):
+            for name, perturb in conditions.items():
+                out, _ = self._eval_output(rows, perturb=perturb)
+                results[name] = validation_metrics(out.float(), self.valid_majority, self.valid_va, self.config.loss)
+        return results
+
+    def _wave_std(self) -> float:
+        """The training waveforms' sample standard deviation (over at most STANDARDISE_ROWS of them)."""
+        rows = self.train_rows
+        waves = [rows.wave(i) for i in range(min(len(rows), STANDARDISE_ROWS))]
+        return float(np.concatenate(waves).std()) if waves else 1.0
 
     # ---------------------------------------------------------------- the run's own global generators
 

@@ -26,6 +26,7 @@ from torchmetrics.functional.classification import multiclass_accuracy, multicla
 from torchmetrics.functional.regression import concordance_corrcoef
 
 from erc.heads import split_output
+from erc.losses import LossConfig, multitask_loss
 
 # the names and their directions live in erc.vocab; re-exported here, where the metrics are computed
 from erc.vocab import (
@@ -39,7 +40,7 @@ from erc.vocab import (
 )
 
 __all__ = ["LOSS_KEYS", "METRIC_KEYS", "MINIMISE", "ccc", "check_metric", "classification_metrics",
-           "evaluate_outputs", "is_better", "metric_mode", "regression_metrics"]
+           "evaluate_outputs", "is_better", "metric_mode", "regression_metrics", "validation_metrics"]
 
 
 def _float(x: Tensor) -> float:
@@ -115,3 +116,23 @@ def is_better(value: float, best: float | None, metric: str) -> bool:
     if best is None or math.isnan(best):
         return True
     return value < best if metric_mode(metric) == "min" else value > best
+
+
+def validation_metrics(output: Tensor, majority: Tensor, va: Tensor, loss: LossConfig) -> dict[str, float]:
+    """Every metric and loss of a head's (N, classes + dimensions) ``output`` on rows with class ``majority``
+    (-1 = tie: out of the classification metrics and ``cls_loss``) and (N, dimensions) ratings ``va``: the
+    one scoring of the held-out fold, the dev split and the robustness conditions."""
+    output = output.float()
+    has_class = majority >= 0
+    with torch.no_grad():
+        parts = multitask_loss(output, majority.clamp_min(0), va, loss.cls_coef, loss.focal_gamma, has_class,
+                               focal=loss.focal)
+    metrics = {
+        **evaluate_outputs(output.cpu(), majority.cpu(), va.cpu()),
+        "loss": float(parts.loss),
+        "cls_loss": float(parts.cls_loss) if bool(has_class.any()) else math.nan,
+        "reg_loss": float(parts.reg_loss),
+    }
+    if va.shape[-1] == 0:  # no ratings (CREMA-D): no regression loss to report (absent, not NaN)
+        del metrics["reg_loss"]
+    return metrics

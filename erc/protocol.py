@@ -6,7 +6,9 @@ latest commit: both encoders fine-tuned (1e-5) with the head (1e-4), AdamW (eps 
 8, gradient clipping at 1, at most 30 epochs with early stopping after 5 without a better validation
 accuracy, focal loss (γ = 2) on the batch-mean cross-entropy, raw transcripts cut at 64 tokens, audio
 zero-padded or cropped to 7 s with an all-ones mask, the plain ``a' ⊗ t'`` on unstandardised inputs,
-tied utterances out of every validation metric, and the original data selection.
+tied utterances out of every validation metric, the original data selection, and the epoch chosen
+(and early stopping driven) on the held-out fold itself (``select_on='valid'``; the default chooses on
+a dev split carved from the training sessions, DESIGN §14).
 
 Every item is its own flat config key, so a sweep can vary any one of them; :data:`PROTOCOLS` is the
 one place that names their values. Keys that only mean something when the encoders are trained
@@ -29,7 +31,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from erc.vocab import MODES
+from erc.vocab import DEFAULT_SELECT_ON, MODES, SELECT_ON
+
+SelectOn = Literal[SELECT_ON]  # type: ignore[valid-type]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +42,9 @@ class ProtocolConfig:
 
     data_selection: Literal["all", "paper"] = "all"  # paper: the original code's dropped rows and scripts
     valid_ties: Literal["regression", "excluded"] = "regression"  # excluded: ties out of every valid metric
+    # the epoch (and early stopping) is chosen on a dev set carved from the training sessions, or, the
+    # paper's way, on the held-out fold that is then reported (erc.table.Rows.split_for)
+    select_on: SelectOn = DEFAULT_SELECT_ON
     clean_text: bool = True  # finetune mode: False feeds the raw transcript (lines joined by a space)
     max_tokens: int = 0  # finetune mode: cut token sequences to this many (0 = the encoder's own limit)
     audio_padding: Literal["bucket", "fixed"] = "bucket"  # finetune mode: fixed = zero-pad to 7 s, mask all ones
@@ -63,6 +70,8 @@ PROTOCOLS: dict[str, dict[str, Any]] = {
         "clean_text": False, "max_tokens": 64, "audio_padding": "fixed", "append_one": False, "standardise": False,
         # data and evaluation
         "data_selection": "paper", "valid_ties": "excluded",
+        # selection: the original code picks its epoch and stops early on the fold it reports
+        "select_on": "valid",
     },
 }
 

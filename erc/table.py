@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from erc.data.folds import dev_sessions
 from erc.labels import hard
 from erc.layers import Layers, open_layers
-from erc.vocab import DIMENSIONS, EMOTIONS, META_FILE, NO_FOLD, PARTITIONS
+from erc.vocab import DIMENSIONS, EMOTIONS, META_FILE, NO_FOLD, PARTITIONS, SELECT_ON
 
 # the cache's column name for each field (the Arrow dataset keeps its own names)
 _CACHE_COLUMNS = {"audio": "audio_vec", "text": "text_vec", "partition": "split"}
@@ -49,6 +50,28 @@ def partition_masks(partition: np.ndarray | None) -> tuple[np.ndarray, np.ndarra
     return partition == train, partition == test
 
 
+def dev_mask(corpus: np.ndarray, session: np.ndarray, train: np.ndarray, valid: int,
+             partition: np.ndarray | None = None) -> np.ndarray:
+    """Rows of the dev set of held-out fold ``valid``: within the ``train`` mask, each corpus's
+    :func:`erc.data.folds.dev_sessions` (sessions are numbered per corpus, as its folds are).
+
+    ``partition`` (per row: an official partition's part, :data:`erc.vocab.PARTITIONS`, or ``""``): a
+    corpus whose training rows carry official parts uses its own ``dev`` part instead of the rule.
+    """
+    dev_part = PARTITIONS[1]
+    if valid == NO_FOLD and partition is not None and (partition == dev_part).any():
+        return partition == dev_part  # an official partition's trial: its own dev part (outside the train mask)
+    # (a cross-corpus trial, all of one corpus as ``train``, carves its dev set by the session rule)
+    mask = np.zeros(len(session), dtype=bool)
+    for name in sorted(set(corpus[train].tolist())):
+        own = train & (corpus == name)
+        if partition is not None and (partition[own] != "").any():
+            mask |= own & (partition == dev_part)
+        else:
+            mask |= own & np.isin(session, dev_sessions(session[own].tolist(), valid))
+    return mask
+
+
 class Rows:
     """What every per-utterance table shares (a feature table, finetune mode's input table): length,
     ratings, folds, and splitting by fold; ``subset`` is each table's own.
@@ -58,6 +81,8 @@ class Rows:
     """
 
     segment_id: np.ndarray
+    corpus: np.ndarray
+    session: np.ndarray
     fold: np.ndarray
     valence: np.ndarray
     arousal: np.ndarray
@@ -91,6 +116,24 @@ class Rows:
         """
         train, valid_rows = split_masks(self.fold, valid, exclude, self.partition)
         return self.subset(train), self.subset(valid_rows)
+
+    def split_dev(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[Any, Any, Any]:
+        """(train, dev, valid): :meth:`split`, then the dev set carved from the training sessions
+        (:func:`dev_mask`). The dev set chooses the epoch; ``valid``, the held-out fold, is only reported."""
+        train, valid_rows = split_masks(self.fold, valid, exclude, self.partition)
+        dev = dev_mask(self.corpus, self.session, train, valid, self.partition)
+        return self.subset(train & ~dev), self.subset(dev), self.subset(valid_rows)
+
+    def split_for(self, valid: int, select_on: str, *, exclude: Sequence[int] = ()) -> tuple[Any, Any, Any]:
+        """(train, dev, valid) as a run's ``select_on`` asks: ``dev`` carves a dev set
+        (:meth:`split_dev`); ``valid`` (the paper's way) trains on every training session and the dev
+        set is empty (``None``)."""
+        if select_on == "dev":
+            return self.split_dev(valid, exclude=exclude)
+        if select_on == "valid":
+            train, valid_rows = self.split(valid, exclude=exclude)
+            return train, None, valid_rows
+        raise ValueError(f"select_on = {select_on!r}; choose from {list(SELECT_ON)}")
 
 
 @dataclass(frozen=True, eq=False)

@@ -81,15 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--features {args.features}: {exc}")
     if args.fold not in rows.folds:
         parser.error(f"fold {args.fold} not in the dataset (folds: {rows.folds})")
-    train, valid = rows.split(args.fold)
-    print(f"features: {args.features}  fold {args.fold}: {len(train)} train / {len(valid)} valid")
+    train, dev, valid = rows.split_for(args.fold, config.protocol.select_on)
+    n_dev = 0 if dev is None else len(dev)
+    print(f"features: {args.features}  fold {args.fold}: {len(train)} train / {n_dev} dev / {len(valid)} valid")
     print("config: " + json.dumps(config.to_flat()))
     header = "  ".join(f"{k:>{max(len(k), 6)}}" for k in _TABLE_KEYS)
     print(header)
     print("-" * len(header))
-    result = fit(config, train, valid, on_epoch=lambda epoch, m: print(_format_row(m), flush=True))
+    result = fit(config, train, valid, dev=dev, on_epoch=lambda epoch, m: print(_format_row(m), flush=True))
     print("-" * len(header))
-    print(f"selected epoch {result.selected_epoch} (best {config.select_metric}); "
+    print(f"selected epoch {result.selected_epoch} (best {config.select_metric} on {result.selected_on}; "
+          f"on the held-out fold: epoch {result.oracle_epoch}); "
           f"train n={result.n_train}, valid n={result.n_valid} ({result.n_valid_cls} with a unique majority)")
     print(_format_row(result.metrics))
     if args.save:

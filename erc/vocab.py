@@ -91,6 +91,10 @@ PARTITIONS: tuple[str, ...] = ("train", "dev", "test")  # an official partition'
 # (train on `train`, report `test`) or a cross-corpus trial; such trials are paired on seed (--repeats)
 NO_FOLD = -1
 FOLDS: tuple[int, ...] = tuple(range(N_FOLDS))
+# where a run chooses its epoch and stops early (DESIGN §14): a dev split carved from its training
+# sessions, or the held-out fold itself (the paper's way; the reported numbers are then optimistic)
+SELECT_ON: tuple[str, ...] = ("dev", "valid")
+DEFAULT_SELECT_ON = "dev"
 
 # --------------------------------------------------------------------------- encoders
 PAPER_AUDIO_ENCODER = "kresnik/wav2vec2-large-xlsr-korean"

@@ -53,13 +53,20 @@ def state_checkpoint(trainers: Sequence[Trainer], score: float | None) -> tuple[
     return tune.Checkpoint.from_directory(tmp.name), tmp
 
 
-def final_checkpoint(result: FitResult, final: Mapping[str, Any], model_file: str) -> tuple[tune.Checkpoint, Any]:
-    """The finished trial's directory; report it inside ``with`` the returned temporary directory."""
+def final_checkpoint(result: FitResult, final: Mapping[str, Any], model_file: str,
+                     split: Mapping[str, Sequence[str]] | None = None) -> tuple[tune.Checkpoint, Any]:
+    """The finished trial's directory; report it inside ``with`` the returned temporary directory.
+
+    ``split``: ``split.json`` (train/dev/test segment ids), logged at the run's artifact root."""
     tmp = tempfile.TemporaryDirectory()
     out = Path(tmp.name)
     torch.save({"config": result.config.to_flat(), "state_dict": result.state_dict}, out / model_file)
     result.predictions.to_frame().to_json(out / C.PREDICTIONS_FILE, orient="records", lines=True)
     (out / C.HISTORY_FILE).write_text(json.dumps(result.history, indent=1))
+    if result.dev_history:
+        (out / C.DEV_HISTORY_FILE).write_text(json.dumps(result.dev_history, indent=1))
+    if split is not None:
+        (out / C.SPLIT_FILE).write_text(json.dumps(dict(split)))
     (out / C.FINAL_FILE).write_text(json.dumps(final))
     confusion_png(result, out / C.CONFUSION_PLOT)
     if weights := layer_weights(result.state_dict):  # a head mixing encoder layers: what it learned

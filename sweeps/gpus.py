@@ -56,11 +56,12 @@ def probe_sample(table: Any, valid_fold: int, batch_size: int) -> Any:
 def run_probe(flat: dict[str, Any], sample: Any, valid_fold: int, settings: dict[str, Any],
               device: str = "cuda") -> dict[str, Any]:
     """One probe (see :func:`erc.probe.step_memory`); runs wherever it is called, a GPU task or a test."""
-    from sweeps.trainable import make_trainers
+    from sweeps.trainable import make_trainers, trial_splits
 
     torch.set_num_threads(1)
     config = RunConfig.from_flat({**flat, "device": device})
-    return step_memory(lambda: make_trainers(config, sample, [(valid_fold, ())], settings)[0], torch.device(device))
+    parts = trial_splits(config, sample, [(valid_fold, ())], search=True)  # one step: no dev set needed
+    return step_memory(lambda: make_trainers(config, parts, settings)[0], torch.device(device))
 
 
 _remote_probe = ray.remote(run_probe)

@@ -63,6 +63,19 @@ def tune_log(settings: Any, sweep: str) -> Path:
     return Path(settings.cache_dir) / REPORTS_DIR / sweep / "tune.log"
 
 
+def selection_line(flat: Mapping[str, Any]) -> str:
+    """Where a sweep's trials choose their epoch (DESIGN §14), said in the header."""
+    from erc.config import RunConfig  # torch: only once a sweep starts
+
+    config = RunConfig.from_flat(flat)
+    metric = config.select_metric
+    if config.protocol.select_on == "valid":
+        return (f"epoch ({metric}) and early stopping on the held-out fold itself (select_on=valid, the "
+                "paper's way): selected = oracle, optimistic")
+    return (f"epoch ({metric}) and early stopping on a dev split of each fold's training sessions; the "
+            "held-out fold is only evaluated (oracle/* and best/* logged beside)")
+
+
 def header(settings: Any, prepared: Any, track: Any, n_trials: int) -> str:
     """The lines a sweep starts with: corpus, encoders, trials, where the runs go."""
     gpus = settings.gpus_per_trial  # a fraction, or "auto" until the probe has measured one
@@ -75,6 +88,7 @@ def header(settings: Any, prepared: Any, track: Any, n_trials: int) -> str:
         ("encoders", f"{prepared.audio_encoder} (audio), {prepared.text_encoder} (text)"),
         ("trials", f"{n_trials} = {grid}, {per_trial} each"
                    + (f", at most {settings.max_concurrent} at once" if settings.max_concurrent else "")),
+        ("selection", selection_line(settings.base_config())),
         ("runs", f"MLflow {track.uri}, experiment {settings.experiment!r}, parent run {track.parent_run_id}"),
     ]
     rows[1:1] = [("agreement", line) for line in agreement_lines(getattr(prepared, "agreement", None))]

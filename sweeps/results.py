@@ -26,10 +26,22 @@ def full_params(config: Mapping[str, Any]) -> dict[str, Any]:
     return {**trial, **RunConfig.from_flat(run_config_keys(config)).to_flat()}
 
 
-def epoch_report(metrics: Mapping[str, float]) -> dict[str, float]:
-    """An epoch's metrics under the contract's prefixes."""
-    return {(C.TRAIN_PREFIX + "loss" if k == "train_loss" else C.VALID_PREFIX + k): float(v)
-            for k, v in metrics.items() if k != "epoch"}
+def epoch_report(metrics: Mapping[str, float], dev: Mapping[str, float] | None = None) -> dict[str, float]:
+    """An epoch's metrics under the contract's prefixes: the held-out fold's (``valid/``), the training
+    loss, and the dev split's (``dev/``) when the trial has one."""
+    out = {(C.TRAIN_PREFIX + "loss" if k == "train_loss" else C.VALID_PREFIX + k): float(v)
+           for k, v in metrics.items() if k != "epoch"}
+    out.update({C.DEV_PREFIX + k: float(v) for k, v in (dev or {}).items() if k != "epoch"})
+    return out
+
+
+def dev_report(trainers: Sequence[Trainer]) -> dict[str, float] | None:
+    """The dev metrics of the trainers' latest epoch (the mean over a search trial's splits); None
+    without a dev set."""
+    latest = [t.dev_history[-1] for t in trainers if t.dev_history]
+    if not latest:
+        return None
+    return {k: float(np.mean([m[k] for m in latest])) for k in latest[0] if k != "epoch"}
 
 
 def best_values(history: Sequence[Mapping[str, float]]) -> dict[str, float]:
@@ -57,9 +69,21 @@ def gpu_memory() -> dict[str, float]:
 
 
 def final_report(result: FitResult, base: Mapping[str, Any]) -> dict[str, Any]:
-    """A grid trial's last result: every metric at the selected epoch (``selected/``), each metric's own
-    best (``best/``), and ``base`` (node, fold sizes)."""
+    """A grid trial's last result: every held-out metric at the epoch chosen on the selection set
+    (``selected/``), at the epoch the held-out fold itself picks (``oracle/``), each metric's own best
+    (``best/``), the robustness conditions (``robust/<condition>/``, when evaluated) and ``base`` (node,
+    fold sizes)."""
     return {**base, C.RESULT_EPOCH: result.selected_epoch, C.SELECTED_PREFIX + "epoch": result.selected_epoch,
             **{C.SELECTED_PREFIX + k: float(v) for k, v in result.metrics.items() if k != "epoch"},
+            C.ORACLE_PREFIX + "epoch": result.oracle_epoch,
+            **{C.ORACLE_PREFIX + k: float(v) for k, v in result.oracle_metrics.items() if k != "epoch"},
             **{C.BEST_PREFIX + k: v for k, v in best_values(result.history).items()},
+            **{f"{C.ROBUST_PREFIX}{condition}/{k}": float(v) for condition, metrics in (result.robust or {}).items()
+               for k, v in metrics.items()},
             **gpu_memory()}
+
+
+def split_ids(train: Any, dev: Any | None, test: Any) -> dict[str, list[str]]:
+    """``split.json``: the segment ids a grid trial trained on, chose its epoch on, and reported."""
+    return {"train": train.segment_id.tolist(), "dev": [] if dev is None else dev.segment_id.tolist(),
+            "test": test.segment_id.tolist()}

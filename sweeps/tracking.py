@@ -283,7 +283,7 @@ class MlflowTrialCallback(Callback):
             tags = [RunTag(C.NODE_ID, str(result[C.RESULT_NODE_ID])),
                     RunTag(C.NODE_IP, str(result.get(C.RESULT_NODE_IP)))]
             # The result reports them under the contract's param names (what the head trained / was scored on).
-            params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID) if k in result]
+            params = [Param(k, str(result[k])) for k in (C.N_TRAIN, C.N_VALID, C.N_DEV) if k in result]
             if self._attempt.get(trial.trial_id, 1) > 1:
                 tags.append(RunTag(C.node_attempt_tag(self._attempt[trial.trial_id]), str(result[C.RESULT_NODE_ID])))
         self._write(self._log_result, run_id, metrics, params, tags)

@@ -37,23 +37,38 @@ from erc.vocab import metric_mode
 from sweeps import checkpoints
 from sweeps.fault_injection import inject_failure
 from sweeps.naming import run_config_keys
-from sweeps.results import epoch_report, final_report, gpu_memory, layer_weight_report
+from sweeps.results import dev_report, epoch_report, final_report, gpu_memory, layer_weight_report, split_ids
 
 # (validation fold, folds kept out of training too)
 Split = tuple[int, tuple[int, ...]]
 
 
-def make_trainers(run_config: RunConfig, data: FeatureTable | InputTable, splits: Sequence[Split],
-                  settings: Mapping[str, Any]) -> list[Trainer]:
-    """One trainer per split: heads on cached vectors, or (``settings['mode'] == 'finetune'``) encoders
-    loaded from ``settings['audio_encoder']`` / ``['text_encoder']`` and trained with the head."""
+def trial_splits(run_config: RunConfig, data: FeatureTable | InputTable, splits: Sequence[Split], *,
+                 search: bool) -> list[tuple[Any, Any, Any]]:
+    """(train, dev, held-out) rows of each split (DESIGN §14).
+
+    A grid trial carves its dev set from its training sessions (``select_on='dev'``, the default) or
+    has none (``select_on='valid'``). A search trial has none: it is scored on its validation fold, which
+    for ``--tune-per-arm`` is a fold of the outer fold's training data (the outer fold is excluded), so
+    no held-out fold enters the search either. (The GPU probe, one step on a few rows, asks like a search.)
+    """
+    if search:
+        return [(train, None, held_out) for train, held_out in (data.split(v, exclude=x) for v, x in splits)]
+    return [data.split_for(valid, run_config.protocol.select_on, exclude=exclude) for valid, exclude in splits]
+
+
+def make_trainers(run_config: RunConfig, parts: Sequence[tuple[Any, Any, Any]], settings: Mapping[str, Any]
+                  ) -> list[Trainer]:
+    """One trainer per (train, dev, held-out) split: heads on cached vectors, or (``settings['mode'] ==
+    'finetune'``) encoders loaded from ``settings['audio_encoder']`` / ``['text_encoder']`` and trained
+    with the head."""
     if settings.get("mode", "cached") == "finetune":
         from erc.finetune import FinetuneTrainer
 
-        return [FinetuneTrainer(run_config, *data.split(valid, exclude=exclude),  # type: ignore[arg-type]
-                                audio_encoder=settings["audio_encoder"], text_encoder=settings["text_encoder"])
-                for valid, exclude in splits]
-    return [Trainer(run_config, *data.split(valid, exclude=exclude)) for valid, exclude in splits]
+        return [FinetuneTrainer(run_config, train, valid, dev=dev, audio_encoder=settings["audio_encoder"],
+                                text_encoder=settings["text_encoder"])
+                for train, dev, valid in parts]
+    return [Trainer(run_config, train, valid, dev=dev) for train, dev, valid in parts]
 
 
 def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, settings: Mapping[str, Any]) -> None:
@@ -75,7 +90,8 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
     search = "splits" in settings
     splits: list[Split] = settings["splits"] if search else [(int(config[C.FOLD]), ())]
     data = select_rows(data, run_config.protocol.data_selection, settings.get("paper_excluded"))
-    trainers = make_trainers(run_config, data, splits, settings)
+    parts = trial_splits(run_config, data, splits, search=search)
+    trainers = make_trainers(run_config, parts, settings)
     score: float | None = None
     if latest is not None:
         for trainer, state in zip(trainers, latest.state["trainers"], strict=True):
@@ -85,7 +101,8 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
             C.RESULT_NODE_IP: ray.util.get_node_ip_address()}
     # what was actually trained and evaluated on (the hard arm has already dropped its ties)
     base = {**node, C.N_TRAIN: sum(len(t.train_rows) for t in trainers),
-            C.N_VALID: sum(len(t.valid_rows) for t in trainers)}
+            C.N_VALID: sum(len(t.valid_rows) for t in trainers),
+            C.N_DEV: sum(0 if t.dev_rows is None else len(t.dev_rows) for t in trainers)}
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
     metric = settings.get("metric", run_config.select_metric)
@@ -97,7 +114,8 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
         epoch = max(t.epoch for t in trainers)
         inject_failure(settings, config, epoch, reported=False)
         mean = {k: float(np.mean([m[k] for m in per_split])) for k in per_split[0] if k != "epoch"}
-        report = {**base, C.RESULT_EPOCH: epoch, **epoch_report(mean), **gpu_memory(), **layer_weight_report(trainers)}
+        report = {**base, C.RESULT_EPOCH: epoch, **epoch_report(mean, dev_report(trainers)), **gpu_memory(),
+                  **layer_weight_report(trainers)}
         if search:
             value = mean[metric]
             score = value if score is None else (max(score, value) if mode == "max" else min(score, value))
@@ -111,9 +129,10 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
         inject_failure(settings, config, epoch, reported=True)
     if not search:
         result = trainers[0].result()
+        result.robust = trainers[0].robustness()  # the selected weights, one modality missing or noisy
         # the head's size, once (model/params, model/flops); in finetune mode the encoders are not counted
         final = {**final_report(result, base), **model_size(trainers[0].head)}
         model_file = Path(C.MODEL_CHECKPOINT if settings.get("mode") == "finetune" else C.HEAD_CHECKPOINT).name
-        checkpoint, tmp = checkpoints.final_checkpoint(result, final, model_file)
+        checkpoint, tmp = checkpoints.final_checkpoint(result, final, model_file, split_ids(*parts[0]))
         with tmp:
             tune.report(final, checkpoint=checkpoint)

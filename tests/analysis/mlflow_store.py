@@ -42,6 +42,18 @@ def best_offset(fusion: str) -> float:
     return 0.03 if fusion == "outer" else 0.02
 
 
+def oracle_offset(fusion: str) -> float:
+    """oracle/<m> - selected/<m>: the epoch the reported fold picks sits above the dev-chosen one."""
+    return 0.012 if fusion == "outer" else 0.004
+
+
+def robust_drop(fusion: str, modality: str) -> float:
+    """How much a missing modality costs (robust/missing_<modality>/<m> = selected - this); noise at σ
+    costs σ/4 of it (outer leans on text, concat on audio)."""
+    return {("outer", "audio"): 0.05, ("outer", "text"): 0.2, ("concat", "audio"): 0.2,
+            ("concat", "text"): 0.05}[(fusion, modality)]
+
+
 def make_parent(client: MlflowClient, exp_id: str, sweep: str, start: int) -> str:
     return client.create_run(
         exp_id, start_time=start, tags={C.SWEEP: sweep, C.ROLE: C.PARENT_ROLE}, run_name=sweep
@@ -78,6 +90,12 @@ def make_trial(
     values = metrics if metrics is not None else {m: value(fold, fusion, labels, m) for m in METRICS}
     logged = [Metric(C.SELECTED_PREFIX + m, v, ts, 0) for m, v in values.items()]
     logged += [Metric(C.BEST_PREFIX + m, v + best_offset(fusion), ts, 0) for m, v in values.items()]
+    logged += [Metric(C.ORACLE_PREFIX + m, v + oracle_offset(fusion), ts, 0) for m, v in values.items()]
+    for modality in ("audio", "text"):
+        drop = robust_drop(fusion, modality)
+        logged += [Metric(f"{C.ROBUST_PREFIX}missing_{modality}/{m}", v - drop, ts, 0) for m, v in values.items()]
+        logged += [Metric(f"{C.ROBUST_PREFIX}noise_{modality}_{s:g}/{m}", v - drop * s / 4, ts, 0)
+                   for m, v in values.items() for s in (0.5, 1.0, 2.0)]
     logged += [Metric(C.VALID_PREFIX + m, v - 0.01 * (2 - e), ts, e) for m, v in values.items() for e in range(3)]
     params = [Param(C.N_TRAIN, str(500 - N_VALID[fold])), Param(C.N_VALID, str(N_VALID[fold]))]
     client.log_batch(run_id, metrics=logged, params=params)

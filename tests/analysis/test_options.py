@@ -19,7 +19,7 @@ def test_options_from_an_experiment_name_and_changes():
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    ({"values": "max"}, "values must be one of selected, best"),
+    ({"values": "max"}, "values must be one of selected, oracle, best"),
     ({"alternative": "up"}, "alternative must be one of"),
     ({"sweep": "s", "all_runs": True}, "either a sweep or all runs"),
 ])

@@ -26,7 +26,7 @@ from analysis.runs import (
     pair_arms,
 )
 from erc import contract as C
-from tests.analysis.mlflow_store import FUSIONS, LABELS, N_VALID, arm_values, best_offset
+from tests.analysis.mlflow_store import FUSIONS, LABELS, N_VALID, arm_values, best_offset, oracle_offset
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -248,6 +248,29 @@ def test_bad_selection_flags_are_usage_errors(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["report", "--values", "max"])
     assert exc.value.code == 2 and "invalid choice: 'max'" in capsys.readouterr().err
+
+
+def test_report_states_the_optimism_and_draws_robustness_curves(store, tmp_path):
+    text = sweep_report("erc-sweeps", sweep="demo", tracking_uri=store["uri"], out_dir=tmp_path, echo=False,
+                        extended=False, log_to_mlflow=False)
+    assert "## Optimism of choosing the epoch on the reported fold" in text
+    optimism = pd.read_csv(tmp_path / "optimism.csv", index_col=["arm", "metric"])
+    for fusion in FUSIONS:
+        row = optimism.loc[(f"{fusion}-peakl", "acc")]
+        assert row["oracle − selected"] == pytest.approx(oracle_offset(fusion))
+        assert row["best − selected"] == pytest.approx(best_offset(fusion))
+        assert row["folds"] == 5
+    verdicts = pd.read_csv(tmp_path / "optimism_conclusions.csv")
+    assert set(verdicts.columns) >= {"table", "metric", "selected", "oracle", "best", "changes"}
+    assert "when the epoch is chosen on the reported fold" in text
+    # robustness: a curve per arm, MultiBench's numbers (outer leans on text: its text curve falls faster)
+    assert "## Robustness to a missing or noisy modality" in text
+    assert (tmp_path / "robustness_acc.png").stat().st_size > 0
+    numbers = pd.read_csv(tmp_path / "robustness.csv", index_col=["arm", "modality"])
+    acc = numbers[numbers["metric"] == "acc"]
+    assert acc.loc[("outer-peakl", "text"), "missing drop"] == pytest.approx(0.2)
+    assert acc.loc[("outer-peakl", "audio"), "relative"] > acc.loc[("outer-peakl", "text"), "relative"]
+    assert acc.loc[("concat-hard", "audio"), "effective"] == pytest.approx(0.0)  # the reference arm
 
 
 def test_more_than_two_fusions_add_friedman_post_hoc_and_cd_diagrams(tmp_path, capsys):

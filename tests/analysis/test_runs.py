@@ -75,7 +75,7 @@ def test_best_values_are_read_from_best_prefix(store):
         {f: value(f, "outer", "peakl", "acc") + best_offset("outer") for f in range(5)})
     assert comp.baseline_values["acc"] == pytest.approx(
         {f: value(f, "concat", "peakl", "acc") + best_offset("concat") for f in range(5)})
-    with pytest.raises(ValueError, match="values must be one of selected, best"):
+    with pytest.raises(ValueError, match="values must be one of selected, oracle, best"):
         load_trials(client, sweep, values="max")
 
 

@@ -81,3 +81,6 @@ def test_arm_and_artifact_names_are_built_from_their_parts():
     assert C.DEFAULT_VALUES in C.VALUE_PREFIXES
     # A plain "<metric>" is read only when it carries none of the prefixes the writer logs under.
     assert set(C.LOGGED_PREFIXES) <= set(C.KNOWN_PREFIXES) and set(C.VALUE_PREFIXES.values()) <= set(C.KNOWN_PREFIXES)
+    # honest selection (DESIGN §14): oracle values read like selected and best; the split beside them
+    assert set(C.VALUE_PREFIXES) == {"selected", "oracle", "best"}
+    assert C.SPLIT_FILE == "split.json" and {C.DEV_PREFIX, C.ORACLE_PREFIX, C.ROBUST_PREFIX} <= set(C.LOGGED_PREFIXES)

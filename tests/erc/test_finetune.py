@@ -183,3 +183,22 @@ def test_bf16_and_gradient_checkpointing_run_on_cpu(small, demo_encoders):
     bf16 = FinetuneTrainer(cfg(precision="bf16"), train, valid, **kwargs)
     metrics = bf16.run_epoch()
     assert np.isfinite(metrics["loss"]) and np.isfinite(metrics["train_loss"])
+
+
+def test_finetune_dev_selection_and_raw_input_robustness(small, demo_encoders):
+    """A dev set is evaluated every epoch; robustness feeds silent audio, an empty transcript and
+    waveform noise through the encoders (no text noise on token ids)."""
+    train, valid = small
+    train, dev = train.subset(np.arange(8)), train.subset(np.arange(8, 12))
+    trainer = FinetuneTrainer(cfg(epochs=2), train, valid, dev=dev, audio_encoder=demo_encoders[0],
+                              text_encoder=demo_encoders[1])
+    while not trainer.done:
+        trainer.run_epoch()
+    result = trainer.result()
+    assert result.selected_on == "dev" and len(result.dev_history) == 2 and result.n_dev == 4
+    robust = trainer.robustness(levels=(0.0, 1.0))
+    assert set(robust) == {"missing_audio", "missing_text", "noise_audio_0", "noise_audio_1"}
+    selected = {k: v for k, v in result.metrics.items() if k not in ("epoch", "train_loss")}
+    assert robust["noise_audio_0"] == pytest.approx(selected, nan_ok=True)  # the selected weights
+    assert robust["missing_audio"]["loss"] != selected["loss"] and robust["missing_text"]["loss"] != selected["loss"]
+    assert robust["noise_audio_1"]["loss"] != selected["loss"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
+import erc.metrics as metrics_mod
 import erc.protocol
-import erc.trainer as trainer_mod
 from erc.config import RunConfig
 from erc.metrics import ccc
 from erc.protocol import FINETUNE_ONLY, PROTOCOLS, check_cached, protocol_values, select_rows
@@ -38,6 +38,8 @@ def test_every_protocol_item_is_a_config_key_and_cached_mode_keeps_what_applies(
     assert config.optim.lr == 1e-4 and config.optim.encoder_lr == 1e-5 and config.optim.batch_size == 8
     assert config.optim.scheduler == "cosine_restarts" and config.optim.patience == 5
     assert config.protocol.valid_ties == "excluded" and config.protocol.data_selection == "paper"
+    # the paper picks its epoch on the fold it reports; the default on a dev split of the training sessions
+    assert config.protocol.select_on == "valid" and RunConfig().protocol.select_on == "dev"
     assert not config.head.append_one and not config.head.standardise
     cached = protocol_values("paper", "cached")
     assert not set(cached) & set(FINETUNE_ONLY) and set(cached) | (set(FINETUNE_ONLY) & set(paper)) == set(paper)
@@ -76,14 +78,14 @@ def test_learning_rate_follows_torch_cosine_warm_restarts_step_by_step(data):
 def test_early_stopping_stops_at_its_patience(data, monkeypatch):
     train, valid = data
     scripted = iter([0.1, 0.5, 0.3, 0.5, 0.4, 0.9, 0.9, 0.9])
-    real = trainer_mod.evaluate_outputs
-    monkeypatch.setattr(trainer_mod, "evaluate_outputs", lambda *a: {**real(*a), "acc": next(scripted)})
+    real = metrics_mod.evaluate_outputs
+    monkeypatch.setattr(metrics_mod, "evaluate_outputs", lambda *a: {**real(*a), "acc": next(scripted)})
     r = fit(cfg(fusion="concat", epochs=8, patience=3), train, valid)
     # best at epoch 2; epochs 3, 4 (a tie is no improvement) and 5 are not better: stop after 5
     assert [h["epoch"] for h in r.history] == [1, 2, 3, 4, 5]
     assert r.stopped_early and r.selected_epoch == 2
     scripted = iter([0.1, 0.2, 0.3])
-    monkeypatch.setattr(trainer_mod, "evaluate_outputs", lambda *a: {**real(*a), "acc": next(scripted)})
+    monkeypatch.setattr(metrics_mod, "evaluate_outputs", lambda *a: {**real(*a), "acc": next(scripted)})
     assert not fit(cfg(fusion="concat", epochs=3, patience=1), train, valid).stopped_early
 
 

@@ -27,7 +27,8 @@ def test_command_line(tmp_path, capsys):
                            "--save", str(tmp_path / "head.pt")])
     out = capsys.readouterr().out
     assert code == 0
-    assert "320 train / 80 valid" in out and "selected epoch" in out and '"focal_gamma": 2.0' in out
+    # the dev set is 3 of the 16 training sessions (erc.data.folds.dev_sessions)
+    assert "260 train / 60 dev / 80 valid" in out and "selected epoch" in out and "on dev" in out and '"focal_gamma": 2.0' in out
     table_lines = out.split("selected epoch")[0].splitlines()
     rows = [line.split() for line in table_lines if line.strip() and line.split()[0].isdigit()]
     assert [r[0] for r in rows] == ["1", "2", "3"] and all(len(r) == 11 for r in rows)

@@ -11,6 +11,7 @@ import torch
 from scipy.special import softmax
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
+import erc.metrics as metrics_mod
 import erc.trainer as trainer_mod
 from erc.config import RunConfig
 from erc.heads import FUSIONS, HeadConfig
@@ -192,13 +193,13 @@ def test_selected_epoch_supplies_metrics_weights_and_predictions(data, monkeypat
     train, valid = data
     scripted = iter([0.1, 0.5, 0.3, 0.5, 0.2])
     outputs = []
-    real = trainer_mod.evaluate_outputs
+    real = metrics_mod.evaluate_outputs
 
     def spy(output, target, va_target):
         outputs.append(output.clone())
         return {**real(output, target, va_target), "acc": next(scripted)}
 
-    monkeypatch.setattr(trainer_mod, "evaluate_outputs", spy)
+    monkeypatch.setattr(metrics_mod, "evaluate_outputs", spy)
     r = fit(cfg(fusion="concat", epochs=5), train, valid)
     assert r.selected_epoch == 2 and r.metrics == r.history[1] and r.metrics["acc"] == 0.5
     assert r.metrics["loss"] != r.history[-1]["loss"]

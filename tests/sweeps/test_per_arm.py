@@ -31,6 +31,27 @@ def test_inner_split_never_touches_the_outer_fold():
         assert set(valid.fold.tolist()) == {(outer + 1) % 5} and len(set(train.fold.tolist())) == 3
 
 
+def test_no_held_out_fold_enters_any_choice():
+    """Per-arm tuning and the dev split together (README, *Honest numbers*): fold k is in none of the rows
+    its search trains or scores on, nor in the rows its grid trial trains or chooses its epoch on."""
+    from sweeps.trainable import trial_splits
+
+    table = synthetic_features(n=400, seed=0)
+    config = RunConfig.from_flat({"fusion": "concat"})
+    for outer in range(5):
+        ((search_train, search_dev, search_valid),) = trial_splits(config, table, [inner_split(outer)], search=True)
+        ((train, dev, held_out),) = trial_splits(config, table, [(outer, ())], search=False)
+        assert search_dev is None
+        chosen_on = (search_train, search_valid, train, dev)  # every row a choice is made with
+        assert all(outer not in set(rows.fold.tolist()) for rows in chosen_on)
+        assert set(held_out.fold.tolist()) == {outer}
+        assert not set(dev.segment_id.tolist()) & set(train.segment_id.tolist())
+    # the paper's protocol chooses on the held-out fold, and says so (select_on='valid': no dev set)
+    paper = RunConfig.from_flat({"fusion": "concat", "select_on": "valid"})
+    ((_, dev, _),) = trial_splits(paper, table, [(0, ())], search=False)
+    assert dev is None
+
+
 @pytest.mark.parametrize("fusion", ["concat", "outer"])
 def test_default_point_is_the_untuned_config_inside_the_space(fusion):
     space = load_space(fusion)

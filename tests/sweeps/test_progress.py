@@ -164,9 +164,13 @@ def test_header_names_corpus_encoders_trials_and_where_runs_go(tmp_path):
     lines = progress.header(settings, prepared, track, 4).splitlines()
     assert lines == [
         "sweep s1",
-        "  corpus    KEMDy19, 80 utterances",
-        "  encoders  a (audio), t (text)",
-        "  trials    4 = 2 folds × 2 fusions × 1 labels, 1 CPU + auto GPU share each, at most 2 at once",
-        "  runs      MLflow http://127.0.0.1:5000, experiment 'erc-sweeps', parent run abc",
-        f"  tune log  {tmp_path}/reports/s1/tune.log (Tune's own output; -v shows it here)",
+        "  corpus     KEMDy19, 80 utterances",
+        "  encoders   a (audio), t (text)",
+        "  trials     4 = 2 folds × 2 fusions × 1 labels, 1 CPU + auto GPU share each, at most 2 at once",
+        ("  selection  epoch (acc) and early stopping on a dev split of each fold's training sessions; the "
+         "held-out fold is only evaluated (oracle/* and best/* logged beside)"),
+        "  runs       MLflow http://127.0.0.1:5000, experiment 'erc-sweeps', parent run abc",
+        f"  tune log   {tmp_path}/reports/s1/tune.log (Tune's own output; -v shows it here)",
     ]
+    paper = SweepSettings(cache_dir=tmp_path, folds=[0, 1], labels=["peakl"], protocol="paper")
+    assert "on the held-out fold itself (select_on=valid" in progress.header(paper, prepared, track, 4)

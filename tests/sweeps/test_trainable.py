@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -31,26 +32,37 @@ def _fit(space, table, settings, path):
 
 def test_grid_trials_report_what_they_trained_on(local_ray, tmp_path):
     table = synthetic_features(n=300, seed=0)
-    train, valid = table.split(1)
+    train, dev, valid = table.split_dev(1)
     results = _fit({"fold": 1, "fusion": "concat", "labels": tune.grid_search(["hard", "soft"]), "epochs": 3},
                    table, {"cpus_per_trial": 1}, tmp_path)
     assert not results.errors
     by_arm = {r.config["labels"]: r for r in results}
     ties = int((train.majority < 0).sum())
     assert ties > 0
-    # n_train is what was trained on: the hard arm has dropped the tied utterances
+    # n_train is what was trained on: the dev sessions are out, and the hard arm has dropped the ties
     assert by_arm["hard"].metrics[C.N_TRAIN] == len(train) - ties
     assert by_arm["soft"].metrics[C.N_TRAIN] == len(train)
     for r in by_arm.values():
         history = r.metrics_dataframe.dropna(subset=[C.VALID_PREFIX + "acc"])
-        assert r.metrics[C.N_VALID] == len(valid)
+        assert r.metrics[C.N_VALID] == len(valid) and r.metrics[C.N_DEV] == len(dev)
         assert r.metrics[C.BEST_PREFIX + "acc"] == pytest.approx(history[C.VALID_PREFIX + "acc"].max())
         assert r.metrics[C.BEST_PREFIX + "loss"] == pytest.approx(history[C.VALID_PREFIX + "loss"].min())
-        assert r.metrics[C.SELECTED_PREFIX + "acc"] <= r.metrics[C.BEST_PREFIX + "acc"]
+        assert r.metrics[C.SELECTED_PREFIX + "acc"] <= r.metrics[C.ORACLE_PREFIX + "acc"]
+        assert r.metrics[C.ORACLE_PREFIX + "acc"] == pytest.approx(history[C.VALID_PREFIX + "acc"].max())
+        # the epoch is the dev split's choice; the held-out values are that epoch's
+        dev_acc = history[C.DEV_PREFIX + "acc"].to_numpy()
+        epoch = int(np.argmax(dev_acc)) + 1
+        assert r.metrics[C.SELECTED_PREFIX + "epoch"] == epoch
+        assert r.metrics[C.SELECTED_PREFIX + "acc"] == pytest.approx(history[C.VALID_PREFIX + "acc"].iloc[epoch - 1])
+        assert {f"{C.ROBUST_PREFIX}{c}/acc" for c in C.condition_names()} <= set(r.metrics)
         assert r.checkpoint is not None
         # the head's size, reported once with the final metrics (what MLflow logs as model/params, model/flops)
         size = model_size(build_head(HeadConfig(fusion="concat"), table.audio.shape[1], table.text.shape[1]))
         assert {k: r.metrics[k] for k in C.SIZE_METRICS} == size and size[C.MODEL_FLOPS] > 0
+        with r.checkpoint.as_directory() as path:
+            split = json.loads((Path(path) / C.SPLIT_FILE).read_text())
+        assert split == {"train": train.segment_id.tolist(), "dev": dev.segment_id.tolist(),
+                         "test": valid.segment_id.tolist()}
 
 
 def test_search_trials_step_their_splits_in_lockstep_and_score_in_the_metrics_direction(local_ray, tmp_path):

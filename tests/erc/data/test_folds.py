@@ -1,6 +1,6 @@
 import pytest
 
-from erc.data.folds import session_folds
+from erc.data.folds import dev_sessions, session_folds
 
 
 def test_divisible_count_kemdy19():
@@ -23,3 +23,25 @@ def test_contiguous_in_session_order_regardless_of_input_order():
 def test_too_few_sessions_is_an_error():
     with pytest.raises(ValueError, match="3 sessions"):
         session_folds([1, 2, 3])
+
+
+def test_dev_set_is_one_contiguous_group_of_the_training_sessions_chosen_by_the_fold():
+    # KEMDy19, fold 0 held out: sessions 5..20 train; cut into 5 groups (4, 3, 3, 3, 3), group 0 is dev
+    train = [s for s in range(1, 21) if s > 4]
+    assert dev_sessions(train, 0) == [5, 6, 7, 8]
+    assert dev_sessions(train, 2) == [12, 13, 14]
+    # only the fold decides: the order (and repeats) of the input do not
+    assert dev_sessions(list(reversed(train)) + train, 2) == [12, 13, 14]
+    for fold in range(5):
+        held_out = [s for s, k in session_folds(range(1, 21)).items() if k == fold]
+        rest = [s for s in range(1, 21) if s not in held_out]
+        dev = dev_sessions(rest, fold)
+        start = rest.index(dev[0])
+        assert dev == rest[start : start + len(dev)]  # contiguous among the training sessions
+        assert set(dev) < set(rest) and not set(dev) & set(held_out) and len(dev) in (3, 4)
+
+
+def test_dev_set_of_few_training_sessions():
+    assert dev_sessions([3, 4], 0) == [3] and dev_sessions([3, 4], 1) == [4] and dev_sessions([3, 4], 4) == [3]
+    with pytest.raises(ValueError, match="none to train on"):
+        dev_sessions([7], 0)

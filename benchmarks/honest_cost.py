@@ -1,0 +1,125 @@
+"""What honest selection and robustness cost the default demo job (DESIGN §14).
+
+Runs the demo grid's 30 trials (5 folds × concat/outer × hard/soft/peakl, the demo preset, seed 0) on
+the demo corpus's cached features, in this process, one thread (a trial's share of the demo job), three
+ways:
+
+  before    the old default: the epoch chosen on the held-out fold (select_on=valid), no dev set, no
+            robustness evaluation
+  after     the new default: a dev set carved from the training sessions, evaluated every epoch, the
+            epoch chosen on it, then the 8 robustness conditions on the held-out fold
+  extra     inside ``after``: the seconds spent evaluating the dev set and the robustness conditions
+
+Times are this process's CPU seconds (``time.process_time``, one thread): on a shared machine wall time
+measures the neighbours. Ray's start-up, the caches and the report are the same in both jobs, so the
+trials' ratio bounds the job's. ``extra_vs_training_work`` = extra / (after − extra) is the slowdown the extra evaluations alone
+cause (the new default also trains on fewer rows, which hides part of it in ``after_vs_before``); both
+must stay under 1.10. It also prints how far each arm's mean accuracy moved (old ``selected`` vs new).
+
+Last line: a JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from erc.config import RunConfig
+from erc.data import load_corpus
+from erc.data.demo import write_demo_corpus
+from erc.encoders import build_demo_encoders
+from erc.features import build_features
+from erc.table import FeatureTable
+from erc.trainer import Trainer
+from erc.vocab import FOLDS, LABEL_ARMS, cache_root
+
+FUSIONS = ("concat", "outer")
+
+
+def demo_table(cache: Path) -> FeatureTable:
+    """The demo corpus's cached features, as ``python sweeps/ablation.py`` builds them (built once)."""
+    root = write_demo_corpus(cache / "demo" / "data", seed=0)
+    corpus = load_corpus(root, verbose=False)
+    audio, text = build_demo_encoders(cache / "demo" / "encoders", corpus, seed=0)
+    return FeatureTable.from_dataset(build_features(corpus, str(audio), str(text), cache / "features"))
+
+
+class Timed:
+    """Wraps a trainer's dev evaluation and robustness to add their seconds up."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    def wrap(self, fn):
+        def timed(*args, **kwargs):
+            t0 = time.process_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.seconds += time.process_time() - t0
+        return timed
+
+
+def run_grid(table: FeatureTable, select_on: str, robust: bool, extra: Timed | None) -> tuple[float, dict]:
+    accs: dict[str, list[float]] = {}
+    t0 = time.process_time()
+    for fold in FOLDS:
+        for fusion in FUSIONS:
+            for labels in LABEL_ARMS:
+                config = RunConfig.from_flat({"preset": "demo", "seed": 0, "fusion": fusion, "labels": labels,
+                                              "select_on": select_on})
+                train, dev, valid = table.split_for(fold, select_on)
+                trainer = Trainer(config, train, valid, dev=dev)
+                if extra is not None:
+                    trainer.evaluate_dev = extra.wrap(trainer.evaluate_dev)
+                while not trainer.done:
+                    trainer.run_epoch()
+                result = trainer.result()
+                if robust:
+                    (extra.wrap(trainer.robustness) if extra is not None else trainer.robustness)()
+                accs.setdefault(f"{fusion}-{labels}", []).append(result.metrics["acc"])
+    return time.process_time() - t0, {arm: float(np.mean(v)) for arm, v in accs.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cache", type=Path, default=None, help="cache root (default $ERC_CACHE or a temp dir)")
+    parser.add_argument("--repeats", type=int, default=1, help="time each way this many times, keep the fastest")
+    args = parser.parse_args()
+    cache = args.cache or (cache_root() if os.environ.get("ERC_CACHE") else Path(tempfile.mkdtemp(prefix="honest-")))
+    torch.set_num_threads(1)
+    table = demo_table(cache)
+    before = after = extra_s = float("inf")
+    for _ in range(args.repeats):
+        b, old = run_grid(table, "valid", robust=False, extra=None)
+        timer = Timed()
+        a, new = run_grid(table, "dev", robust=True, extra=timer)
+        if a < after:
+            after, extra_s = a, timer.seconds
+        before = min(before, b)
+    figures = {
+        "trials": len(FOLDS) * len(FUSIONS) * len(LABEL_ARMS),
+        "before_s": round(before, 2),
+        "after_s": round(after, 2),
+        "extra_eval_s": round(extra_s, 2),
+        "after_vs_before": round(after / before, 3),
+        "extra_vs_training_work": round(extra_s / (after - extra_s), 3),
+        "mean_acc_shift": {arm: round(new[arm] - old[arm], 4) for arm in old},
+    }
+    print(f"30 demo trials, 1 thread, CPU seconds: before {before:.1f} s, after {after:.1f} s "
+          f"({figures['after_vs_before']}×), of which dev + robustness evaluations {extra_s:.1f} s "
+          f"(+{100 * figures['extra_vs_training_work']:.1f} % on the training work)")
+    for arm in old:
+        print(f"  {arm:13s} mean acc: held-out-selected {old[arm]:.4f} → dev-selected {new[arm]:.4f}")
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
