@@ -19,14 +19,15 @@ BENCHMARKS = REPO / "benchmarks"
 
 # each benchmark's smallest arguments
 SMALLEST: dict[str, list[str]] = {
-    "demo_sweep.py": ["--smoke-test"],
+    "demo_sweep.py": ["--smoke-test", "--rerun"],
     "extraction.py": ["--mid-utterances", "4", "--check", "4", "--cluster-utterances", "8", "--head-epochs", "1",
                       "--limit", "20", "--batch-seconds", "8"],
     "finetune_step.py": ["--steps", "1", "--batch-size", "2", "--smoke"],
     "head_vs_end_to_end.py": ["--utterances", "8", "--batch-size", "4", "--paper-batch", "1", "--paper-steps", "1"],
     "per_arm.py": ["--smoke-test", "--tune-per-arm", "1"],
     "profile_job.py": ["--smoke-test"],
-    "targets.py": ["--smoke-test", "--skip", "per_arm", "tune_overhead"],  # those two run above on their own
+    # its three parts run above on their own: here only its table and JSON line
+    "targets.py": ["--smoke-test", "--skip", "demo_sweep", "per_arm", "tune_overhead"],
     "tune_overhead.py": ["--folds", "1"],
 }
 
