@@ -17,9 +17,10 @@ INTERRUPTED = "interrupted — rerun the same command to resume it (finished tri
 def user_errors() -> tuple[type[BaseException], ...]:
     """Errors a user can act on from their message alone: printed as one line, no traceback."""
     # sweeps.cluster imports ray; asked for only once a body has failed (and has imported it by then)
+    from erc.data import CorpusError
     from sweeps.cluster import ClusterResourceError, RayAddressError
 
-    return DiskFullError, ClusterResourceError, RayAddressError
+    return DiskFullError, CorpusError, ClusterResourceError, RayAddressError
 
 
 def run_cli(main: Callable[..., int], *args: Any) -> int:

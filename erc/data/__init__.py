@@ -79,6 +79,16 @@ class Corpus:
         return write_atomic(path, self.excluded.to_csv(index=False))
 
 
+
+
+class CorpusError(ValueError):
+    """Data a user can fix from the message alone (a wrong root, an unknown corpus, class sets that do not
+    match, nothing usable): entry points print it as one line, not a traceback."""
+
+
+class CorpusNotFoundError(CorpusError, FileNotFoundError):
+    """No data where the user pointed (``FileNotFoundError`` too, for callers that catch that)."""
+
 def find_corpora(root: Path, corpora: list[str] | None = None) -> list[tuple[CorpusSpec, Path]]:
     """The registered corpora under ``root`` (or ``root`` itself when it is a release folder), by
     release folder name, optionally only those ``corpora`` names (a spec's name or module, any case)."""
@@ -91,7 +101,7 @@ def find_corpora(root: Path, corpora: list[str] | None = None) -> list[tuple[Cor
         names = {s.name.lower() for s in specs} | {s.read.__module__.rsplit(".", 1)[-1] for s in specs}
         unknown = wanted - names
         if unknown:
-            raise ValueError(f"unknown corpora {sorted(unknown)}; choose from {[s.name for s in specs]}")
+            raise CorpusError(f"unknown corpora {sorted(unknown)}; choose from {[s.name for s in specs]}")
         found = [(s, f) for s, f in found
                  if {s.name.lower(), s.read.__module__.rsplit(".", 1)[-1]} & wanted]
     return found
@@ -127,17 +137,17 @@ def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True, 
         reads.append((MANIFEST, read.split, read.scale, read))
     else:
         if not root.is_dir():
-            raise FileNotFoundError(f"data root {root} does not exist; {expected}")
+            raise CorpusNotFoundError(f"data root {root} does not exist; {expected}")
         present = find_corpora(root, corpora)
         if not present:
-            raise FileNotFoundError(f"no corpus under {root}; {expected}")
+            raise CorpusNotFoundError(f"no corpus under {root}; {expected}")
         for spec, folder in present:
             read = spec.read(folder, classes or spec.default_classes)
             reads.append((spec.name, read.split or spec.split, read.scale or spec.scale, read))
     name0, *_, first = reads[0]
     for name, _, _, read in reads[1:]:
         if (read.classes, read.dimensions) != (first.classes, first.dimensions):
-            raise ValueError(
+            raise CorpusError(
                 f"{name0} and {name} cannot be read together: classes {list(first.classes)} "
                 f"(dimensions {list(first.dimensions)}) vs {list(read.classes)} (dimensions "
                 f"{list(read.dimensions)}); choose one with corpora=/--corpora, or a shared class set")
@@ -162,7 +172,7 @@ def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True, 
                 rows.append({**_DEFAULTS, **record, "corpus": name,
                              "fold": fold_of.get(record["session"], -1)})
     if not rows:
-        raise ValueError(f"no usable utterance under {root} ({len(excluded)} excluded); {expected}")
+        raise CorpusError(f"no usable utterance under {root} ({len(excluded)} excluded); {expected}")
 
     sessions = pd.DataFrame(folds, columns=["corpus", "session", "fold"])
     utterances = pd.DataFrame(rows)[COLUMNS].sort_values(["corpus", "session", "segment_id"], ignore_index=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from erc.atomic import DiskFullError
+from erc.data import CorpusError, CorpusNotFoundError
 from sweeps.cli import INTERRUPTED, run_cli
 from sweeps.cluster import ClusterResourceError, RayAddressError
 
@@ -19,7 +20,8 @@ def test_ctrl_c_exits_130_saying_how_to_resume(capsys):
 
 
 @pytest.mark.parametrize("error", [DiskFullError("disk full at /x"), ClusterResourceError("no node can"),
-                                   RayAddressError("nothing at 1.2.3.4")])
+                                   RayAddressError("nothing at 1.2.3.4"), CorpusNotFoundError("no corpus under /d"),
+                                   CorpusError("KEMDy19 and CREMA-D cannot be read together")])
 def test_errors_a_user_can_act_on_exit_1_with_their_message_alone(error, capsys):
     assert run_cli(_raise, error) == 1
     assert capsys.readouterr().err == f"error: {error}\n"
@@ -29,3 +31,21 @@ def test_other_errors_keep_their_traceback_and_the_body_its_exit_code():
     with pytest.raises(ZeroDivisionError):
         run_cli(_raise, ZeroDivisionError())
     assert run_cli(lambda a, b: a + b, 2, 3) == 5
+
+
+@pytest.mark.slow
+def test_a_data_root_without_a_corpus_is_one_line_not_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    (tmp_path / "data").mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "RAY_ADDRESS")}
+    env.update(ERC_CACHE=str(tmp_path / "cache"), PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, str(repo / "sweeps" / "ablation.py"), "--data", str(tmp_path / "data"),
+                           "--smoke-test", "--quiet"], env=env, capture_output=True, text=True, timeout=600,
+                          check=False)
+    assert proc.returncode == 1
+    assert f"error: no corpus under {tmp_path / 'data'}" in proc.stderr and "Traceback" not in proc.stderr
