@@ -67,14 +67,15 @@ class Timed:
         return timed
 
 
-def run_grid(table: FeatureTable, select_on: str, robust: bool, extra: Timed | None) -> tuple[float, dict]:
+def run_grid(table: FeatureTable, select_on: str, robust: bool, extra: Timed | None,
+             folds: tuple[int, ...] = FOLDS, epochs: int | None = None) -> tuple[float, dict]:
     accs: dict[str, list[float]] = {}
     t0 = time.process_time()
-    for fold in FOLDS:
+    for fold in folds:
         for fusion in FUSIONS:
             for labels in LABEL_ARMS:
                 config = RunConfig.from_flat({"preset": "demo", "seed": 0, "fusion": fusion, "labels": labels,
-                                              "select_on": select_on})
+                                              "select_on": select_on, "epochs": epochs})
                 train, dev, valid = table.split_for(fold, select_on)
                 trainer = Trainer(config, train, valid, dev=dev)
                 if extra is not None:
@@ -92,20 +93,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cache", type=Path, default=None, help="cache root (default $ERC_CACHE or a temp dir)")
     parser.add_argument("--repeats", type=int, default=1, help="time each way this many times, keep the fastest")
+    parser.add_argument("--folds", type=int, default=len(FOLDS), help="the first N folds (a smoke run: 1)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the run config's)")
     args = parser.parse_args()
+    folds = FOLDS[:args.folds]
     cache = args.cache or (cache_root() if os.environ.get("ERC_CACHE") else Path(tempfile.mkdtemp(prefix="honest-")))
     torch.set_num_threads(1)
     table = demo_table(cache)
     before = after = extra_s = float("inf")
     for _ in range(args.repeats):
-        b, old = run_grid(table, "valid", robust=False, extra=None)
+        b, old = run_grid(table, "valid", robust=False, extra=None, folds=folds, epochs=args.epochs)
         timer = Timed()
-        a, new = run_grid(table, "dev", robust=True, extra=timer)
+        a, new = run_grid(table, "dev", robust=True, extra=timer, folds=folds, epochs=args.epochs)
         if a < after:
             after, extra_s = a, timer.seconds
         before = min(before, b)
     figures = {
-        "trials": len(FOLDS) * len(FUSIONS) * len(LABEL_ARMS),
+        "trials": len(folds) * len(FUSIONS) * len(LABEL_ARMS),
         "before_s": round(before, 2),
         "after_s": round(after, 2),
         "extra_eval_s": round(extra_s, 2),
@@ -113,7 +117,7 @@ def main() -> None:
         "extra_vs_training_work": round(extra_s / (after - extra_s), 3),
         "mean_acc_shift": {arm: round(new[arm] - old[arm], 4) for arm in old},
     }
-    print(f"30 demo trials, 1 thread, CPU seconds: before {before:.1f} s, after {after:.1f} s "
+    print(f"{figures['trials']} demo trials, 1 thread, CPU seconds: before {before:.1f} s, after {after:.1f} s "
           f"({figures['after_vs_before']}×), of which dev + robustness evaluations {extra_s:.1f} s "
           f"(+{100 * figures['extra_vs_training_work']:.1f} % on the training work)")
     for arm in old:
