@@ -65,7 +65,7 @@ def dev_mask(corpus: np.ndarray, session: np.ndarray, train: np.ndarray, valid: 
     mask = np.zeros(len(session), dtype=bool)
     for name in sorted(set(corpus[train].tolist())):
         own = train & (corpus == name)
-        if partition is not None and (partition[own] != "").any():
+        if partition is not None and (partition[own] == dev_part).any():
             mask |= own & (partition == dev_part)
         else:
             mask |= own & np.isin(session, dev_sessions(session[own].tolist(), valid))

@@ -97,3 +97,23 @@ def test_a_corpus_with_an_official_partition_uses_its_own_dev_part():
     train = np.ones(10, dtype=bool)
     mask = dev_mask(corpus, session, train, 0, partition)
     assert mask.tolist() == [True] * 2 + [False] * 4 + [False, True, True, False]  # K: sessions 1-2 (rule)
+
+
+def test_dev_rows_of_a_fold_minus_one_trial():
+    from erc.table import dev_mask, split_masks
+    from erc.vocab import NO_FOLD
+
+    # cross-corpus: all of A is "train" (10 sessions, 2 rows each), all of B "test": the session rule carves A
+    corpus = np.array(["A"] * 20 + ["B"] * 6)
+    session = np.array([s for s in range(1, 11) for _ in range(2)] + [1, 1, 2, 2, 3, 3])
+    partition = np.array(["train"] * 20 + ["test"] * 6)
+    fold = np.full(len(corpus), NO_FOLD)
+    train, test = split_masks(fold, NO_FOLD, (), partition)
+    dev = dev_mask(corpus, session, train, NO_FOLD, partition)
+    assert dev.any() and not (dev & test).any() and set(corpus[dev]) == {"A"}
+    assert set(session[dev]) and all(dev[session == s].sum() == 2 for s in set(session[dev & (corpus == "A")]))
+    # an official partition: its own dev part, outside both train and test
+    official = np.array(["train"] * 14 + ["dev"] * 6 + ["test"] * 6)
+    train, test = split_masks(fold, NO_FOLD, (), official)
+    dev = dev_mask(corpus, session, train, NO_FOLD, official)
+    assert (dev == (official == "dev")).all() and not (dev & (train | test)).any()
