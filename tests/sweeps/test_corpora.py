@@ -61,7 +61,7 @@ def test_cross_corpus_sweep_on_the_demo(tmp_path: Path):
     assert len(runs) == 4 and {int(r.data.params[C.FOLD]) for r in runs} == {NO_FOLD}  # (arm, seed) trials
     corpus = load_corpus(tmp_path / "cache" / "demo" / "data", verbose=False)
     sizes = corpus.utterances.groupby("corpus").size()
-    assert {int(r.data.metrics[C.N_VALID]) for r in runs} == {int(sizes["KEMDy20"])}
+    assert {int(r.data.params[C.N_VALID]) for r in runs} == {int(sizes["KEMDy20"])}
     assert {r.data.tags[C.CORPUS] for r in runs} <= {"kemdy19 -> kemdy20"}
 
 
