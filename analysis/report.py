@@ -221,16 +221,19 @@ def header(trials: Trials) -> list[Block]:
     return blocks
 
 
-def corpus_blocks(client: MlflowClient | None, trials: Trials) -> list[Block]:
-    """What the sweep's parent run says about its corpora: rater agreement per corpus (the metrics
-    ``agreement/<corpus>/<statistic>``), the corpora's notes (e.g. CREMA-D's text carries no emotion),
-    and that a corpus without valence/arousal has no CCC metrics."""
-    blocks: list[Block] = []
+def corpus_blocks(client: MlflowClient | None, trials: Trials) -> tuple[list[Block], list[Block]]:
+    """What the sweep's parent run says about its corpora, as (caveats for the top, the agreement
+    section): the corpora's notes (e.g. CREMA-D's text carries no emotion), that a corpus without
+    valence/arousal has no CCC metrics, and the rater agreement per corpus (the metrics
+    ``agreement/<corpus>/<statistic>``). The agreement describes the data, not the comparison, so it
+    goes after the tables: the paper's table stays the report's first."""
+    caveats: list[Block] = []
+    agreement: list[Block] = []
     parent = getattr(trials.sweep, "parent_run_id", None)
     if client is not None and parent is not None:
         run = client.get_run(parent)
         notes = run.data.tags.get(C.CORPUS_NOTES, "")
-        blocks += [Caveat(note) for note in notes.split("\n") if note]
+        caveats += [Caveat(note) for note in notes.split("\n") if note]
         values: dict[str, dict[str, float]] = {}
         for key, value in run.data.metrics.items():
             if key.startswith(C.AGREEMENT_PREFIX):
@@ -240,14 +243,14 @@ def corpus_blocks(client: MlflowClient | None, trials: Trials) -> list[Block]:
             frame = pd.DataFrame.from_dict(values, orient="index").sort_index()
             frame = frame.map(lambda v: "" if pd.isna(v) else f"{v:.0f}" if float(v).is_integer() and v > 1
                               else f"{v:.3f}")
-            blocks += [Heading("Rater agreement", 2),
-                       Text("Krippendorff's α of the raters' categories (nominal) and of each dimension (interval); "
-                            "Fleiss' κ where every item has the same number of raters."),
-                       Table(frame, "corpus", "Rater agreement per corpus")]
+            agreement += [Heading("Rater agreement", 2),
+                          Text("Krippendorff's α of the raters' categories (nominal) and of each dimension "
+                               "(interval); Fleiss' κ where every item has the same number of raters."),
+                          Table(frame, "corpus", "Rater agreement per corpus")]
     if not trials.runs.empty and not any(m in trials.metrics for m in REGRESSION_METRICS):
-        blocks.append(Caveat("No valence/arousal ratings in these runs' corpus: the loss was the classification "
-                             "loss alone, and the tables have no CCC rows."))
-    return blocks
+        caveats.append(Caveat("No valence/arousal ratings in these runs' corpus: the loss was the classification "
+                              "loss alone, and the tables have no CCC rows."))
+    return caveats, agreement
 
 
 def write_table(res: TableResult, out_dir: Path) -> tuple[list[Path], list[Block]]:
@@ -439,7 +442,8 @@ def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> st
     out = Path(options.out_dir) if options.out_dir is not None else default_out(trials, REPORT_ARTIFACT_DIR)
     out.mkdir(parents=True, exist_ok=True)
     files: list[Path] = []
-    top = [*header(trials), *corpus_blocks(client, trials)]
+    caveats, agreement = corpus_blocks(client, trials)
+    top = [*header(trials), *caveats]
     doc = Document(title=top[0].text, blocks=top)
     notes: list[str] = []
     built = 0
@@ -479,6 +483,7 @@ def sweep_report(options: ReportOptions | str | None = None, /, **changes) -> st
             written, blocks = section(client, trials, options, out)
             files += written
             doc.add(*blocks)
+    doc.add(*agreement)
     if built:
         repeated = len(set(trials.runs[C.SEED])) > 1
         notes = [*footnotes(options.extended, options.rope, repeated, values=trials.values,

@@ -9,6 +9,14 @@ import pytest
 from erc.data.demo import write_demo_corpus
 
 
+@pytest.fixture(autouse=True)
+def no_tracking_uri_from_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test starts without ``MLFLOW_TRACKING_URI``: ``mlflow.set_tracking_uri`` also sets it in
+    ``os.environ``, so one test's store would otherwise become every later test's (and subprocess's)
+    default. A test that wants it sets it through ``monkeypatch``, which undoes it."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 @pytest.fixture(scope="session")
 def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small demo corpus in both layouts (5 + 6 sessions, 4 utterances per speaker)."""

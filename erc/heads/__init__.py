@@ -104,7 +104,12 @@ def layer_weights(source: torch.nn.Module | Mapping[str, Tensor]) -> dict[str, l
     if isinstance(source, BaseHead):
         return source.layer_weights()
     state = source.state_dict() if isinstance(source, torch.nn.Module) else source
-    return InputNorm.from_state_dict(submodule_state(state, NORM)).layer_weights()
+    # a finetune model's state holds its head under a prefix ("head.norm.…"); no norm at all: no weights
+    key = f"{NORM}.audio_mean"
+    prefix = next((k.removesuffix(key) for k in state if k == key or k.endswith(f".{key}")), None)
+    if prefix is None:
+        return {}
+    return InputNorm.from_state_dict(submodule_state(state, f"{prefix}{NORM}")).layer_weights()
 
 
 __all__ = ["FUSIONS", "PRESETS", "BaseConfig", "BaseHead", "Dropout", "HeadConfig", "InputNorm", "build_head",

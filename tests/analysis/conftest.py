@@ -26,5 +26,6 @@ def file_store(tmp_path, monkeypatch) -> str:
     monkeypatch.setattr(tracking_utils, "_tracking_uri", None)
     monkeypatch.setattr(fluent, "_active_experiment_id", None)
     uri = (tmp_path / "mlruns").as_uri()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)  # set_tracking_uri sets it too; monkeypatch undoes it
     mlflow.set_tracking_uri(uri)
     return uri

@@ -62,3 +62,21 @@ def test_default_size_has_long_and_hifi_files_and_ties(tmp_path):
     assert spearmanr(rms, u.arousal[:300]).statistic > 0.4
     positive = u.text.map(lambda t: sum(w in t.split() for w in POSITIVE))
     assert spearmanr(positive, u.valence).statistic > 0.3
+
+
+def test_a_voice_is_the_harmonic_sum_its_doc_states():
+    """_render sums sin(hφ + c_h) through powers of e^{iφ}: the same samples as the sines written out."""
+    from erc.data.demo import _render, _voice
+
+    rng = np.random.default_rng(5)
+    voice = _voice(rng, 2.0, 16000, arousal=4.0, female=False, bright=True)
+    t = np.arange(voice.n) / voice.sr
+    phase = 2 * np.pi * np.cumsum(voice.f0 * (1 + 0.05 * np.sin(2 * np.pi * voice.vibrato_hz * t
+                                                                + voice.vibrato_phase))) / voice.sr
+    wave = sum(h ** -voice.tilt * np.sin(h * phase + c) for h, c in enumerate(voice.harmonic_phases, start=1))
+    wave /= np.abs(wave).max() + 1e-9
+    envelope = np.clip(np.sin(np.pi * voice.rate * t + voice.envelope_phase), 0, None) ** 0.7
+    edge = np.minimum(1, np.minimum(t, t[-1] - t) / 0.05)
+    expected = np.clip(voice.loud * wave * envelope * edge + voice.noise, -0.99, 0.99)
+    assert len(voice.harmonic_phases) == 29 and voice.f0 * 29 <= 7000  # a low voice keeps every harmonic
+    np.testing.assert_allclose(_render(voice), expected, rtol=0, atol=1e-6)
