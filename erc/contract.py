@@ -196,6 +196,8 @@ HISTORY_FILE = "history.json"
 DEV_HISTORY_FILE = "dev_history.json"  # the dev split's metrics per epoch (select_on='dev')
 CONFUSION_PLOT = "confusion_matrix.png"
 LAYER_WEIGHTS_PLOT = "layer_weights.png"
+# beside a cleanly finished sweep's local report: what its rerun may print without MLflow (sweeps.finished)
+FINISHED_MARKER = "finished.json"
 AGREEMENT_FILE = "agreement.csv"  # parent run, data/: the rater agreement table (one row per corpus)
 CORPUS_NOTES = "corpus_notes"  # parent run tag: what a user of the corpora must know (erc.data registry notes)
 PEAKL_PLOT = "peakl_labels.png"  # parent run, plots/: the corpus's labels before and after PeakL

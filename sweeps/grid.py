@@ -16,7 +16,7 @@ from erc.config import RunConfig
 from erc.vocab import REPORTS_DIR
 from sweeps.cli import INTERRUPTED
 from sweeps.cluster import start_ray
-from sweeps.finished import print_report
+from sweeps.finished import print_report, record_finished
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
@@ -97,7 +97,9 @@ def run_ablation(args: argparse.Namespace) -> int:
     if outcome.interrupted:  # no report: the tables of a partial sweep would pass for the result
         print(INTERRUPTED, file=sys.stderr)
         return 130
-    print_report(settings, sweep, track.uri)
+    report = print_report(settings, sweep, track.uri)
+    if status == "FINISHED":  # every write to the store is done: its rerun may reprint this report
+        record_finished(settings, sweep, track.uri, track.parent_run_id, report)
     if outcome.failed:
         print(f"{outcome.failed} trial(s) FAILED after {settings.max_failures} retries; see their MLflow runs "
               f"(tag {C.LAST_ERROR}, artifacts {C.ERRORS_DIR}/).")

@@ -1,4 +1,4 @@
-"""The sweep's MLflow store: its address, reachable, opened (imports MLflow, never Ray or torch).
+"""The sweep's MLflow store: its address, reachable, opened (MLflow loads only to open it; never Ray or torch).
 
 A finished sweep's rerun (:mod:`sweeps.finished`) reads the store before anything else loads.
 """
@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from mlflow.tracking import MlflowClient
+from typing import TYPE_CHECKING
 
 from erc.atomic import build_lock
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
 
 
 def default_tracking_uri(cache_dir: Path) -> str:
@@ -42,6 +44,8 @@ def open_store(uri: str) -> MlflowClient:
     The first client of a URI in a process builds the store (MLflow caches it per process), so
     holding a lock beside the database while it is created is enough.
     """
+    from mlflow.tracking import MlflowClient  # seconds to import: only once a store is opened
+
     if not uri.startswith("sqlite:///"):
         return MlflowClient(uri)
     db = Path(uri.removeprefix("sqlite:///"))

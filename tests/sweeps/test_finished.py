@@ -10,7 +10,7 @@ import pytest
 from mlflow.entities import Param
 
 from erc import contract as C
-from sweeps.finished import finished_sweep, grid_keys
+from sweeps.finished import finished_sweep, grid_keys, marker_path, record_finished, recorded_report
 from sweeps.settings import SweepSettings
 from sweeps.store import default_tracking_uri, open_store
 from tests.sweep_helpers import REPO
@@ -78,3 +78,30 @@ def test_a_finished_rerun_loads_neither_ray_nor_torch(tmp_path):
             f"print(json.dumps(sorted(m for m in ('ray', 'torch') if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_recorded_report_is_reprinted_without_mlflow_while_the_store_is_untouched(tmp_path):
+    settings = _settings(tmp_path)
+    client, sweep, parent = _store_sweep(settings)
+    uri = default_tracking_uri(settings.cache_dir)
+    record_finished(settings, sweep, uri, parent, "# the report as printed")
+    code = (f"import json, sys; from sweeps.finished import rerun_finished; from sweeps.settings import SweepSettings;"
+            f"s = SweepSettings(cache_dir={str(tmp_path)!r}, folds=[0, 1], fusions=['concat', 'outer'], "
+            f"labels=['peakl']); assert rerun_finished(s) == 0;"
+            f"print(json.dumps(sorted(m for m in ('ray', 'torch', 'mlflow') if m in sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    lines = out.stdout.strip().splitlines()
+    assert "# the report as printed" in lines and json.loads(lines[-1]) == []
+    # a grid the marker does not cover asks MLflow
+    assert recorded_report(_settings(tmp_path, name=sweep, repeats=2), sweep, uri) is None
+    # any write to the store (here a tag, as the UI sets one) makes the marker stale
+    assert recorded_report(settings, sweep, uri) is not None
+    client.set_tag(parent, "note", "edited in the UI")
+    assert recorded_report(settings, sweep, uri) is None
+    assert finished_sweep(settings, sweep) is not None  # the MLflow path still finds the finished sweep
+
+
+def test_no_marker_for_a_server_store(tmp_path):
+    settings = _settings(tmp_path)
+    record_finished(settings, "s", "http://127.0.0.1:1", "p", "text")
+    assert not marker_path(settings, "s").exists()
