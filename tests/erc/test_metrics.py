@@ -102,3 +102,35 @@ def test_is_better_modes():
     assert is_better(0.5, 0.4, "acc") and not is_better(0.4, 0.4, "acc")  # first best epoch wins ties
     assert is_better(0.3, 0.4, "loss") and not is_better(0.5, 0.4, "train_loss")
     assert not is_better(float("nan"), 0.1, "acc") and is_better(0.1, None, "acc")
+
+
+@pytest.mark.parametrize("absent", [[], [1, 6]])
+def test_classification_and_ccc_match_torchmetrics_with_tied_scores(absent):
+    """The vectorised metrics give torchmetrics' numbers, tied scores and absent classes included."""
+    import torch
+    from torchmetrics.functional.classification import (
+        multiclass_accuracy,
+        multiclass_auroc,
+        multiclass_f1_score,
+    )
+    from torchmetrics.functional.regression import concordance_corrcoef
+
+    rng = np.random.default_rng(3)
+    n = 400
+    target = rng.integers(0, 7, n)
+    for c in absent:
+        target[target == c] = 3
+    # logits rounded to 1 decimal: many rows share scores, so the AUROC's tie handling matters
+    logits = np.round(rng.standard_normal((n, 7)) + np.eye(7)[target], 1).astype(np.float32)
+    ours = classification_metrics(logits, target)
+    t, x = torch.as_tensor(target), torch.as_tensor(logits)
+    pred = x.argmax(1)
+    assert ours["acc"] == pytest.approx(float(multiclass_accuracy(pred, t, 7, average="micro")), abs=1e-6)
+    assert ours["micro_f1"] == pytest.approx(float(multiclass_f1_score(pred, t, 7, average="micro")), abs=1e-6)
+    assert ours["macro_f1"] == pytest.approx(float(multiclass_f1_score(pred, t, 7, average="macro")), abs=1e-6)
+    per_class = multiclass_auroc(x.softmax(1), t, 7, average="none")
+    present = torch.bincount(t, minlength=7) > 0
+    assert ours["auroc"] == pytest.approx(float(per_class[present].mean()), abs=1e-6)
+    y = rng.uniform(1, 5, n)
+    p = np.round(0.5 * y + rng.standard_normal(n), 1)
+    assert ccc(p, y) == pytest.approx(float(concordance_corrcoef(torch.as_tensor(p), torch.as_tensor(y))), abs=1e-9)
