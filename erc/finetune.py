@@ -3,7 +3,8 @@
 :class:`EndToEnd` wraps the audio model (wav2vec2), the text model (RoBERTa) and one of the heads of
 :mod:`erc.heads`: the audio vector is the mean of the last hidden states over the valid frames, the
 text vector the first token's state — the same pooling as the feature cache (:mod:`erc.encoders`), so
-an untrained ``EndToEnd`` reproduces the cached vectors. Its ``state_dict`` holds the encoders under
+an untrained ``EndToEnd`` reproduces the cached vectors. A head that reads sequences (``xattn``) gets
+the encoders' last hidden states and masks unpooled instead (:meth:`EndToEnd.inputs`). Its ``state_dict`` holds the encoders under
 ``audio_encoder.`` / ``text_encoder.`` and the head under ``head.``.
 
 :class:`FinetuneTrainer` is :class:`erc.trainer.Trainer` (the same loop, loss, schedule, selection,
@@ -41,6 +42,7 @@ from erc.features import length_buckets
 from erc.heads import BaseHead, build_head
 from erc.inputs import InputTable
 from erc.optim import autocast
+from erc.sequences import SeqBatch, masked_mean
 from erc.trainer import Trainer
 
 STANDARDISE_ROWS = 256  # training utterances whose pretrained vectors give the input statistics
@@ -60,27 +62,45 @@ class EndToEnd(nn.Module):
         self._audio = audio  # the wrapper's frame-mask logic (not a submodule: weights live above)
         self.batchable = audio.batchable
 
-    def pool_audio(self, values: Tensor, mask: Tensor) -> Tensor:
-        """(B, D_a): mean of the last hidden states over the frames ``mask`` marks valid."""
+    def audio_states(self, values: Tensor, mask: Tensor) -> SeqBatch:
+        """The last hidden states (B, frames, D_a) and the mask of the frames computed from real samples."""
         # Group-norm conv stacks are trained without attention masks (see AudioEncoder.batchable).
         hidden = self.audio_encoder(values, attention_mask=mask if self.batchable else None).last_hidden_state
-        frames = self._audio.frame_mask(mask, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
-        return (hidden * frames).sum(1) / frames.sum(1).clamp(min=1.0)
+        return SeqBatch(hidden, self._audio.frame_mask(mask, hidden.shape[1]))
+
+    def text_states(self, ids: Tensor, mask: Tensor) -> SeqBatch:
+        """The last hidden states (B, tokens, D_t) and the mask of the real tokens."""
+        return SeqBatch(self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask.bool())
+
+    def pool_audio(self, values: Tensor, mask: Tensor) -> Tensor:
+        """(B, D_a): mean of the last hidden states over the frames ``mask`` marks valid."""
+        states = self.audio_states(values, mask)
+        return masked_mean(states.values, states.mask)
 
     def pool_text(self, ids: Tensor, mask: Tensor) -> Tensor:
         """(B, D_t): the first token's last hidden state."""
-        return self.text_encoder(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        return self.text_states(ids, mask).values[:, 0]
 
     def vectors(self, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
         a = self.pool_audio(batch["values"], batch["audio_mask"])
         t = self.pool_text(batch["ids"], batch["text_mask"])
         return a.float(), t.float()
 
+    def sequences(self, batch: dict[str, Tensor]) -> tuple[SeqBatch, SeqBatch]:
+        """Both encoders' last hidden states with their masks, unpooled: what a sequence head reads."""
+        a = self.audio_states(batch["values"], batch["audio_mask"])
+        t = self.text_states(batch["ids"], batch["text_mask"])
+        return a.float(), t.float()
+
+    def inputs(self, batch: dict[str, Tensor]) -> tuple[Any, Any]:
+        """What the head reads: pooled vectors, or the sequences themselves for a head that attends over them."""
+        return self.sequences(batch) if self.head.reads_sequences else self.vectors(batch)
+
     def forward(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.head(*self.vectors(batch))
+        return self.head(*self.inputs(batch))
 
     def embed(self, batch: dict[str, Tensor]) -> Tensor:
-        return self.head.embed(*self.vectors(batch))
+        return self.head.embed(*self.inputs(batch))
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         return [p for m in (self.audio_encoder, self.text_encoder) for p in m.parameters() if p.requires_grad]
@@ -219,9 +239,14 @@ class FinetuneTrainer(Trainer):
 
     @torch.no_grad()
     def _pretrained_vectors(self, rows: InputTable) -> tuple[Tensor, Tensor]:
+        """(n, D_a), (n, D_t): what the head reads of up to STANDARDISE_ROWS training utterances, one
+        row per utterance, or — for a sequence head — one row per real frame or token (its statistics
+        are over positions, never over padding)."""
         pick = torch.randperm(len(rows), generator=self.generator)[:STANDARDISE_ROWS].numpy()
         self.model.eval()
-        parts = [self.model.vectors(self._collate(rows, pick[i : i + 16])) for i in range(0, len(pick), 16)]
+        parts = [self.model.inputs(self._collate(rows, pick[i : i + 16])) for i in range(0, len(pick), 16)]
+        if self.head.reads_sequences:
+            return (torch.cat([a.values[a.mask] for a, _ in parts]), torch.cat([t.values[t.mask] for _, t in parts]))
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _collate(self, rows: InputTable, index: np.ndarray) -> dict[str, Tensor]:
@@ -270,7 +295,7 @@ class FinetuneTrainer(Trainer):
             collated = self._collate(rows, np.asarray(batch))
             if perturb is not None:
                 collated = perturb(collated)
-            a, t = self.model.vectors(collated)
+            a, t = self.model.inputs(collated)
             out, emb = self.head(a, t, return_embedding=True) if embed else (self.head(a, t), None)
             for k, i in enumerate(batch):
                 outs[i] = out[k]

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from erc.sequences import SequenceRows
 from erc.vocab import MODALITIES
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ class LayerRows:
         return torch.from_numpy(self.layers.take(rows)).to(self.device)
 
 
-HeadInput = Tensor | LayerRows
+HeadInput = Tensor | LayerRows | SequenceRows
 
 
 def _modality_input(rows: FeatureTable, modality: str, choice: LayerChoice, device: torch.device) -> HeadInput:
@@ -174,10 +175,29 @@ def _modality_input(rows: FeatureTable, modality: str, choice: LayerChoice, devi
         raise ValueError(f"{modality}_layer={choice}: {err}") from None
 
 
-def head_inputs(rows: FeatureTable, layers: LayerConfig, device: torch.device) -> tuple[HeadInput, HeadInput]:
-    """(audio, text) as the head reads them: (N, D) tensors, or :class:`LayerRows` for ``weighted``."""
+def head_inputs(rows: FeatureTable, layers: LayerConfig, device: torch.device, *,
+                sequences: bool = False) -> tuple[HeadInput, HeadInput]:
+    """(audio, text) as the head reads them: (N, D) tensors, or :class:`LayerRows` for ``weighted``;
+    with ``sequences`` (a head that reads them, ``xattn``) the last layer's token sequences
+    (:class:`erc.sequences.SequenceRows`)."""
+    if sequences:
+        return _sequence_input(rows, "audio", device), _sequence_input(rows, "text", device)
     return (_modality_input(rows, "audio", layers.audio_layer, device),
             _modality_input(rows, "text", layers.text_layer, device))
+
+
+def _sequence_input(rows: FeatureTable, modality: str, device: torch.device) -> SequenceRows:
+    found = getattr(rows, f"{modality}_seq", None)
+    if found is None:
+        raise ValueError(f"this head reads {modality} token sequences, and these features hold pooled vectors "
+                         "only: attach a sequence cache (erc.features.build_sequences; FeatureTable.with_sequences)")
+    return SequenceRows(found, device)
+
+
+def head_input_of(head: Any, rows: FeatureTable, layers: LayerConfig,
+                  device: torch.device) -> tuple[HeadInput, HeadInput]:
+    """:func:`head_inputs` of the kind ``head`` (a head or its class) reads: vectors or sequences."""
+    return head_inputs(rows, layers, device, sequences=bool(getattr(head, "reads_sequences", False)))
 
 
 def n_layers(x: HeadInput) -> int:

@@ -13,7 +13,7 @@ from torch import Tensor
 
 from erc.config import RunConfig
 from erc.heads import BaseHead, from_state_dict, split_output
-from erc.layers import HeadInput, head_inputs
+from erc.layers import HeadInput, head_input_of
 from erc.table import FeatureTable
 from erc.vocab import DIMENSIONS
 
@@ -93,6 +93,6 @@ def predict(head: BaseHead, rows: FeatureTable, *, device: str = "auto",
     dev = device_of(device)
     head = head.to(dev)
     # the encoder layer(s) the head was trained on (build_head records them)
-    audio, text = head_inputs(rows, head.layers, dev)
+    audio, text = head_input_of(head, rows, head.layers, dev)
     out, emb = forward(head, audio, text, embed=return_embeddings)
     return Predictions.of(rows, out), (emb.cpu().numpy() if emb is not None else None)

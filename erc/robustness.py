@@ -16,7 +16,9 @@ The noise comes from one local generator seeded by the trial seed: ``ε`` is dra
 fold (same seed, same held-out rows) sees the same draw, keeping arms paired.
 
 A head that mixes encoder layers (``weighted``) gets the same treatment per layer: the mean and
-standard deviation are each layer's own.
+standard deviation are each layer's own. A head that reads token sequences (``xattn``) gets it per
+position: every frame or token is replaced by, or perturbed with, the per-feature statistics over every
+real position of the training rows; the masks stay (padding is never read).
 
 Finetune mode (:meth:`erc.finetune.FinetuneTrainer.robustness`) perturbs the raw inputs instead:
 ``missing_audio`` is silent audio (zero samples, the same length and mask), ``missing_text`` an
@@ -47,10 +49,11 @@ from erc.contract import (
     parse_condition,
 )
 from erc.heads import BaseHead
-from erc.layers import HeadInput, LayerRows, head_inputs
+from erc.layers import HeadInput, LayerRows, head_input_of
 from erc.metrics import validation_metrics
 from erc.optim import autocast
 from erc.predict import forward
+from erc.sequences import SeqBatch, SequenceRows
 from erc.table import FeatureTable
 from erc.vocab import MODALITIES
 
@@ -63,12 +66,24 @@ def feature_stats(x: HeadInput) -> tuple[Tensor, Tensor]:
     if isinstance(x, LayerRows):
         mean, std = x.layers.mean_std()
         return torch.from_numpy(mean).to(x.device), torch.from_numpy(std).to(x.device)
+    if isinstance(x, SequenceRows):  # over every real position, not over padding
+        mean, std = x.sequences.mean_std()
+        return torch.from_numpy(mean).to(x.device), torch.from_numpy(std).to(x.device)
     x = x.float()
     return x.mean(0), x.std(0)
 
 
-def _whole(x: HeadInput) -> Tensor:
-    return x[:] if isinstance(x, LayerRows) else x
+def _whole(x: HeadInput) -> Tensor | SeqBatch:
+    return x[:] if isinstance(x, LayerRows | SequenceRows) else x
+
+
+def _values(x: Tensor | SeqBatch) -> Tensor:
+    """The values a condition changes: a sequence batch's positions (its mask stays), else the tensor."""
+    return x.values if isinstance(x, SeqBatch) else x
+
+
+def _changed(x: Tensor | SeqBatch, values: Tensor) -> Tensor | SeqBatch:
+    return x.with_values(values) if isinstance(x, SeqBatch) else values
 
 
 @torch.no_grad()
@@ -80,16 +95,16 @@ def robustness(head: BaseHead, train: FeatureTable, test: FeatureTable, *, confi
     rows). ``seed`` defaults to ``config.seed``; the head's weights are used as they are."""
     device = device or next(head.parameters()).device
     generator = torch.Generator().manual_seed(config.seed if seed is None else seed)
-    inputs = dict(zip(MODALITIES, head_inputs(test, config.layers, device), strict=True))
-    train_inputs = dict(zip(MODALITIES, head_inputs(train, config.layers, device), strict=True))
+    inputs = dict(zip(MODALITIES, head_input_of(head, test, config.layers, device), strict=True))
+    train_inputs = dict(zip(MODALITIES, head_input_of(head, train, config.layers, device), strict=True))
     stats = {m: feature_stats(train_inputs[m]) for m in MODALITIES}
     whole = {m: _whole(inputs[m]).float() for m in MODALITIES}
     # one draw per modality, audio first, shared by every level
-    eps = {m: torch.randn(whole[m].shape, generator=generator).to(device) for m in MODALITIES}
+    eps = {m: torch.randn(_values(whole[m]).shape, generator=generator).to(device) for m in MODALITIES}
     majority = torch.as_tensor(test.majority, device=device)
     va = torch.as_tensor(test.va, device=device)
 
-    def score(changed: str, x: Tensor) -> dict[str, float]:
+    def score(changed: str, x: Tensor | SeqBatch) -> dict[str, float]:
         audio, text = (x, inputs["text"]) if changed == "audio" else (inputs["audio"], x)
         with autocast(device, config.optim.precision):
             out, _ = forward(head, audio, text)
@@ -98,11 +113,13 @@ def robustness(head: BaseHead, train: FeatureTable, test: FeatureTable, *, confi
     results: dict[str, dict[str, float]] = {}
     for m in MODALITIES:
         mean, _ = stats[m]
-        results[condition_name(MISSING, m)] = score(m, mean.expand_as(whole[m]).contiguous())
+        missing = mean.expand_as(_values(whole[m])).contiguous()
+        results[condition_name(MISSING, m)] = score(m, _changed(whole[m], missing))
     for m in MODALITIES:
         _, std = stats[m]
         for sigma in levels:
-            results[condition_name(NOISE, m, sigma)] = score(m, whole[m] + sigma * std * eps[m])
+            noisy = _values(whole[m]) + sigma * std * eps[m]
+            results[condition_name(NOISE, m, sigma)] = score(m, _changed(whole[m], noisy))
     return results
 
 

@@ -8,6 +8,7 @@ converts rows again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -19,11 +20,14 @@ import numpy as np
 from erc.data.folds import dev_sessions
 from erc.labels import hard
 from erc.layers import Layers, open_layers
+from erc.sequences import Sequences
 from erc.vocab import DIMENSIONS, EMOTIONS, META_FILE, NO_FOLD, PARTITIONS, SELECT_ON
 
 # the cache's column name for each field (the Arrow dataset keeps its own names)
 _CACHE_COLUMNS = {"audio": "audio_vec", "text": "text_vec", "partition": "split"}
 _OPTIONAL = ("audio_layers", "text_layers", "partition")
+# the last layer's token sequences (erc.sequences), attached from a sequence cache, never a cache column
+_SEQUENCES = ("audio_seq", "text_seq")
 # what a table says about its rows as a whole (not one value per row): subset/split pass them on
 LABEL_SPACE = ("classes", "dimensions")
 
@@ -154,6 +158,10 @@ class FeatureTable(Rows):
     # of one shared array, which subset/split never copy
     audio_layers: Layers | None = None
     text_layers: Layers | None = None
+    # the last layer's token sequences (erc.sequences; the xattn head reads them): row views of one
+    # shared ragged store, attached with with_sequences
+    audio_seq: Sequences | None = None
+    text_seq: Sequences | None = None
     # (N,) str: the official partition's part (erc.vocab.PARTITIONS; the cache's `split` column), if any
     partition: np.ndarray | None = None
     classes: tuple[str, ...] = EMOTIONS  # the vote columns' class names, in order
@@ -183,6 +191,14 @@ class FeatureTable(Rows):
     def split(self, valid: int, *, exclude: Sequence[int] = ()) -> tuple[FeatureTable, FeatureTable]:
         return super().split(valid, exclude=exclude)
 
+    def with_sequences(self, sequences: Mapping[str, Sequences]) -> FeatureTable:
+        """This table with each modality's token sequences (``{"audio": …, "text": …}``, one row per row of
+        the table, in its order: :func:`erc.features.build_sequences` of the same corpus)."""
+        for modality, found in sequences.items():
+            if len(found) != len(self):
+                raise ValueError(f"{len(found)} {modality} sequences for {len(self)} feature rows")
+        return dataclasses.replace(self, **{f"{m}_seq": s for m, s in sequences.items()})
+
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], *, classes: Sequence[str] = EMOTIONS,
                      dimensions: Sequence[str] = DIMENSIONS) -> FeatureTable:
@@ -201,7 +217,7 @@ class FeatureTable(Rows):
                 else:
                     out[name] = value if isinstance(value, Layers) else Layers(np.asarray(value))
         for f in fields(cls):
-            if f.name in _OPTIONAL or f.name in LABEL_SPACE:
+            if f.name in _OPTIONAL or f.name in _SEQUENCES or f.name in LABEL_SPACE:
                 continue
             name = _CACHE_COLUMNS.get(f.name, f.name)
             if name in columns:
@@ -210,7 +226,7 @@ class FeatureTable(Rows):
                 out[f.name] = np.asarray(columns[f.name])
         if "majority" not in out and "votes" in out:
             out["majority"] = hard(out["votes"])
-        missing = [f.name for f in fields(cls) if f.name not in out and f.name not in _OPTIONAL]
+        missing = [f.name for f in fields(cls) if f.name not in out and f.name not in (*_OPTIONAL, *_SEQUENCES)]
         if missing:
             raise KeyError(f"feature rows lack column(s) {missing}")
         for key in ("audio", "text", "votes"):

@@ -41,9 +41,9 @@ import torch
 from torch import Tensor, nn
 
 from erc.config import RunConfig
-from erc.heads import BaseHead, build_head
+from erc.heads import BaseHead, build_head, get
 from erc.labels import peakl, soft
-from erc.layers import head_inputs, n_layers
+from erc.layers import head_input_of, n_layers
 from erc.losses import multitask_loss
 from erc.metrics import is_better, validation_metrics
 from erc.optim import EarlyStopping, autocast, make_optimizer, make_scheduler
@@ -181,8 +181,9 @@ class Trainer:
     def _setup(self, train: FeatureTable, valid: FeatureTable) -> None:
         dev, config = self.device, self.config
         # the encoder layer(s) each modality reads (erc.layers): (N, D) tensors, or gathered per batch
-        self.audio, self.text = head_inputs(train, config.layers, dev)
-        self.valid_audio, self.valid_text = head_inputs(valid, config.layers, dev)
+        # (a layer mix's stacks, a sequence head's token sequences)
+        self.audio, self.text = self._eval_inputs(train)
+        self.valid_audio, self.valid_text = self._eval_inputs(valid)
         head = build_head(config.head, self.audio.shape[-1], self.text.shape[-1], layers=config.layers,
                           n_layers=(n_layers(self.audio), n_layers(self.text)))
         head.reset_parameters(self.generator)
@@ -205,7 +206,7 @@ class Trainer:
 
     def _eval_inputs(self, rows: FeatureTable) -> Any:
         """What :meth:`_eval_output` needs to run the model on ``rows`` (here: the head's inputs)."""
-        return head_inputs(rows, self.config.layers, self.device)
+        return head_input_of(get(self.config.head.fusion), rows, self.config.layers, self.device)
 
     def _eval_output(self, inputs: Any, embed: bool = False) -> tuple[Tensor, Tensor | None]:
         audio, text = inputs

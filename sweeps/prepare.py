@@ -15,7 +15,8 @@ from erc.atomic import write_atomic
 from erc.data import load_corpus
 from erc.data.demo import write_demo_corpus
 from erc.encoders import build_demo_encoders
-from erc.features import Extractor, build_features, feature_meta
+from erc.features import Extractor, build_features, build_sequences, feature_meta
+from erc.heads import get as head_class
 from erc.inputs import InputTable, build_inputs, input_meta
 from erc.protocol import paper_exclusions
 from erc.table import FeatureTable
@@ -98,8 +99,14 @@ def prepare(settings: SweepSettings) -> Prepared:
     if uses_paper_selection(settings):
         excluded = _with_paper_exclusions(excluded, paper, cache)
     meta = feature_meta(feature_dir)
+    table = FeatureTable.from_dataset(ds)
+    if reads_sequences(settings):  # the xattn head: the last layer's token sequences, built once
+        sequences, where = build_sequences(corpus, audio, text, cache / "sequences")
+        print(f"sequences: {sum(s.values.nbytes for s in sequences.values()) / 2**20:.1f} MiB "
+              f"(float16, memory-mapped) → {where}")
+        table = table.with_sequences(sequences)
     return _other_corpora(settings, Prepared(
-        table=FeatureTable.from_dataset(ds),
+        table=table,
         corpus_name="+".join(sorted(corpus.utterances["corpus"].unique())),
         audio_encoder=meta["audio_encoder"]["name"],
         text_encoder=meta["text_encoder"]["name"],
@@ -109,6 +116,11 @@ def prepare(settings: SweepSettings) -> Prepared:
         audio_source=audio,
         text_source=text,
     ), agreement, notes)
+
+
+def reads_sequences(settings: SweepSettings) -> bool:
+    """Whether any fusion of the sweep reads token sequences (a cached sweep then builds the sequence cache)."""
+    return any(head_class(fusion).reads_sequences for fusion in settings.fusions)
 
 
 def _prepare_inputs(settings: SweepSettings, corpus: Any, audio: str, text: str, paper: pd.DataFrame) -> Prepared:

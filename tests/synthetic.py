@@ -63,3 +63,19 @@ def synthetic_features(
     )
 
 
+
+
+def with_synthetic_sequences(table: FeatureTable, seed: int = 0, max_len: int = 4) -> FeatureTable:
+    """``table`` with token sequences for heads that read them (``xattn``): each utterance's audio and
+    text vector repeated over 1..``max_len`` positions, each position with a little noise of its own, so
+    the sequences carry the vectors' signal (their mean is the vector, up to the noise)."""
+    from erc.sequences import Sequences
+
+    rng = np.random.default_rng(seed)
+    stores = {}
+    for modality in ("audio", "text"):
+        vectors = getattr(table, modality)
+        lengths = rng.integers(1, max_len + 1, size=len(table))
+        values = np.repeat(vectors, lengths, axis=0) + 0.1 * rng.standard_normal((int(lengths.sum()), vectors.shape[1]))
+        stores[modality] = Sequences(values.astype(np.float16), np.concatenate([[0], np.cumsum(lengths)]))
+    return table.with_sequences(stores)

@@ -123,15 +123,23 @@ class AudioEncoder(_Picklable):
         assert stack is not None
         return last, stack
 
-    @torch.inference_mode()
-    def _pool(self, waves: Sequence[np.ndarray], pad_to: int | None,
-              layers: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        waves = [w if len(w) >= self.min_samples else np.pad(w, (0, self.min_samples - len(w)))
-                 for w in waves]
+    def sequences(self, waves: Sequence[np.ndarray], max_frames: int | None = None) -> list[np.ndarray]:
+        """Each utterance's last hidden states over its valid frames, (n_i, D) float32, the first
+        ``max_frames`` of them (the sequence cache, :mod:`erc.sequences`; :meth:`pool` is their mean)."""
+        waves = self._padded_min(waves)
         if not self.batchable and len(waves) > 1:
-            parts = [self._pool([w], None, layers) for w in waves]
-            return (np.concatenate([p[0] for p in parts]),
-                    np.concatenate([p[1] for p in parts]) if layers else None)
+            return [s for w in waves for s in self.sequences([w], max_frames)]
+        out, frames = self._forward(waves, None, False)
+        hidden = out.last_hidden_state.float().cpu().numpy()
+        counts = frames.sum(1).cpu().numpy().astype(int)
+        return [hidden[k, :counts[k]][:max_frames] for k in range(len(waves))]  # valid frames come first
+
+    def _padded_min(self, waves: Sequence[np.ndarray]) -> list[np.ndarray]:
+        return [w if len(w) >= self.min_samples else np.pad(w, (0, self.min_samples - len(w))) for w in waves]
+
+    @torch.inference_mode()
+    def _forward(self, waves: Sequence[np.ndarray], pad_to: int | None, layers: bool) -> tuple[Any, torch.Tensor]:
+        """The model's output for a batch, and the (B, frames) mask of its valid frames."""
         padding: dict[str, Any] = {"padding": True}
         if pad_to is not None:
             padding = {"padding": "max_length", "max_length": max(pad_to, max(len(w) for w in waves))}
@@ -142,8 +150,19 @@ class AudioEncoder(_Picklable):
         # Group-norm models are trained without attention masks (HF docs); one unpadded utterance
         # needs none anyway.
         out = self.model(values, attention_mask=mask if self.batchable else None, output_hidden_states=layers)
+        return out, self.frame_mask(mask, out.last_hidden_state.shape[1])
+
+    @torch.inference_mode()
+    def _pool(self, waves: Sequence[np.ndarray], pad_to: int | None,
+              layers: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        waves = self._padded_min(waves)
+        if not self.batchable and len(waves) > 1:
+            parts = [self._pool([w], None, layers) for w in waves]
+            return (np.concatenate([p[0] for p in parts]),
+                    np.concatenate([p[1] for p in parts]) if layers else None)
+        out, valid = self._forward(waves, pad_to, layers)
         hidden = out.last_hidden_state
-        frames = self.frame_mask(mask, hidden.shape[1]).unsqueeze(-1).to(hidden.dtype)
+        frames = valid.unsqueeze(-1).to(hidden.dtype)
         count = frames.sum(1).clamp(min=1.0)
         pooled = (hidden * frames).sum(1) / count
         stack = None
@@ -207,11 +226,24 @@ class TextEncoder(_Picklable):
         return last, stack
 
     @torch.inference_mode()
-    def _pool(self, texts: Sequence[str], layers: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def sequences(self, texts: Sequence[str], max_tokens: int | None = None) -> list[np.ndarray]:
+        """Each text's last hidden states over its tokens (``<s>`` … ``</s>``), (n_i, D) float32, the first
+        ``max_tokens`` of them (the sequence cache, :mod:`erc.sequences`; :meth:`pool` is the first row)."""
+        out, mask = self._forward(texts, False)
+        hidden = out.last_hidden_state.float().cpu().numpy()
+        counts = mask.sum(1).cpu().numpy().astype(int)
+        return [hidden[k, :counts[k]][:max_tokens] for k in range(len(texts))]  # right padding: tokens first
+
+    def _forward(self, texts: Sequence[str], layers: bool) -> tuple[Any, torch.Tensor]:
+        """The model's output for a batch of texts, and the (B, tokens) attention mask."""
         inputs = self.tokenizer(list(texts), padding=True, truncation=True, max_length=self.max_length,
                                 return_tensors="pt")
         inputs = {k: v.to(self.device) for k, v in inputs.items() if k in ("input_ids", "attention_mask")}
-        out = self.model(**inputs, output_hidden_states=layers)
+        return self.model(**inputs, output_hidden_states=layers), inputs["attention_mask"]
+
+    @torch.inference_mode()
+    def _pool(self, texts: Sequence[str], layers: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        out, _ = self._forward(texts, layers)
         first = out.last_hidden_state[:, 0].float().cpu().numpy()
         if not layers:
             return first, None

@@ -283,6 +283,8 @@ class BaseHead(nn.Module):
     """
 
     Config: ClassVar[type[BaseConfig]] = BaseConfig
+    # True: the head reads token sequences (erc.sequences.SeqBatch), not pooled vectors (xattn)
+    reads_sequences: ClassVar[bool] = False
     norm: InputNorm
     out: nn.Linear
 

@@ -14,6 +14,7 @@ from erc.finetune import EndToEnd, FinetuneTrainer, collate
 from erc.heads import build_head
 from erc.inputs import build_inputs
 from erc.protocol import join_lines
+from erc.sequences import masked_mean
 from erc.table import FeatureTable
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -202,3 +203,23 @@ def test_finetune_dev_selection_and_raw_input_robustness(small, demo_encoders):
     assert robust["noise_audio_0"] == pytest.approx(selected, nan_ok=True)  # the selected weights
     assert robust["missing_audio"]["loss"] != selected["loss"] and robust["missing_text"]["loss"] != selected["loss"]
     assert robust["noise_audio_1"]["loss"] != selected["loss"]
+
+
+def test_a_sequence_head_reads_the_encoders_states_and_masks(small, demo_encoders):
+    train, valid = small
+    trainer = FinetuneTrainer(cfg(epochs=1, fusion="xattn", proj_dim=8), train, valid,
+                              audio_encoder=demo_encoders[0], text_encoder=demo_encoders[1])
+    batch = trainer._collate(valid, np.arange(len(valid)))
+    with torch.no_grad():
+        trainer.model.eval()
+        a, t = trainer.model.inputs(batch)
+        # the sequences' masked mean and first token are the pooled vectors other heads read
+        vec_a, vec_t = trainer.model.vectors(batch)
+        torch.testing.assert_close(masked_mean(a.values, a.mask), vec_a)
+        torch.testing.assert_close(t.values[:, 0], vec_t)
+        assert a.mask.dtype == torch.bool and a.mask.any(1).all() and t.mask.any(1).all()
+        before = trainer.head(a, t)
+    trainer.run_epoch()
+    assert trainer.history[-1]["epoch"] == 1 and before.shape == (len(valid), 9)
+    # the standardisation is over real positions: finite, one value per feature
+    assert torch.isfinite(trainer.head.norm.audio_std).all() and trainer.head.norm.audio_mean.shape == (a.shape[-1],)

@@ -14,11 +14,11 @@ from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 import erc.metrics as metrics_mod
 import erc.trainer as trainer_mod
 from erc.config import RunConfig
-from erc.heads import FUSIONS, HeadConfig
+from erc.heads import FUSIONS, HeadConfig, get
 from erc.predict import load_head, predict
 from erc.trainer import StopTraining, fit
 from erc.vocab import DEFAULT_FUSIONS
-from tests.synthetic import synthetic_features
+from tests.synthetic import synthetic_features, with_synthetic_sequences
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -55,6 +55,8 @@ def test_heads_learn_well_above_chance(data, fusion, labels):
 def test_every_other_registered_head_trains(data, fusion):
     """A fusion is its module: the trainer runs any registered head unchanged."""
     train, valid = data
+    if get(fusion).reads_sequences:  # a sequence head (xattn) reads token sequences: the vectors, repeated
+        train, valid = with_synthetic_sequences(train, seed=1), with_synthetic_sequences(valid, seed=2)
     result = fit(cfg(fusion=fusion, labels="soft", epochs=3), train, valid)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.metrics["acc"] > 0.3, result.metrics

@@ -14,7 +14,7 @@ from erc.heads import FUSIONS, HeadConfig, build_head
 from erc.heads._base import NORM, BaseConfig, BaseHead, Dropout, InputNorm, split_output
 from erc.layers import LayerConfig, LayerRows, Layers
 from erc.vocab import N_CLASSES, N_DIMENSIONS, N_OUTPUTS
-from tests.erc.heads._inputs import D_A, D_T, inputs, with_stats
+from tests.erc.heads._inputs import D_A, D_T, inputs, inputs_for, with_stats
 
 
 class TinyHead(BaseHead):
@@ -73,7 +73,7 @@ def test_outputs_leave_logits_alone_and_map_the_dimensions_back():
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_forward_with_the_embedding_is_forward_and_embed_in_one_pass(fusion):
     head = with_stats(build_head(HeadConfig(fusion=fusion, dropout=0.3), D_A, D_T)).eval()
-    a, t = inputs(4)
+    a, t = inputs_for(fusion, 4)
     y, h = head(a, t, return_embedding=True)
     torch.testing.assert_close(y, head(a, t), rtol=0, atol=0)
     torch.testing.assert_close(h, head.embed(a, t), rtol=0, atol=0)
@@ -174,7 +174,7 @@ def test_reset_parameters_draws_from_the_given_generator_only(fusion):
 @pytest.mark.parametrize("fusion", FUSIONS)
 def test_dropout_masks_follow_the_heads_generator(fusion):
     head = build_head(HeadConfig(fusion=fusion, dropout=0.5), D_A, D_T).train()
-    a, t = inputs(4)
+    a, t = inputs_for(fusion, 4)
     outs = []
     for _ in range(2):
         head.use_generator(torch.Generator().manual_seed(3))

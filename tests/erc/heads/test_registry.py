@@ -16,7 +16,7 @@ from erc.heads.concat import ConcatHead
 from erc.heads.outer import MixerConfig, TensorMixerHead
 from erc.layers import LayerConfig
 from erc.vocab import DEFAULT_FUSIONS, PRESET_NAMES, fusion_names
-from tests.erc.heads._inputs import D_A, D_T, inputs, with_stats
+from tests.erc.heads._inputs import D_A, D_T, inputs, inputs_for, vector_fusions, with_stats
 
 
 def test_fusions_are_the_modules_of_the_package_by_name():
@@ -49,14 +49,15 @@ def test_head_config_holds_every_heads_keys_once():
                                                            append_one=True, standardise=True)
     # the paper preset collects every class's values; configs travel to Ray workers by pickle
     assert dataclasses.asdict(HeadConfig.paper()) == {**dataclasses.asdict(HeadConfig()), "preset": "paper",
-                                                      "proj_dim": 256, "patch": 16, "dim": 512, "depth": 12}
+                                                      "proj_dim": 256, "patch": 16, "dim": 512, "depth": 12,
+                                                      "xattn_heads": 8}
     assert set(PRESETS) == set(PRESET_NAMES) and PRESETS["paper"](depth=3) == HeadConfig.paper(depth=3)
     assert pickle.loads(pickle.dumps(HeadConfig.paper())) == HeadConfig.paper()
     assert HeadConfig.__module__ == "erc.heads" and heads.HeadConfig is HeadConfig
     assert MixerConfig.paper().dim == 512 and not hasattr(BaseConfig(), "dim")
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", vector_fusions())  # a sequence head mixes no layers (its own test restores it)
 def test_a_head_restores_from_its_config_and_state_dict(fusion):
     layers = LayerConfig(text_layer="weighted")
     head = with_stats(build_head(HeadConfig(fusion=fusion), D_A, D_T, layers=layers, n_layers=(0, 3)))
@@ -85,5 +86,5 @@ def test_every_head_sizes_its_outputs_to_the_corpus(fusion, n_classes, n_dimensi
     # IEMOCAP's 4 classes with valence/arousal, CREMA-D's 6 without: class logits, then the dimensions
     head = build_head(HeadConfig(fusion=fusion, n_classes=n_classes, n_dimensions=n_dimensions), D_A, D_T)
     head.reset_parameters(torch.Generator().manual_seed(0))
-    a, t = inputs(3)
+    a, t = inputs_for(fusion, 3)
     assert head.eval()(a, t).shape == (3, n_classes + n_dimensions)

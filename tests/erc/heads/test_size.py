@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from erc.contract import MODEL_FLOPS, MODEL_PARAMS
-from erc.heads import FUSIONS, HeadConfig, build_head, forward_flops, model_size, trainable_parameters
+from erc.heads import HeadConfig, build_head, forward_flops, model_size, trainable_parameters
 from erc.layers import LayerConfig
 from erc.vocab import N_OUTPUTS
-from tests.erc.heads._inputs import D_A, D_T
+from tests.erc.heads._inputs import D_A, D_T, vector_fusions
 
 
 def test_concat_size_by_hand():
@@ -31,7 +31,7 @@ def test_frozen_parameters_and_buffers_are_not_counted_and_the_mode_is_kept():
     assert head.training
 
 
-@pytest.mark.parametrize("fusion", FUSIONS)
+@pytest.mark.parametrize("fusion", vector_fusions())  # a sequence head's size: its own test
 def test_every_head_has_a_size_and_a_mixed_modality_counts_its_layers(fusion):
     layers = LayerConfig(audio_layer="weighted")
     plain = build_head(HeadConfig(fusion=fusion), D_A, D_T)
