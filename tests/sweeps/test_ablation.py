@@ -133,3 +133,27 @@ def test_killed_driver_then_rerun_resumes_without_duplicates(demo_root, demo_enc
     for name, run_id in finished_before.items():  # finished trials were not rerun
         assert by_name[name].info.run_id == run_id and by_name[name].data.tags["attempts"] == "1"
     assert any(r.data.tags.get("orphaned") == "true" for r in runs)  # the interrupted one resumed its run
+
+
+def test_every_fusion_runs_as_an_arm_with_its_size_and_the_friedman_test(demo_root, demo_encoders, tmp_path):
+    """--fusions all: one FINISHED run per (fold, arm), each with model/params and model/flops; the
+    report adds the Friedman test over the arms (friedman.csv, logged to the parent run)."""
+    from erc import contract as C
+    from erc.vocab import fusion_names
+
+    cache = tmp_path / "cache"
+    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions", "all",
+                        "--labels", "peakl", "--epochs", "1", "--preset", "demo")
+    proc = run(cmd, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
+    [parent] = parents(client)
+    runs = children(client)
+    assert Counter(r.info.run_name for r in runs) == Counter(
+        f"fold{fold}-{fusion}-peakl" for fold in (0, 1) for fusion in fusion_names())
+    assert all(r.info.status == "FINISHED" for r in runs)
+    for r in runs:
+        assert r.data.metrics[C.MODEL_PARAMS] > 0 and r.data.metrics[C.MODEL_FLOPS] > 0, r.info.run_name
+    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert "report/friedman.csv" in artifacts
+    assert "Friedman" in proc.stdout
