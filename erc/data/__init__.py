@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,21 @@ def expected_layout() -> str:
             f"ratings manifest ({' / '.join(MANIFEST_SUFFIXES)}) (DESIGN §2)")
 
 
+def _in_class_order(read: CorpusRead, classes: tuple[str, ...]) -> CorpusRead:
+    """``read`` with its votes reordered to ``classes`` (the same names in another order)."""
+    order = [read.classes.index(c) for c in classes]  # new position -> old position
+    new_index = {old: new for new, old in enumerate(order)}
+
+    def mapped(r: dict) -> dict:
+        votes = np.asarray(r["votes"])[order]
+        majority = r.get("majority", -1)
+        return {**r, "votes": votes.tolist() if isinstance(r["votes"], list) else votes,
+                "majority": new_index[majority] if majority is not None and majority >= 0 else majority}
+
+    records = [r if isinstance(r, Exclusion) else mapped(r) for r in read.records]
+    return dataclasses.replace(read, classes=tuple(classes), records=records)
+
+
 def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True, *,
                 corpora: list[str] | None = None, classes: str | None = None) -> Corpus:
     """Read every registered corpus under ``root`` (found by release folder name: ``KEMDy19/``,
@@ -145,12 +161,14 @@ def load_corpus(root: str | Path, n_folds: int = N_FOLDS, verbose: bool = True, 
             read = spec.read(folder, classes or spec.default_classes)
             reads.append((spec.name, read.split or spec.split, read.scale or spec.scale, read))
     name0, *_, first = reads[0]
-    for name, _, _, read in reads[1:]:
-        if (read.classes, read.dimensions) != (first.classes, first.dimensions):
+    for i, (name, split, scale, read) in enumerate(reads[1:], start=1):
+        if (sorted(read.classes), read.dimensions) != (sorted(first.classes), first.dimensions):
             raise CorpusError(
                 f"{name0} and {name} cannot be read together: classes {list(first.classes)} "
                 f"(dimensions {list(first.dimensions)}) vs {list(read.classes)} (dimensions "
                 f"{list(read.dimensions)}); choose one with corpora=/--corpora, or a shared class set")
+        if read.classes != first.classes:  # the same names in another order: votes mapped by name
+            reads[i] = (name, split, scale, _in_class_order(read, first.classes))
 
     rows: list[dict] = []
     excluded: list[dict] = []

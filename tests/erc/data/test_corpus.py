@@ -221,3 +221,31 @@ def test_annotation_file_naming_no_session_is_a_clear_error(corpus_copy):
     (ann / "Session01_F_res.csv").rename(ann / "Session_old_F_res.csv")
     with pytest.raises(ValueError, match=r"name no session .*Session_old_F_res\.csv"):
         load_corpus(corpus_copy)
+
+
+def test_corpora_with_the_same_classes_in_another_order_are_mapped_by_name(demo_root, monkeypatch):
+    """KEMDy20 read with its classes reversed: load_corpus reorders its votes and majority to KEMDy19's
+    class order, so every utterance keeps its votes under the same class names."""
+    import dataclasses
+
+    import numpy as np
+
+    from erc.data import kemdy20, load_corpus
+
+    plain = load_corpus(demo_root, verbose=False)
+    read = kemdy20.SPEC.read
+
+    def reversed_read(folder, classes):
+        out = read(folder, classes)
+        records = [r if not isinstance(r, dict) else
+                   {**r, "votes": list(r["votes"])[::-1],
+                    "majority": len(out.classes) - 1 - r["majority"] if r["majority"] >= 0 else r["majority"]}
+                   for r in out.records]
+        return dataclasses.replace(out, classes=out.classes[::-1], records=records)
+
+    monkeypatch.setattr(kemdy20, "SPEC", dataclasses.replace(kemdy20.SPEC, read=reversed_read))
+    mapped = load_corpus(demo_root, verbose=False)
+    assert mapped.classes == plain.classes
+    a, b = plain.utterances.set_index("segment_id"), mapped.utterances.set_index("segment_id")
+    assert np.array_equal(np.stack(a["votes"]), np.stack(b.loc[a.index, "votes"]))
+    assert (a["majority"] == b.loc[a.index, "majority"]).all()
