@@ -35,7 +35,7 @@ from erc import contract as C
 from erc.config import RunConfig
 from erc.contract import search_all
 from erc.table import FeatureTable
-from erc.vocab import N_FOLDS, metric_mode
+from erc.vocab import N_FOLDS, NO_FOLD, metric_mode
 from sweeps import tracking
 from sweeps.prepare import Prepared
 from sweeps.runner import Outcome, Tracking
@@ -49,7 +49,11 @@ SEARCH_SUFFIX = "-search"  # the searches' Tune experiment: the sweep's name wit
 
 
 def inner_split(outer: int) -> Split:
-    """Validate on the fold after ``outer``; train on the other three; fold ``outer`` is left out."""
+    """Validate on the fold after ``outer``; train on the other three; fold ``outer`` is left out. An
+    official partition's trial (``NO_FOLD``) has no folds: its search scores on the dev part
+    (:func:`sweeps.trainable.search_split`), never on the test part the grid reports."""
+    if outer == NO_FOLD:
+        return NO_FOLD, ()
     return (outer + 1) % N_FOLDS, (outer,)
 
 

@@ -33,7 +33,7 @@ from erc.inputs import InputTable
 from erc.protocol import select_rows
 from erc.table import FeatureTable
 from erc.trainer import Trainer
-from erc.vocab import metric_mode
+from erc.vocab import NO_FOLD, metric_mode
 from sweeps import checkpoints
 from sweeps.fault_injection import inject_failure
 from sweeps.naming import run_config_keys
@@ -51,10 +51,21 @@ def trial_splits(run_config: RunConfig, data: FeatureTable | InputTable, splits:
     has none (``select_on='valid'``). A search trial has none: it is scored on its validation fold, which
     for ``--tune-per-arm`` is a fold of the outer fold's training data (the outer fold is excluded), so
     no held-out fold enters the search either. (The GPU probe, one step on a few rows, asks like a search.)
+    On a corpus with an official partition (fold :data:`~erc.vocab.NO_FOLD`) a search trial trains on the
+    train part and is scored on the dev part: the test part stays unseen until the grid reports it.
     """
     if search:
-        return [(train, None, held_out) for train, held_out in (data.split(v, exclude=x) for v, x in splits)]
+        return [search_split(data, valid, exclude) for valid, exclude in splits]
     return [data.split_for(valid, run_config.protocol.select_on, exclude=exclude) for valid, exclude in splits]
+
+
+def search_split(data: FeatureTable | InputTable, valid: int, exclude: Sequence[int]) -> tuple[Any, None, Any]:
+    """(train, None, scored-on) rows of one search split (see :func:`trial_splits`)."""
+    if valid == NO_FOLD:
+        train, dev, _ = data.split_dev(NO_FOLD)
+        return train, None, dev
+    train, held_out = data.split(valid, exclude=exclude)
+    return train, None, held_out
 
 
 def make_trainers(run_config: RunConfig, parts: Sequence[tuple[Any, Any, Any]], settings: Mapping[str, Any]

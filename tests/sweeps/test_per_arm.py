@@ -9,6 +9,7 @@ import signal
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -194,3 +195,22 @@ def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders,
         epochs = [json.loads(line)["training_iteration"] for line in result_json.read_text().splitlines()]
         assert len(epochs) == len(set(epochs)), (trial_id, epochs)
     assert len(children(client)) == 4 and all(r.info.status == "FINISHED" for r in children(client))
+
+
+def test_a_search_on_an_official_partition_scores_on_its_dev_part():
+    """fold NO_FOLD (MSP-Podcast's Train / Development / Test1): a search trial, standalone or per arm,
+    trains on the train part and is scored on the dev part; the test part enters no choice."""
+    import dataclasses
+
+    from erc.vocab import NO_FOLD, PARTITIONS
+    from sweeps.trainable import trial_splits
+
+    table = synthetic_features(n=300, seed=0)
+    parts = np.array(PARTITIONS)[np.arange(len(table)) % 3]
+    table = dataclasses.replace(table, partition=parts, fold=np.full(len(table), NO_FOLD))
+    config = RunConfig.from_flat({"fusion": "concat"})
+    ((train, none, scored),) = trial_splits(config, table, [inner_split(NO_FOLD)], search=True)
+    assert none is None
+    assert set(train.partition.tolist()) == {PARTITIONS[0]} and set(scored.partition.tolist()) == {PARTITIONS[1]}
+    ((_, dev, held_out),) = trial_splits(config, table, [(NO_FOLD, ())], search=False)  # the grid's trial
+    assert set(dev.partition.tolist()) == {PARTITIONS[1]} and set(held_out.partition.tolist()) == {PARTITIONS[2]}
