@@ -41,8 +41,12 @@ def main() -> None:
     parser.add_argument("--tune-per-arm", type=int, default=0, help="also time --tune-per-arm N (e.g. 8)")
     parser.add_argument("--smoke-test", action="store_true", help="every run with ablation.py's --smoke-test")
     parser.add_argument("--rerun", action="store_true", help="also time the cold command run again (finished)")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="the cache to use (default: a new empty one; a cache with the demo already built makes "
+                             "'cold' a warm start: for checking that this runs, not for its figures)")
     args = parser.parse_args()
-    cache = Path(tempfile.mkdtemp(prefix="demo-sweep-"))
+    cache = args.cache or Path(tempfile.mkdtemp(prefix="demo-sweep-"))
+    cache.mkdir(parents=True, exist_ok=True)
     smoke = ["--smoke-test"] if args.smoke_test else []
     figures = {"cold_s": round(timed(smoke, cache, cache / "cold.log"), 1)}
     print(f"cold (empty cache): {figures['cold_s']} s", flush=True)
