@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from erc.data.demo import _voice, _write_wav
+from erc.data.demo import _render, _voice, _write_wav
 
 FILLER = ["well", "today", "we", "the", "meeting", "home", "yesterday", "friend", "time", "so", "now", "together"]
 POSITIVE = ["great", "happy", "thanks", "fun", "wonderful", "love", "glad", "nice"]
@@ -23,7 +23,7 @@ def write_wav(path: Path, rng: np.random.Generator, arousal: float, *, female: b
     """A short voice whose loudness, pitch and rate follow ``arousal`` (1–5); returns its length."""
     seconds = float(seconds if seconds is not None else rng.uniform(0.6, 1.4))
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_wav(path, _voice(rng, seconds, sr, float(arousal), female, bool(rng.integers(0, 2))), sr)
+    _write_wav(path, _render(_voice(rng, seconds, sr, float(arousal), female, bool(rng.integers(0, 2)))), sr)
     return seconds
 
 
