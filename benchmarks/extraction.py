@@ -298,7 +298,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="cluster part, small wav2vec2: every k-th utterance, about this many")
     parser.add_argument("--head-epochs", type=int, default=15, help="epochs of the float16-vs-float32 heads")
     parser.add_argument("--limit", type=int, default=None,
-                        help="cluster and layers parts: every k-th utterance, about this many (a quick check)")
+                        help="every part: every k-th utterance, about this many (a quick check)")
     args = parser.parse_args(argv)
     if unknown := set(args.parts) - set(PARTS):
         parser.error(f"--parts: unknown {sorted(unknown)}; choose from {','.join(PARTS)}")
@@ -307,16 +307,15 @@ def main(argv: list[str] | None = None) -> None:
     root = write_demo_corpus(work / "data", seed=0)
     corpus = load_corpus(root, verbose=False)
     audio_dir, text_dir = build_demo_encoders(work / "encoders", corpus, seed=0)
+    utterances = corpus.utterances
+    if args.limit:
+        utterances = utterances.iloc[::max(1, len(utterances) // args.limit)].reset_index(drop=True)
     t0 = time.perf_counter()
-    waves = [load_audio(p, MAX_SECONDS) for p in corpus.utterances["wav_path"]]
+    waves = [load_audio(p, MAX_SECONDS) for p in utterances["wav_path"]]
     lengths = np.array([len(w) for w in waves]) / 16000
     print(f"demo corpus: {len(waves)} utterances, cropped to {MAX_SECONDS:g} s: mean {lengths.mean():.2f} s, "
           f"median {np.median(lengths):.2f} s (read in {time.perf_counter() - t0:.1f} s); "
           f"torch threads {torch.get_num_threads()}, batch budget {args.batch_seconds:g} s of padded audio")
-
-    utterances = corpus.utterances
-    if args.limit:
-        utterances = utterances.iloc[::max(1, len(utterances) // args.limit)].reset_index(drop=True)
     figures: dict[str, Any] = {}
     if "bucketing" in args.parts:
         figures.update(bucketing(args, audio_dir, waves, lengths))
