@@ -235,7 +235,9 @@ class FinetuneTrainer(Trainer):
         self.head = head
         if config.head.standardise:
             a, t = self._pretrained_vectors(train)
-            head.set_normalisation(a.mean(0), a.std(0), t.mean(0), t.std(0), self.va.mean(0), self.va.std(0))
+            va = self.va
+            target = (va.mean(0), va.std(0)) if va.shape[-1] else (va.new_zeros(0), va.new_ones(0))  # no dimensions
+            head.set_normalisation(a.mean(0), a.std(0), t.mean(0), t.std(0), *target)
 
     @torch.no_grad()
     def _pretrained_vectors(self, rows: InputTable) -> tuple[Tensor, Tensor]:

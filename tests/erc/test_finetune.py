@@ -223,3 +223,25 @@ def test_a_sequence_head_reads_the_encoders_states_and_masks(small, demo_encoder
     assert trainer.history[-1]["epoch"] == 1 and before.shape == (len(valid), 9)
     # the standardisation is over real positions: finite, one value per feature
     assert torch.isfinite(trainer.head.norm.audio_std).all() and trainer.head.norm.audio_mean.shape == (a.shape[-1],)
+
+
+def test_a_corpus_without_dimensions_finetunes_on_the_classes_alone(demo_encoders, tmp_path):
+    """CREMA-D (no valence/arousal): the end-to-end model has 6 outputs, the loss is the classification
+    loss alone, and no regression metric is reported (absent, not NaN), robustness included."""
+    from erc.data.crema_d import write_fixture
+
+    write_fixture(tmp_path / "data", actors=5, sentences=1)
+    corpus = load_corpus(tmp_path / "data", verbose=False)
+    assert corpus.dimensions == () and len(corpus.classes) == 6
+    table = build_inputs(corpus, *demo_encoders, tmp_path / "inputs", progress=False)[0]
+    train, valid = table.split(0)
+    trainer = FinetuneTrainer(cfg(epochs=1, n_classes=6, n_dimensions=0), _shortest(train, 8), _shortest(valid, 6),
+                              audio_encoder=demo_encoders[0], text_encoder=demo_encoders[1])
+    while not trainer.done:
+        trainer.run_epoch()
+    metrics = trainer.result().metrics
+    assert {"acc", "macro_f1", "loss", "cls_loss"} <= set(metrics)
+    assert not {"reg_loss", "ccc_valence", "ccc_arousal"} & set(metrics)
+    assert metrics["loss"] == pytest.approx(metrics["cls_loss"])
+    robust = trainer.robustness(levels=(1.0,))
+    assert all("ccc_valence" not in m for m in robust.values())
