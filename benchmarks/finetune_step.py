@@ -217,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=8, help="the paper's 8 (default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1, as a trial)")
     parser.add_argument("--smoke", action="store_true", help="also run the GPU section on the CPU, demo sizes")
+    parser.add_argument("--sizes", type=lambda t: [x for x in t.split(",") if x], default=["demo", "mid"],
+                        help="encoder sizes of the CPU table (default demo,mid)")
     args = parser.parse_args(argv)
+    if unknown := set(args.sizes) - {"demo", "mid"}:
+        parser.error(f"--sizes: unknown {sorted(unknown)}; choose from demo,mid")
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
@@ -234,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'encoders':<10} {'finetune s/step':>16} {'cached s/step':>14} {'ratio':>8} "
               f"{'finetune peak MiB':>18} {'cached peak MiB':>16}")
         figures: dict[str, Any] = {}
-        for sizes in ("demo", "mid"):
+        for sizes in args.sizes:
             [ft] = in_processes({**base, "encoders": sizes, "mode": "finetune"})
             [cached] = in_processes({**base, "encoders": sizes, "mode": "cached", "steps": args.steps * 10})
             figures[sizes] = {"finetune_s": round(ft["step_s"], 4), "cached_s": round(cached["step_s"], 5),
