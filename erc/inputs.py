@@ -34,8 +34,8 @@ from tqdm.auto import tqdm
 from erc.atomic import Need
 from erc.audio import MAX_SECONDS, load_audio
 from erc.cache import build_once, marked
-from erc.encoders import AudioArg, AudioEncoder, TextArg, TextEncoder, load_encoder, pin
-from erc.features.key import DigestMemo, corpus_labels, fingerprint, read_corpus, utterance_table
+from erc.encoders import AudioArg, AudioEncoder, TextArg, TextEncoder, load_encoder
+from erc.features.key import fingerprint, keyed
 from erc.features.schema import has_partition, vote_array
 from erc.protocol import join_lines
 from erc.table import LABEL_SPACE, Rows
@@ -222,15 +222,8 @@ def build_inputs(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, ca
     if wave_dtype not in ("int16", "float16"):
         raise ValueError(f"wave_dtype must be int16 or float16, got {wave_dtype!r}")
     cache_dir = Path(cache_dir).expanduser()
-    corpus = read_corpus(corpus)
-    utterances = utterance_table(corpus)
-    classes, dimensions = corpus_labels(corpus)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    memo = DigestMemo(cache_dir)
-    digests = [memo.digest(p) for p in utterances["wav_path"]]
-    memo.save()
-    audio_encoder, audio_id = pin(audio_encoder, "audio", "cpu")
-    text_encoder, text_id = pin(text_encoder, "text", "cpu")
+    corpus, utterances, digests, classes, dimensions, (audio_encoder, audio_id), (text_encoder, text_id) = keyed(
+        corpus, audio_encoder, text_encoder, cache_dir, "cpu")
     key = input_key(utterances, digests, audio_id, text_id, max_seconds, wave_dtype, classes=classes,
                     dimensions=dimensions)
 

@@ -27,7 +27,7 @@ import torch
 from erc.atomic import Need
 from erc.audio import MAX_SECONDS
 from erc.cache import build_once
-from erc.encoders import AudioArg, TextArg, describe, load_encoder, pin
+from erc.encoders import AudioArg, TextArg, describe, load_encoder
 from erc.features.extract import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_TEXT_BATCH,
@@ -38,11 +38,8 @@ from erc.features.extract import (
 )
 from erc.features.key import (
     FEATURES_VERSION,
-    DigestMemo,
-    corpus_labels,
     fingerprint,
-    read_corpus,
-    utterance_table,
+    keyed,
 )
 from erc.features.schema import to_dataset
 from erc.layers import open_layers
@@ -133,16 +130,8 @@ def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, 
 def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *,
                     max_seconds: float | None, batch_seconds: float, text_batch_size: int,
                     device: str | torch.device | None, layers: str, extractor: Extractor, progress: bool) -> Any:
-    corpus = read_corpus(corpus)
-    utterances = utterance_table(corpus)
-    classes, dimensions = corpus_labels(corpus)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    memo = DigestMemo(cache_dir)
-    digests = [memo.digest(p) for p in utterances["wav_path"]]
-    memo.save()
-    # Identities from the files where possible, so a cache hit never loads a model.
-    audio_encoder, audio_id = pin(audio_encoder, "audio", device)
-    text_encoder, text_id = pin(text_encoder, "text", device)
+    corpus, utterances, digests, classes, dimensions, (audio_encoder, audio_id), (text_encoder, text_id) = keyed(
+        corpus, audio_encoder, text_encoder, cache_dir, device)
     fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds, layers, classes=classes,
                      dimensions=dimensions)
     built: dict[str, Any] = {}

@@ -13,13 +13,13 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from erc.atomic import write_atomic
-from erc.encoders import file_digest
+from erc.encoders import file_digest, pin
 from erc.features.schema import has_partition
 from erc.vocab import DIMENSIONS, EMOTIONS
 
@@ -143,3 +143,29 @@ def fingerprint(utterances: pd.DataFrame, wav_digests: Sequence[str], audio_iden
         h.update(b"\n")
     return h.hexdigest()[:24]
 
+
+class Keyed(NamedTuple):
+    """A corpus and its two encoders as every cache keys them (:func:`keyed`)."""
+
+    corpus: Any
+    utterances: pd.DataFrame
+    digests: list[str]  # per utterance, its WAV's content digest
+    classes: tuple[str, ...]
+    dimensions: tuple[str, ...]
+    audio: tuple[Any, str]  # the encoder as given (a path or hub id stays unloaded) and its identity
+    text: tuple[Any, str]
+
+
+def keyed(corpus: Any, audio_encoder: Any, text_encoder: Any, cache_dir: Path, device: Any) -> Keyed:
+    """What the feature, input and sequence caches key on: the corpus read, its utterance table, every
+    WAV's digest (memoised in ``cache_dir``), its class names and dimensions, and each encoder pinned to
+    its identity from its files where possible, so that a cache hit never loads a model."""
+    corpus = read_corpus(corpus)
+    utterances = utterance_table(corpus)
+    classes, dimensions = corpus_labels(corpus)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    memo = DigestMemo(cache_dir)
+    digests = [memo.digest(p) for p in utterances["wav_path"]]
+    memo.save()
+    return Keyed(corpus, utterances, digests, classes, dimensions, pin(audio_encoder, "audio", device),
+                 pin(text_encoder, "text", device))

@@ -34,9 +34,9 @@ import torch
 from erc.atomic import Need
 from erc.audio import MAX_SECONDS, audio_samples
 from erc.cache import build_once
-from erc.encoders import AudioArg, AudioEncoder, TextArg, TextEncoder, load_encoder, pin
+from erc.encoders import AudioArg, AudioEncoder, TextArg, TextEncoder, load_encoder
 from erc.features.extract import DEFAULT_BATCH_SECONDS, DEFAULT_TEXT_BATCH, ExtractionJob, _progress
-from erc.features.key import DigestMemo, corpus_labels, fingerprint, read_corpus, utterance_table
+from erc.features.key import fingerprint, keyed
 from erc.sequences import MAX_FRAMES, MAX_TOKENS, OFFSET_FILES, SEQUENCE_FILES, Sequences, open_sequences
 from erc.vocab import META_FILE, MODALITIES
 
@@ -136,15 +136,8 @@ def build_sequences(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
     if min(max_frames, max_tokens) < 1:
         raise ValueError(f"max_frames and max_tokens must be >= 1, got {max_frames} and {max_tokens}")
     cache_dir = Path(cache_dir).expanduser()
-    corpus = read_corpus(corpus)
-    utterances = utterance_table(corpus)
-    classes, dimensions = corpus_labels(corpus)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    memo = DigestMemo(cache_dir)
-    digests = [memo.digest(p) for p in utterances["wav_path"]]
-    memo.save()
-    audio_encoder, audio_id = pin(audio_encoder, "audio", device)
-    text_encoder, text_id = pin(text_encoder, "text", device)
+    corpus, utterances, digests, classes, dimensions, (audio_encoder, audio_id), (text_encoder, text_id) = keyed(
+        corpus, audio_encoder, text_encoder, cache_dir, device)
     fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds, classes=classes, dimensions=dimensions)
     key = sequence_key(fp, max_frames, max_tokens)
     ids = utterances["segment_id"].astype(str).to_numpy(dtype=str)
