@@ -22,6 +22,7 @@ from erc.data.demo_encoders import build_demo_encoders
 from erc.encoders import load_audio_encoder
 from erc.features import build_features, feature_meta
 from erc.table import FeatureTable
+from tests.erc.features.forwards import Forwards
 
 # (seconds, rate, channels): short and long (cropped at 7 s), 16 kHz mono and 44.1 kHz stereo.
 CLIPS = [(0.4, 16000, 1), (2.5, 44100, 2), (3.0, 16000, 1), (7.6, 16000, 1), (1.7, 44100, 2),
@@ -59,23 +60,6 @@ def setup(tmp_path_factory):
     corpus = make_corpus(root / "data")
     audio_dir, text_dir = build_demo_encoders(root / "enc", corpus, seed=0)
     return corpus, audio_dir, text_dir
-
-
-class Calls:
-    """Counts forward passes of the real HF model classes (and can fail the n-th one)."""
-
-    def __init__(self, monkeypatch, fail_at: int | None = None):
-        self.n = 0
-        for cls in (Wav2Vec2Model, RobertaModel):
-            original = cls.forward
-
-            def forward(model, *args, _original=original, **kwargs):
-                self.n += 1
-                if fail_at is not None and self.n >= fail_at:
-                    raise RuntimeError("simulated crash mid-extraction")
-                return _original(model, *args, **kwargs)
-
-            monkeypatch.setattr(cls, "forward", forward)
 
 
 def caches(cache: Path) -> list[str]:
@@ -124,7 +108,7 @@ def test_rows_columns_and_vectors_equal_one_utterance_computation(setup, tmp_pat
 def test_cache_is_reused_without_running_an_encoder(setup, tmp_path, monkeypatch):
     corpus, audio_dir, text_dir = setup
     first = FeatureTable.from_dataset(build(corpus, audio_dir, text_dir, tmp_path))
-    calls = Calls(monkeypatch)
+    calls = Forwards(monkeypatch)
     again = build(corpus, str(audio_dir), str(text_dir), tmp_path)
     assert calls.n == 0
     again = FeatureTable.from_dataset(again)
@@ -145,7 +129,7 @@ def test_cache_is_reused_without_running_an_encoder(setup, tmp_path, monkeypatch
 def test_cache_is_invalidated_by_corpus_encoder_or_audio_settings(setup, tmp_path, monkeypatch):
     corpus, audio_dir, text_dir = setup
     original = FeatureTable.from_dataset(build(corpus, audio_dir, text_dir, tmp_path / "cache"))
-    calls = Calls(monkeypatch)
+    calls = Forwards(monkeypatch)
     seen = set(caches(tmp_path / "cache"))
 
     def rebuilt(corpus_, audio=audio_dir, text=text_dir, **kw) -> datasets.Dataset:
@@ -190,7 +174,7 @@ def test_cache_is_invalidated_by_corpus_encoder_or_audio_settings(setup, tmp_pat
 def test_interrupted_build_leaves_no_complete_looking_cache(setup, tmp_path, monkeypatch):
     corpus, audio_dir, text_dir = setup
     with monkeypatch.context() as patch:
-        calls = Calls(patch, fail_at=3)  # the third batch of audio
+        calls = Forwards(patch, fail_at=3)  # the third batch of audio
         with pytest.raises(RuntimeError, match="simulated crash"):
             build(corpus, audio_dir, text_dir, tmp_path, batch_seconds=8.0)
         assert calls.n == 3
@@ -205,7 +189,7 @@ def test_interrupted_build_leaves_no_complete_looking_cache(setup, tmp_path, mon
     complete = tmp_path / fp
     shutil.copytree(complete, tmp_path / f".tmp-{fp}-99999-x")
     (complete / "meta.json").unlink()
-    calls = Calls(monkeypatch)
+    calls = Forwards(monkeypatch)
     ds = build(corpus, audio_dir, text_dir, tmp_path)
     assert calls.n > 0 and ds.num_rows == len(corpus)
     assert caches(tmp_path) == [fp] and (complete / "meta.json").is_file()

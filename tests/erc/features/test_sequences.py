@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from transformers import RobertaModel, Wav2Vec2Model
 
 from erc.audio import load_audio
 from erc.data import load_corpus
 from erc.encoders import load_audio_encoder, load_text_encoder
 from erc.features import build_sequences
 from erc.sequences import MAX_FRAMES, SequenceRows, masked_mean
+from tests.erc.features.forwards import Forwards
 
 
 @pytest.fixture(scope="module")
@@ -20,23 +20,6 @@ def corpus(demo_root):
 
 def published(cache) -> list[str]:
     return sorted(p.name for p in cache.iterdir() if p.is_dir() and p.name.startswith("seq-"))
-
-
-class Forwards:
-    """Counts the encoders' forward passes (and can fail the n-th one, as a crash mid-build would)."""
-
-    def __init__(self, monkeypatch, fail_at: int | None = None) -> None:
-        self.n = 0
-        for cls in (Wav2Vec2Model, RobertaModel):
-            original = cls.forward
-
-            def forward(model, *args, _original=original, **kwargs):
-                self.n += 1
-                if fail_at is not None and self.n >= fail_at:
-                    raise RuntimeError("simulated crash mid-extraction")
-                return _original(model, *args, **kwargs)
-
-            monkeypatch.setattr(cls, "forward", forward)
 
 
 def test_sequences_are_the_encoders_last_layer_and_are_built_once(corpus, demo_encoders, tmp_path, monkeypatch):
