@@ -19,7 +19,8 @@ from erc.layers import LayerConfig, LayerRows, Layers
 from erc.predict import load_head, predict
 from erc.table import FeatureTable
 from erc.trainer import Trainer, fit
-from tests.erc.features.test_cache import Calls, make_corpus
+from tests.erc.features.forwards import Forwards
+from tests.erc.features.test_cache import make_corpus
 from tests.synthetic import synthetic_features
 
 
@@ -87,7 +88,7 @@ def test_every_layer_cache_keeps_the_last_layer_vectors_exactly(setup, tmp_path,
     np.testing.assert_array_equal(a.predictions.output, b.predictions.output)
 
     # Reused as it is; a cache that lost a stack its record names is rebuilt.
-    calls = Calls(monkeypatch)
+    calls = Forwards(monkeypatch)
     build_features(corpus, audio_dir, text_dir, tmp_path, layers="all", progress=False)
     assert calls.n == 0
     (_cache_dir(all_ds) / "audio_layers.npy").unlink()

@@ -21,7 +21,8 @@ from erc.encoders import build_demo_encoders
 from erc.features import build_features, feature_meta
 from erc.table import FeatureTable
 from sweeps.extract import KILL_ENV
-from tests.erc.features.test_cache import Calls, caches, make_corpus
+from tests.erc.features.forwards import Forwards
+from tests.erc.features.test_cache import caches, make_corpus
 from tests.sweep_helpers import REPO
 from tests.test_cluster import LocalCluster
 
@@ -88,7 +89,7 @@ def test_cluster_extraction_is_the_driver_extraction(cluster, setup, tmp_path, m
                                    rtol=1e-3, atol=1e-5)
 
     # Either cache is a hit for the other side: the driver reuses the cluster's without an encoder call …
-    calls = Calls(monkeypatch)
+    calls = Forwards(monkeypatch)
     reused = build_features(corpus, audio_dir, text_dir, tmp_path / "cluster", layers="all", progress=False)
     assert calls.n == 0 and Path(reused.cache_files[0]["filename"]).parent == there
     # … and a cluster run reuses the driver's without a job (its record is unchanged)
