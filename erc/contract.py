@@ -173,6 +173,9 @@ RESULT_EPOCH = "epoch"
 RESULT_SCORE = "score"  # the running best of a search's tuned metric, in its direction
 RESULT_NODE_ID = "node_id"
 RESULT_NODE_IP = "node_ip"
+# epochs a grid trial batched into this result (a list of epoch results, each with its own RESULT_EPOCH):
+# the callback logs each at its own step, before the result's own metrics
+RESULT_EARLIER_EPOCHS = "earlier_epochs"
 
 # --------------------------------------------------------------------------- artifacts
 CHECKPOINT_DIR = "checkpoint"

@@ -22,6 +22,7 @@ from ray import tune
 from erc import contract as C
 from erc.layers import layer_weights
 from erc.trainer import FitResult, Trainer
+from erc.vocab import EMOTIONS
 from sweeps.plots import confusion_png, layer_weights_png
 
 
@@ -54,10 +55,12 @@ def state_checkpoint(trainers: Sequence[Trainer], score: float | None) -> tuple[
 
 
 def final_checkpoint(result: FitResult, final: Mapping[str, Any], model_file: str,
-                     split: Mapping[str, Sequence[str]] | None = None) -> tuple[tune.Checkpoint, Any]:
+                     split: Mapping[str, Sequence[str]] | None = None,
+                     classes: Sequence[str] = EMOTIONS) -> tuple[tune.Checkpoint, Any]:
     """The finished trial's directory; report it inside ``with`` the returned temporary directory.
 
-    ``split``: ``split.json`` (train/dev/test segment ids), logged at the run's artifact root."""
+    ``split``: ``split.json`` (train/dev/test segment ids), logged at the run's artifact root;
+    ``classes``: the corpus's class names (the confusion matrix's labels)."""
     tmp = tempfile.TemporaryDirectory()
     out = Path(tmp.name)
     torch.save({"config": result.config.to_flat(), "state_dict": result.state_dict}, out / model_file)
@@ -68,7 +71,7 @@ def final_checkpoint(result: FitResult, final: Mapping[str, Any], model_file: st
     if split is not None:
         (out / C.SPLIT_FILE).write_text(json.dumps(dict(split)))
     (out / C.FINAL_FILE).write_text(json.dumps(final))
-    confusion_png(result, out / C.CONFUSION_PLOT)
+    confusion_png(result, out / C.CONFUSION_PLOT, classes)
     if weights := layer_weights(result.state_dict):  # a head mixing encoder layers: what it learned
         (out / C.LAYER_WEIGHTS_FILE).write_text(json.dumps({"epoch": result.selected_epoch, **weights}, indent=1))
         layer_weights_png(weights, out / C.LAYER_WEIGHTS_PLOT)

@@ -9,29 +9,37 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from erc.vocab import EMOTIONS
 
 if TYPE_CHECKING:
     from erc.trainer import FitResult
 
 
-def confusion_png(result: FitResult, path: Path) -> None:
-    """The selected epoch's confusion matrix on the validation utterances that have a majority class."""
+def confusion_png(result: FitResult, path: Path, classes: Sequence[str] = EMOTIONS) -> None:
+    """The selected epoch's confusion matrix on the validation utterances that have a majority class;
+    ``classes`` name the corpus's classes in output order."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import ConfusionMatrixDisplay
+    from sklearn.metrics import confusion_matrix
 
     p = result.predictions
     rated = p.majority >= 0
-    fig, ax = plt.subplots(figsize=(6, 5))
-    ConfusionMatrixDisplay.from_predictions(p.majority[rated], p.logits[rated].argmax(1),
-                                            labels=list(range(len(EMOTIONS))), display_labels=EMOTIONS,
-                                            normalize="true", values_format=".2f", ax=ax, colorbar=False,
-                                            xticks_rotation=45)
-    ax.set_title("validation confusion (rows: majority class)")
-    fig.tight_layout()
+    k = len(classes)
+    cm = confusion_matrix(p.majority[rated], p.logits[rated].argmax(1), labels=list(range(k)), normalize="true")
+    # fixed margins instead of tight_layout: it draws every label twice (a third of a trial's plotting)
+    fig = plt.figure(figsize=(6, 5))
+    ax = fig.add_axes((0.2, 0.2, 0.75, 0.7))
+    ax.imshow(cm, cmap="viridis", vmin=0, vmax=1)
+    for (i, j), value in np.ndenumerate(cm):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color="black" if value > 0.5 else "white")
+    ax.set(xticks=range(k), yticks=range(k), xlabel="predicted class", ylabel="majority class",
+           title="validation confusion (rows: majority class)")
+    ax.set_xticklabels(classes, rotation=45, ha="right")
+    ax.set_yticklabels(classes)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 

@@ -273,9 +273,10 @@ class MlflowTrialCallback(Callback):
         run_id = self.run_id(trial)
         if trial.trial_id in self._done_before:
             return
-        step = int(result.get(C.RESULT_EPOCH, 0))
         now = int(time.time() * 1000)
-        metrics = [Metric(metric_key(k), float(v), now, step) for k, v in result.items()
+        # a batched result carries the epochs before it: each at its own step
+        metrics = [Metric(metric_key(k), float(v), now, int(r.get(C.RESULT_EPOCH, 0)))
+                   for r in (*result.get(C.RESULT_EARLIER_EPOCHS, ()), result) for k, v in r.items()
                    if k.startswith(C.LOGGED_PREFIXES) and isinstance(v, int | float) and math.isfinite(v)]
         params, tags = [], []
         if trial.trial_id not in self._node_tagged and C.RESULT_NODE_ID in result:

@@ -17,6 +17,7 @@ and its final artifact is ``model.pt`` (encoders + head) instead of ``head.pt``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,13 @@ from sweeps.results import dev_report, epoch_report, final_report, gpu_memory, l
 
 # (validation fold, folds kept out of training too)
 Split = tuple[int, tuple[int, ...]]
+
+# Each tune.report blocks the trial until the driver asks for the next result (a round trip of
+# 20–50 ms on two busy cores, ~0.7 s of a 3 s demo trial's 15 epochs). A grid trial without epoch
+# checkpoints needs no per-epoch result (nothing schedules on it and a retry starts afresh): it reports
+# its first epoch at once (its run shows it alive, on its node), then its epochs at most this often,
+# batched, and the last ones with its final result.
+EPOCH_REPORT_INTERVAL_S = 2.0
 
 
 def trial_splits(run_config: RunConfig, data: FeatureTable | InputTable, splits: Sequence[Split], *,
@@ -119,6 +127,9 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
     metric = settings.get("metric", run_config.select_metric)
     mode = metric_mode(metric)
     every_epoch = bool(settings.get("epoch_checkpoints")) and not search
+    batched = not search and not every_epoch
+    pending: list[dict[str, Any]] = []  # epochs of a batched trial not yet reported
+    last_report, interval = -float("inf"), float(settings.get("epoch_report_interval_s", EPOCH_REPORT_INTERVAL_S))
     while not all(t.done for t in trainers):
         # lockstep: one epoch of every split, then report (a split stopped early keeps its last epoch)
         per_split = [t.history[-1] if t.done else t.run_epoch() for t in trainers]
@@ -135,15 +146,23 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
             checkpoint, tmp = checkpoints.state_checkpoint(trainers, score)
             with tmp:
                 tune.report(report, checkpoint=checkpoint)
-        else:
+        elif not batched:
             tune.report(report)
+        elif time.monotonic() - last_report < interval or all(t.done for t in trainers):
+            pending.append(report)  # the last epochs travel with the final result
+        else:
+            tune.report({**report, C.RESULT_EARLIER_EPOCHS: pending})
+            pending, last_report = [], time.monotonic()
         inject_failure(settings, config, epoch, reported=True)
     if not search:
         result = trainers[0].result()
         result.robust = trainers[0].robustness()  # the selected weights, one modality missing or noisy
         # the head's size, once (model/params, model/flops); in finetune mode the encoders are not counted
         final = {**final_report(result, base), **model_size(trainers[0].head)}
+        if pending:
+            final[C.RESULT_EARLIER_EPOCHS] = pending
         model_file = Path(C.MODEL_CHECKPOINT if settings.get("mode") == "finetune" else C.HEAD_CHECKPOINT).name
-        checkpoint, tmp = checkpoints.final_checkpoint(result, final, model_file, split_ids(*parts[0]))
+        checkpoint, tmp = checkpoints.final_checkpoint(result, final, model_file, split_ids(*parts[0]),
+                                                         parts[0][2].classes)
         with tmp:
             tune.report(final, checkpoint=checkpoint)

@@ -224,3 +224,23 @@ def test_writes_run_in_order_behind_the_driver_and_a_failed_one_is_raised_by_the
     cb.on_trial_start(0, [], t)
     with pytest.raises(Exception, match="deleted|active"):
         cb.flush()
+
+
+def test_a_batched_result_logs_each_earlier_epoch_at_its_own_step(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client, exp, parent = open_driver(uri)
+    cb = tracking.MlflowTrialCallback(uri, exp, parent, tags={C.SWEEP: SWEEP}, run_name=run_name,
+                                      trial_tags=trial_tags)
+    t = trial("batched", 0, "outer")
+    cb.on_trial_start(0, [], t)
+    earlier = [{"epoch": e, "valid/acc": acc, "dev/acc": acc - 0.1} for e, acc in ((1, 0.5), (2, 0.7), (3, 0.6))]
+    cb.on_trial_result(0, [], t, {"epoch": 2, "selected/acc": 0.7, "node_id": "node-1",
+                                  C.RESULT_EARLIER_EPOCHS: earlier})
+    cb.on_trial_complete(0, [], t)
+    cb.flush()
+    run_id = cb.run_id(t)
+    steps = {(m.step, m.value) for m in client.get_metric_history(run_id, "valid/acc")}
+    assert steps == {(1, 0.5), (2, 0.7), (3, 0.6)}
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "selected/acc")] == [(2, 0.7)]
+    assert len(client.get_metric_history(run_id, "dev/acc")) == 3
+    assert client.get_run(run_id).data.metrics["valid/acc"] == 0.6  # the latest step's value, as before

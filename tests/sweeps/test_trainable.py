@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import ray
 import torch
@@ -30,6 +31,15 @@ def _fit(space, table, settings, path):
     return tuner.fit()
 
 
+def epochs(result) -> pd.DataFrame:
+    """A grid trial's epochs: those it reported on their own, and those batched into later results."""
+    rows = [e for r in result.metrics_dataframe.to_dict("records") for e in r.get(C.RESULT_EARLIER_EPOCHS) or ()]
+    frame = result.metrics_dataframe
+    if C.VALID_PREFIX + "acc" in frame:
+        rows += frame.dropna(subset=[C.VALID_PREFIX + "acc"]).to_dict("records")
+    return pd.DataFrame(rows).sort_values("epoch", ignore_index=True)
+
+
 def test_grid_trials_report_what_they_trained_on(local_ray, tmp_path):
     table = synthetic_features(n=300, seed=0)
     train, dev, valid = table.split_dev(1)
@@ -43,7 +53,8 @@ def test_grid_trials_report_what_they_trained_on(local_ray, tmp_path):
     assert by_arm["hard"].metrics[C.N_TRAIN] == len(train) - ties
     assert by_arm["soft"].metrics[C.N_TRAIN] == len(train)
     for r in by_arm.values():
-        history = r.metrics_dataframe.dropna(subset=[C.VALID_PREFIX + "acc"])
+        history = epochs(r)
+        assert list(history["epoch"]) == [1, 2, 3]
         assert r.metrics[C.N_VALID] == len(valid) and r.metrics[C.N_DEV] == len(dev)
         assert r.metrics[C.BEST_PREFIX + "acc"] == pytest.approx(history[C.VALID_PREFIX + "acc"].max())
         assert r.metrics[C.BEST_PREFIX + "loss"] == pytest.approx(history[C.VALID_PREFIX + "loss"].min())
@@ -63,6 +74,20 @@ def test_grid_trials_report_what_they_trained_on(local_ray, tmp_path):
             split = json.loads((Path(path) / C.SPLIT_FILE).read_text())
         assert split == {"train": train.segment_id.tolist(), "dev": dev.segment_id.tolist(),
                          "test": valid.segment_id.tolist()}
+
+
+@pytest.mark.parametrize("interval", [3600.0, 0.0])
+def test_a_grid_trial_batches_its_epochs_unless_they_are_slow(local_ray, tmp_path, interval):
+    table = synthetic_features(n=300, seed=0)
+    settings = {"cpus_per_trial": 1, "epoch_report_interval_s": interval}
+    [r] = _fit({"fold": 1, "fusion": "concat", "labels": "soft", "epochs": 4}, table, settings, tmp_path)
+    frame = r.metrics_dataframe
+    assert frame["epoch"].iloc[0] == 1  # the first epoch at once: the run is alive
+    if interval:  # quick epochs: the other three travel with the final result
+        assert len(frame) == 2 and [e["epoch"] for e in r.metrics[C.RESULT_EARLIER_EPOCHS]] == [2, 3, 4]
+    else:  # every interval passed: each epoch on its own, the last one with the final result
+        assert len(frame) == 4 and [e["epoch"] for e in r.metrics[C.RESULT_EARLIER_EPOCHS]] == [4]
+    assert list(epochs(r)["epoch"]) == [1, 2, 3, 4]
 
 
 def test_search_trials_step_their_splits_in_lockstep_and_score_in_the_metrics_direction(local_ray, tmp_path):
