@@ -135,18 +135,20 @@ def _voice(rng: np.random.Generator, seconds: float, sr: int, arousal: float, fe
 def _render(voice: Voice) -> np.ndarray:
     """The voice's samples (float32; (n, 2) for a stereo file).
 
-    sin(hφ + c) for every harmonic h, from one complex exponential: e^{ihφ} by repeated products
-    (h ≤ 29 products lose a few ulp) instead of 29 sines of the whole signal, the demo's largest cost.
+    Σ_h h^-tilt sin(hφ + c_h) = Im Σ_h b_h z^h with z = e^{iφ}, b_h = h^-tilt e^{ic_h}: one polynomial in z,
+    evaluated by Horner's rule (two array passes per harmonic) instead of 29 sines of the whole
+    signal, the demo's largest cost (its WAV files are byte-identical to the sines').
     """
     t = np.arange(voice.n) / voice.sr
     f0_t = voice.f0 * (1 + 0.05 * np.sin(2 * np.pi * voice.vibrato_hz * t + voice.vibrato_phase))
     z = np.exp(1j * (2 * np.pi * np.cumsum(f0_t) / voice.sr))  # e^{iφ}
-    zh = z.copy()
-    wave = np.zeros(voice.n)
-    for h, c in enumerate(voice.harmonic_phases, start=1):
-        # sin(hφ + c) = sin(hφ) cos c + cos(hφ) sin c
-        wave += h ** -voice.tilt * (zh.imag * np.cos(c) + zh.real * np.sin(c))
-        zh *= z
+    b = [h ** -voice.tilt * np.exp(1j * c) for h, c in enumerate(voice.harmonic_phases, start=1)]
+    poly = np.full(voice.n, b[-1])
+    for coefficient in reversed(b[:-1]):
+        poly *= z
+        poly += coefficient
+    poly *= z
+    wave = poly.imag.copy()
     wave /= np.abs(wave).max() + 1e-9
     envelope = np.clip(np.sin(np.pi * voice.rate * t + voice.envelope_phase), 0, None) ** 0.7
     edge = np.minimum(1, np.minimum(t, t[-1] - t) / 0.05)  # no clicks at the ends

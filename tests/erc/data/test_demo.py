@@ -65,7 +65,7 @@ def test_default_size_has_long_and_hifi_files_and_ties(tmp_path):
 
 
 def test_a_voice_is_the_harmonic_sum_its_doc_states():
-    """_render sums sin(hφ + c_h) through powers of e^{iφ}: the same samples as the sines written out."""
+    """_render sums sin(hφ + c_h) as a polynomial in e^{iφ}: the same samples as the sines written out."""
     from erc.data.demo import _render, _voice
 
     rng = np.random.default_rng(5)
