@@ -207,11 +207,17 @@ def test_analysis_reads_the_callbacks_runs(sweep):
     assert comp.treatment_arm == "outer-peakl" and comp.baseline_arm == "concat-peakl"
 
 
-def test_writes_run_in_order_behind_the_driver_and_a_failed_one_is_raised_by_the_next_call(tmp_path):
+def fresh_driver(tmp_path: Path) -> tuple[MlflowClient, str, str, tracking.MlflowTrialCallback]:
+    """A driver on a new SQLite store and its trial callback."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client, exp, parent = open_driver(uri)
     cb = tracking.MlflowTrialCallback(uri, exp, parent, tags={C.SWEEP: SWEEP}, run_name=run_name,
                                       trial_tags=trial_tags)
+    return client, exp, parent, cb
+
+
+def test_writes_run_in_order_behind_the_driver_and_a_failed_one_is_raised_by_the_next_call(tmp_path):
+    client, exp, parent, cb = fresh_driver(tmp_path)
     t = trial("w", 0, "outer")
     cb.on_trial_start(0, [], t)
     results(cb, t, [0.1, 0.2, 0.3], "node-1", selected=2)
@@ -227,10 +233,7 @@ def test_writes_run_in_order_behind_the_driver_and_a_failed_one_is_raised_by_the
 
 
 def test_a_batched_result_logs_each_earlier_epoch_at_its_own_step(tmp_path):
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    client, exp, parent = open_driver(uri)
-    cb = tracking.MlflowTrialCallback(uri, exp, parent, tags={C.SWEEP: SWEEP}, run_name=run_name,
-                                      trial_tags=trial_tags)
+    client, _, _, cb = fresh_driver(tmp_path)
     t = trial("batched", 0, "outer")
     cb.on_trial_start(0, [], t)
     earlier = [{"epoch": e, "valid/acc": acc, "dev/acc": acc - 0.1} for e, acc in ((1, 0.5), (2, 0.7), (3, 0.6))]
