@@ -18,6 +18,7 @@ from typing import Any
 
 from mlflow.tracking import MlflowClient
 from ray import tune
+from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
 from ray.tune.result import TRIAL_ID
 from ray.tune.search.basic_variant import BasicVariantGenerator
 
@@ -38,6 +39,35 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 # The snapshot per finished trial (see CheckpointConfig below) is deliberate; silence Tune's advice.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+
+class _WithoutEarlierEpochs:
+    """A batched result's earlier epochs (a list of dicts) are no CSV cell and no TensorBoard histogram:
+    Tune's loggers would write the list into progress.csv and warn with all of it on the console.
+    MLflow gets each epoch at its step, and result.json (Tune's JSON logger) keeps the whole result."""
+
+    def log_trial_result(self, iteration: int, trial: Any, result: dict) -> None:
+        super().log_trial_result(iteration, trial,  # type: ignore[misc]
+                                 {k: v for k, v in result.items() if k != C.RESULT_EARLIER_EPOCHS})
+
+
+class CSVLogger(_WithoutEarlierEpochs, CSVLoggerCallback):
+    pass
+
+
+class TBXLogger(_WithoutEarlierEpochs, TBXLoggerCallback):
+    pass
+
+
+def tune_loggers() -> list:
+    """Tune's CSV and TensorBoard loggers without the batched epochs; given, they replace Tune's defaults
+    (the JSON logger Tune still adds itself)."""
+    loggers: list = [CSVLogger()]
+    try:
+        loggers.append(TBXLogger())
+    except ImportError:  # tensorboardX is optional: no event files then, as in Tune's own default
+        pass
+    return loggers
 
 
 @dataclass(frozen=True)
@@ -202,7 +232,7 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
             run_config=tune.RunConfig(
                 name=track.sweep,
                 storage_path=storage if "://" in storage else str(Path(storage).resolve()),
-                callbacks=[callback, progress.SweepProgress(labels)],
+                callbacks=[callback, progress.SweepProgress(labels), *tune_loggers()],
                 failure_config=tune.FailureConfig(max_failures=settings.max_failures),
                 # num_to_keep forces an experiment snapshot whenever a trial checkpoints, i.e. when
                 # it finishes: a killed driver then cannot forget a finished trial and rerun it.

@@ -102,8 +102,9 @@ def train_trial(config: dict[str, Any], data: FeatureTable | InputTable, setting
     torch.set_num_threads(max(1, int(settings.get("cpus_per_trial", 1))))  # no oversubscription
     latest = checkpoints.latest()
     if latest is not None and latest.final is not None:
-        # finished before the driver was interrupted: report it again, don't retrain
-        tune.report(latest.final, checkpoint=latest.checkpoint)
+        # finished before the driver was interrupted: report it again, don't retrain (and don't copy the
+        # checkpoint again: Tune restored it as the trial's latest)
+        tune.report(latest.final)
         return
     run_config = RunConfig.from_flat(run_config_keys(config))
     search = "splits" in settings

@@ -438,7 +438,10 @@ def test_s3_storage_killed_sweep_resumes_and_artifacts_come_back_through_mlflow(
 
         # Tune's state and every trial's final checkpoint are in the bucket
         state = s3.keys(f"ray_results/{sweep}/")
-        assert len([k for k in state if re.search(r"/checkpoint_\d+/final\.json$", k)]) == 3, state
+        finals = [m.group(1) for k in state if (m := re.search(r"/train_trial_\w+?_(\d+)_\d+_[^/]+/checkpoint_\d+/final\.json$", k))]
+        # each trial once, except one the kill caught after its checkpoint reached the bucket and before
+        # Tune's state recorded it: Tune restarts that trial in a new directory and leaves the old one
+        assert set(finals) == {"00000", "00001", "00002"} and len(finals) <= 4, state
         # artifacts: proxied by the server (clients need no S3 access), stored in the bucket
         for r in runs:
             assert r.info.artifact_uri.startswith("mlflow-artifacts:/"), r.info.artifact_uri

@@ -13,6 +13,7 @@ leave the work tree alone.
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from analysis.plots import arm_plot, peakl_figure
+from erc import contract as C
 from tests.sweep_helpers import REPO, MlflowServer, children, parents, run, sweep_command
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -99,8 +101,16 @@ def test_console_output_is_a_readable_log(finished_sweep):
                                                         for f in (0, 1))
     assert sum("fold 1  concat-peakl  attempt 1 failed, retrying: " in line for line in out.splitlines()) == 1
     for chatter in ("Token authentication is enabled", "View detailed results here", "tensorboard",
-                    "Trial status:", "Checkpoint successfully created", "Creating initial MLflow database"):
+                    "Trial status:", "Checkpoint successfully created", "Creating initial MLflow database",
+                    "You are trying to log an invalid value"):
         assert chatter not in out + err, chatter
+    assert max(len(line) for line in (out + err).splitlines()) < 1000  # no result dumped on one line
+    # Tune's own files: a batched result's earlier epochs are in result.json, not a progress.csv column
+    [state] = (finished_sweep["cache"] / "ray_results").glob("*/experiment_state-*.json")
+    for trial in [p for p in state.parent.iterdir() if (p / "progress.csv").is_file()]:
+        assert C.RESULT_EARLIER_EPOCHS not in (trial / "progress.csv").read_text().splitlines()[0]
+        final = json.loads((trial / "result.json").read_text().splitlines()[-1])
+        assert [e[C.RESULT_EPOCH] for e in final[C.RESULT_EARLIER_EPOCHS]] == [2]
     # The header says where the runs go; Tune's own output is kept in a log beside the report.
     assert re.search(rf"^  runs +MLflow sqlite:///{re.escape(str(finished_sweep['db']))},", out, re.MULTILINE)
     tune_log = re.search(r"^  tune log +(\S+) ", out, re.MULTILINE).group(1)
