@@ -23,7 +23,6 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -111,21 +110,6 @@ def metric_key(key: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "_-./: " else "_" for ch in key)
 
 
-class RunRef:
-    """A trial's run that the writer thread creates; the trial's later writes, queued behind the
-    creation, are given its id (``str(ref)`` too, once created)."""
-
-    __slots__ = ("id",)
-
-    def __init__(self) -> None:
-        self.id: str | None = None
-
-    def __str__(self) -> str:
-        if self.id is None:
-            raise RuntimeError("the run is not created yet: flush the trial callback's writes first")
-        return self.id
-
-
 class _Writer:
     """The callback's MLflow writes, in submission order, on one background thread.
 
@@ -149,7 +133,7 @@ class _Writer:
             fn, args = self._queue.get()
             try:
                 if self._error is None:  # after a failure nothing more is written: the next call raises it
-                    fn(*(a.id if isinstance(a, RunRef) else a for a in args))
+                    fn(*args)
             except BaseException as err:  # noqa: BLE001 - handed to the driver's thread by _raise
                 self._error = err
             finally:
@@ -247,9 +231,8 @@ class MlflowTrialCallback(Callback):
             self._by_parent[parent] = {r.data.tags[C.TRIAL_ID]: r for r in runs if C.TRIAL_ID in r.data.tags}
         return self._by_parent[parent]
 
-    def run_id(self, trial) -> str | RunRef:
-        """The trial's run: from the store by ``ray.trial_id`` (a resumed or retried trial), or new (a
-        :class:`RunRef` its writes resolve; after :meth:`flush`, ``str()`` of it is the id)."""
+    def run_id(self, trial) -> str:
+        """The trial's run: from the store by ``ray.trial_id`` (a resumed or retried trial), or new."""
         if trial.trial_id in self._runs:
             return self._runs[trial.trial_id]
         parent = self.parent_of(trial.config) if self.parent_of else self.parent_run_id
@@ -265,20 +248,13 @@ class MlflowTrialCallback(Callback):
                     C.TRIAL_ID: trial.trial_id, C.ATTEMPTS: "1",
                     **(self.trial_tags(config) if self.trial_tags else {})}
             name = self.run_name(config) if self.run_name else trial.trial_id
+            run_id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
             params = self.params_of(config) if self.params_of else config
-            run_id = RunRef()
-            # created behind the driver loop like every other write (a SQLite create_run took ≈ 45 ms, most
-            # of Tune's time per no-op trial); the trial's later writes queue behind it and read its id
-            self._write(partial(self._create_run, run_id), name, tags,
-                        [Param(k, _param(v)) for k, v in sorted(params.items())])
+            self._write(self.client.log_batch, run_id, (), [Param(k, _param(v)) for k, v in sorted(params.items())])
             self._attempt[trial.trial_id] = 0
             self._fresh.add(trial.trial_id)
         self._runs[trial.trial_id] = run_id
         return run_id
-
-    def _create_run(self, ref: RunRef, name: str, tags: dict[str, str], params: list) -> None:
-        ref.id = self.client.create_run(self.experiment_id, run_name=name, tags=tags).info.run_id
-        self.client.log_batch(ref.id, (), params)
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
         run_id = self.run_id(trial)

@@ -8,7 +8,6 @@ results → retry → start → results → complete; a second driver (the callb
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -242,27 +241,9 @@ def test_a_batched_result_logs_each_earlier_epoch_at_its_own_step(tmp_path):
                                   C.RESULT_EARLIER_EPOCHS: earlier})
     cb.on_trial_complete(0, [], t)
     cb.flush()
-    run_id = str(cb.run_id(t))
+    run_id = cb.run_id(t)
     steps = {(m.step, m.value) for m in client.get_metric_history(run_id, "valid/acc")}
     assert steps == {(1, 0.5), (2, 0.7), (3, 0.6)}
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "selected/acc")] == [(2, 0.7)]
     assert len(client.get_metric_history(run_id, "dev/acc")) == 3
     assert client.get_run(run_id).data.metrics["valid/acc"] == 0.6  # the latest step's value, as before
-
-
-def test_a_new_trials_run_is_created_behind_the_driver_loop_and_its_writes_follow_it(tmp_path):
-    client, exp, parent, cb = fresh_driver(tmp_path)
-    gate = threading.Event()
-    cb._write(gate.wait)  # a slow store: the writer is busy
-    t = trial("queued", 0, "outer")
-    cb.on_trial_start(0, [], t)  # returns at once: Tune starts the next trial meanwhile
-    cb.on_trial_result(0, [], t, {"epoch": 1, "valid/acc": 0.4, "node_id": "node-1"})
-    assert client.search_runs([exp], C.tag_filter(parent=parent)) == []
-    with pytest.raises(RuntimeError, match="not created yet"):
-        str(cb.run_id(t))
-    gate.set()
-    cb.on_trial_complete(0, [], t)
-    cb.flush()
-    [run] = client.search_runs([exp], C.tag_filter(parent=parent))
-    assert str(cb.run_id(t)) == run.info.run_id and run.info.status == "FINISHED"
-    assert run.data.params["fusion"] == "outer" and run.data.metrics["valid/acc"] == 0.4
