@@ -30,7 +30,6 @@ from sweeps.plots import confusion_png, layer_weights_png
 class Latest:
     """What the trial's latest checkpoint holds: a finished trial's final result, or a running one's state."""
 
-    checkpoint: tune.Checkpoint
     final: dict[str, Any] | None = None
     state: dict[str, Any] | None = None
 
@@ -42,8 +41,8 @@ def latest() -> Latest | None:
         return None
     with checkpoint.as_directory() as path:
         if (Path(path) / C.FINAL_FILE).exists():
-            return Latest(checkpoint, final=json.loads((Path(path) / C.FINAL_FILE).read_text()))
-        return Latest(checkpoint, state=torch.load(Path(path) / C.STATE_FILE, map_location="cpu",
+            return Latest(final=json.loads((Path(path) / C.FINAL_FILE).read_text()))
+        return Latest(state=torch.load(Path(path) / C.STATE_FILE, map_location="cpu",
                                                    weights_only=False))
 
 
