@@ -42,8 +42,7 @@ def latest() -> Latest | None:
     with checkpoint.as_directory() as path:
         if (Path(path) / C.FINAL_FILE).exists():
             return Latest(final=json.loads((Path(path) / C.FINAL_FILE).read_text()))
-        return Latest(state=torch.load(Path(path) / C.STATE_FILE, map_location="cpu",
-                                                   weights_only=False))
+        return Latest(state=torch.load(Path(path) / C.STATE_FILE, map_location="cpu", weights_only=False))
 
 
 def state_checkpoint(trainers: Sequence[Trainer], score: float | None) -> tuple[tune.Checkpoint, Any]:

@@ -107,7 +107,9 @@ def test_console_output_is_a_readable_log(finished_sweep):
     assert max(len(line) for line in (out + err).splitlines()) < 1000  # no result dumped on one line
     # Tune's own files: a batched result's earlier epochs are in result.json, not a progress.csv column
     [state] = (finished_sweep["cache"] / "ray_results").glob("*/experiment_state-*.json")
-    for trial in [p for p in state.parent.iterdir() if (p / "progress.csv").is_file()]:
+    trials = [p for p in state.parent.iterdir() if (p / "progress.csv").is_file()]
+    assert len(trials) == 4
+    for trial in trials:
         assert C.RESULT_EARLIER_EPOCHS not in (trial / "progress.csv").read_text().splitlines()[0]
         final = json.loads((trial / "result.json").read_text().splitlines()[-1])
         assert [e[C.RESULT_EPOCH] for e in final[C.RESULT_EARLIER_EPOCHS]] == [2]
