@@ -48,17 +48,18 @@ def setup(tmp_path_factory):
 def cluster_build(cluster: LocalCluster, setup, cache: Path, *, layers: str = "last", env: dict | None = None,
                   **extractor) -> subprocess.CompletedProcess:
     """``build_features`` with the cluster extractor, in a driver process joined to ``cluster``.
-    Prints the published cache's directory as its last line."""
+    Prints the published cache's directory on a line of its own (see :func:`published`)."""
     _, pickled, audio_dir, text_dir = setup
     script = textwrap.dedent(f"""
         import pandas as pd, ray
         from erc.features import build_features
         from sweeps.extract import ClusterExtractor
+        PUBLISHED = {PUBLISHED!r}
         ray.init(address={cluster.address!r}, log_to_driver=False)
         ds = build_features(pd.read_pickle({str(pickled)!r}), {str(audio_dir)!r}, {str(text_dir)!r},
                             {str(cache)!r}, batch_seconds=8.0, layers={layers!r}, progress=False,
                             extractor=ClusterExtractor(**{extractor!r}))
-        print(ds.cache_files[0]["filename"].rsplit("/", 1)[0])
+        print(PUBLISHED, ds.cache_files[0]["filename"].rsplit("/", 1)[0], flush=True)
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO), **(env or {})}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=400, env=env,
@@ -67,13 +68,24 @@ def cluster_build(cluster: LocalCluster, setup, cache: Path, *, layers: str = "l
     return proc
 
 
+# The raylet's own messages (a killed actor's retry) reach the driver's stdout at any time, even after
+# the last line the script prints: the cache directory is found by its tag, not by its position.
+PUBLISHED = "published:"
+
+
+def published(proc: subprocess.CompletedProcess) -> Path:
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(PUBLISHED)]
+    assert len(lines) == 1, proc.stdout[-3000:]
+    return Path(lines[0].removeprefix(PUBLISHED).strip())
+
+
 def test_cluster_extraction_is_the_driver_extraction(cluster, setup, tmp_path, monkeypatch):
     corpus, _, audio_dir, text_dir = setup
     here = build_features(corpus, audio_dir, text_dir, tmp_path / "driver", batch_seconds=8.0, layers="all",
                           progress=False)
     proc = cluster_build(cluster, setup, tmp_path / "cluster", layers="all")  # the workers' logical GPUs
     assert proc.returncode == 0, proc.stderr[-3000:]
-    there = Path(proc.stdout.strip().splitlines()[-1])
+    there = published(proc)
     driver_dir = Path(here.cache_files[0]["filename"]).parent
     assert there.name == driver_dir.name  # the same cache key
     meta = feature_meta(there)
@@ -94,7 +106,7 @@ def test_cluster_extraction_is_the_driver_extraction(cluster, setup, tmp_path, m
     assert calls.n == 0 and Path(reused.cache_files[0]["filename"]).parent == there
     # … and a cluster run reuses the driver's without a job (its record is unchanged)
     proc = cluster_build(cluster, setup, tmp_path / "driver", layers="all")
-    assert proc.returncode == 0 and Path(proc.stdout.strip().splitlines()[-1]) == driver_dir
+    assert proc.returncode == 0 and published(proc) == driver_dir
     assert feature_meta(driver_dir)["extracted_on"] == "driver"
 
 
@@ -106,9 +118,9 @@ def test_a_killed_actor_is_restarted_and_its_unit_retried(cluster, setup, tmp_pa
     proc = cluster_build(cluster, setup, tmp_path / "cache", gpus=False, kill="2", kill_dir=str(marker))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (marker / "killed").exists()  # an actor did die
-    meta = feature_meta(Path(proc.stdout.strip().splitlines()[-1]))
+    meta = feature_meta(published(proc))
     assert meta["device"] == "2 CPU actor(s)"
-    built = FeatureTable.from_dataset(datasets.load_from_disk(proc.stdout.strip().splitlines()[-1]))
+    built = FeatureTable.from_dataset(datasets.load_from_disk(str(published(proc))))
     here = FeatureTable.from_dataset(build_features(corpus, audio_dir, text_dir, tmp_path / "driver",
                                                     batch_seconds=8.0, progress=False))
     np.testing.assert_allclose(built.audio, here.audio, rtol=0, atol=1e-5)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
+import tempfile
 import textwrap
 
 import numpy as np
@@ -115,11 +117,15 @@ def test_auto_on_a_joined_cpu_cluster_waits_only_for_a_gpu_node_an_autoscaler_ca
         if text is not None:
             (tmp_path / name / "ray_bootstrap_config.yaml").write_text(text)
         homes.append(str(tmp_path / name))
-    ray_tmp = tmp_path.parent / f"r{tmp_path.name[-6:]}"  # Ray's socket paths must stay short
-    env = {"RAY_TMPDIR": str(ray_tmp), "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
-    # far less than the 900 s the probe used to wait for a GPU node that nothing could add
-    proc = run([sys.executable, "-c", JOIN_CPU_CLUSTER, str(tmp_path / "cache"), *homes], cwd=REPO,
-               timeout=240, env=env)
+    # Ray's socket paths must stay under 108 bytes: pytest's tmp_path is too deep (more so under xdist)
+    ray_tmp = tempfile.mkdtemp(prefix="rg", dir="/tmp")
+    env = {"RAY_TMPDIR": ray_tmp, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+    try:
+        # far less than the 900 s the probe used to wait for a GPU node that nothing could add
+        proc = run([sys.executable, "-c", JOIN_CPU_CLUSTER, str(tmp_path / "cache"), *homes], cwd=REPO,
+                   timeout=240, env=env)
+    finally:
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     assert proc.returncode == 0
     fixed, cpu_only, gpu = proc.stdout.split("fraction:")[:3]
     assert "no GPU in this Ray cluster, and no autoscaler that could add a node → 0 (trials run on CPUs)" in fixed
