@@ -28,7 +28,8 @@ The last line printed is a JSON object with ``bucketed_vs_fixed_speedup_demo``,
 ``all_vs_last_layers_time``, ``all_vs_last_layers_bytes``, ``float16_vs_float32_max_metric_diff``
 and ``demo_layer_weights`` (for the parts that ran).
 
-    python benchmarks/extraction.py [--work DIR] [--parts bucketing,cluster,layers] [--repeats 1]
+    python benchmarks/extraction.py [--work DIR] [--parts bucketing,cluster,layers] [--cluster-jobs small,demo]
+                                    [--repeats 1]
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ from erc.features import ExtractionJob, Vectors, build_features, extract_here, l
 from erc.vocab import REGRESSION_METRICS
 
 PARTS = ("bucketing", "cluster", "layers")
+CLUSTER_JOBS = ("small", "demo")
 
 
 def plans(waves: list[np.ndarray], batch_seconds: float, sr: int) -> dict[str, list[tuple[list[int], int | None]]]:
@@ -296,12 +298,17 @@ def main(argv: list[str] | None = None) -> None:
                         help=f"which measurements ({','.join(PARTS)}; default all)")
     parser.add_argument("--cluster-utterances", type=int, default=200,
                         help="cluster part, small wav2vec2: every k-th utterance, about this many")
+    parser.add_argument("--cluster-jobs", type=lambda t: [j for j in t.split(",") if j], default=list(CLUSTER_JOBS),
+                        help=f"cluster part: which encoders ({','.join(CLUSTER_JOBS)}; default both, each on a "
+                             "cluster of its own)")
     parser.add_argument("--head-epochs", type=int, default=15, help="epochs of the float16-vs-float32 heads")
     parser.add_argument("--limit", type=int, default=None,
                         help="every part: every k-th utterance, about this many (a quick check)")
     args = parser.parse_args(argv)
     if unknown := set(args.parts) - set(PARTS):
         parser.error(f"--parts: unknown {sorted(unknown)}; choose from {','.join(PARTS)}")
+    if unknown := set(args.cluster_jobs) - set(CLUSTER_JOBS):
+        parser.error(f"--cluster-jobs: unknown {sorted(unknown)}; choose from {','.join(CLUSTER_JOBS)}")
 
     work = args.work or Path(os.environ.get("ERC_CACHE") or tempfile.gettempdir()) / "erc-bench"
     root = write_demo_corpus(work / "data", seed=0)
@@ -324,13 +331,14 @@ def main(argv: list[str] | None = None) -> None:
         # The demo encoders do ~5 ms of work per utterance, less than Ray Data's per-unit overhead; the
         # small wav2vec2 (hidden 256, 4 layers) makes the encoder the work, as any real checkpoint does.
         small = utterances.iloc[::max(1, len(utterances) // args.cluster_utterances)].reset_index(drop=True)
-        jobs = {"small": ExtractionJob(small["wav_path"].astype(str).tolist(), small["text"].astype(str).tolist(),
-                                       mid_encoder(AutoFeatureExtractor.from_pretrained(audio_dir)), text,
-                                       progress=False),
-                "demo": ExtractionJob(utterances["wav_path"].astype(str).tolist(),
-                                      utterances["text"].astype(str).tolist(), load_audio_encoder(audio_dir, "cpu"),
-                                      text, progress=False)}
-        for name, job in jobs.items():
+        jobs = {"small": lambda: ExtractionJob(
+                    small["wav_path"].astype(str).tolist(), small["text"].astype(str).tolist(),
+                    mid_encoder(AutoFeatureExtractor.from_pretrained(audio_dir)), text, progress=False),
+                "demo": lambda: ExtractionJob(
+                    utterances["wav_path"].astype(str).tolist(), utterances["text"].astype(str).tolist(),
+                    load_audio_encoder(audio_dir, "cpu"), text, progress=False)}
+        for name in args.cluster_jobs:
+            job = jobs[name]()
             cluster = measure_cluster(job, work, args.repeats)
             print(f"cluster extraction, {name} encoders ({len(job)} utterances), 2 vs 1 worker raylets (1 CPU "
                   f"each): throughput {cluster['ups'][2]:.1f} vs {cluster['ups'][1]:.1f} utt/s = "

@@ -4,9 +4,9 @@
   rerun  the same command again on that cache (every trial finished)
   trial  one grid trial (fold 0, outer-peakl) as a new sweep on that cache
 
-Each phase runs as::
+Each phase runs ``python sweeps/ablation.py --quiet …`` with py-spy attached to it from its start::
 
-    py-spy record --subprocesses --format raw --rate RATE -o PHASE.raw -- python sweeps/ablation.py --quiet …
+    py-spy record --subprocesses --format raw --rate RATE -o PHASE.raw --pid JOB
 
 (py-spy samples only threads that are on a CPU, so a sample is CPU time; Ray's processes are sampled
 too, each under its own command line). The summary prints per phase the wall time, the samples by
@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -73,19 +74,43 @@ def summarise(raw: Path, top: int) -> dict:
 
 
 def run_phase(name: str, cache: Path, out: Path, rate: int, py_spy: str | None, extra: list[str]) -> float:
+    """The phase's wall time; its profile in ``out/NAME.raw``.
+
+    py-spy attaches to the job (``--pid``) rather than starting it, so the job's exit status and wall
+    time are its own, and a py-spy that does not return once the job has ended (seen with
+    ``--subprocesses``: a trial worker outliving its raylet, held stopped by py-spy's tracer) is
+    stopped with SIGINT, which still writes the profile, instead of hanging the benchmark.
+    """
     env = {**os.environ, "ERC_CACHE": str(cache), "PYTHONUNBUFFERED": "1"}
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, str(ABLATION), "--quiet", *PHASES[name], *extra]
-    if py_spy:
-        command = [py_spy, "record", "--subprocesses", "--format", "raw", "--rate", str(rate),
-                   "--output", str(out / f"{name}.raw"), "--", *command]
     t0 = time.perf_counter()
     with (out / f"{name}.log").open("w") as log:
-        proc = subprocess.run(command, env=env, stdout=log, stderr=subprocess.STDOUT, check=False, cwd=ROOT)
-    wall = time.perf_counter() - t0
-    if proc.returncode != 0:
-        sys.exit(f"{name} failed ({proc.returncode}); see {out / f'{name}.log'}")
+        job = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        spy = None
+        if py_spy:
+            spy = subprocess.Popen([py_spy, "record", "--subprocesses", "--format", "raw", "--rate", str(rate),
+                                    "--output", str(out / f"{name}.raw"), "--pid", str(job.pid)],
+                                   stdout=subprocess.DEVNULL, stderr=(out / f"{name}.py-spy.log").open("w"))
+        code = job.wait()
+        wall = time.perf_counter() - t0
+        if spy is not None:
+            _stop(spy)
+    if code != 0:
+        sys.exit(f"{name} failed ({code}); see {out / f'{name}.log'}")
     return wall
+
+
+def _stop(spy: subprocess.Popen, grace_s: float = 15.0) -> None:
+    """Let py-spy finish after its job ended; SIGINT (it writes what it has), then SIGKILL."""
+    for sig in (None, signal.SIGINT, signal.SIGKILL):
+        if sig is not None:
+            spy.send_signal(sig)
+        try:
+            spy.wait(timeout=grace_s)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def main() -> None:

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from erc.data.demo import write_demo_corpus
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (pyproject.toml): one worker per CPU, at most 4. A test that runs a sweep already
+    keeps about two CPUs busy (Ray's trial workers), so more workers than CPUs only add contention."""
+    return max(1, min(os.cpu_count() or 1, 4))
 
 
 @pytest.fixture(autouse=True)

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import requests
@@ -46,14 +48,14 @@ def wait_for_runs(client: MlflowClient, driver: subprocess.Popen, ready, *, time
     """Poll the store until ``ready(runs)`` holds for the sweep's trial runs; an AssertionError if the
     driver ends first (say, the sweep finished before a test could kill it) or the time runs out.
 
-    ``store``: a SQLite file the driver creates; not read before it exists, so that this client does
-    not create the schema while the driver does.
+    ``store``: a SQLite file the driver creates; not read through MLflow before the driver has created
+    its schema and the experiment, so that this client does not create the schema while the driver does.
     """
     deadline = time.time() + timeout
     runs: list = []
     while time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)
-        if store is not None and not store.exists():
+        if store is not None and not sqlite_has_experiment(store, experiment):
             continue
         try:
             if client.get_experiment_by_name(experiment) is None:
@@ -63,14 +65,41 @@ def wait_for_runs(client: MlflowClient, driver: subprocess.Popen, ready, *, time
             continue
         if ready(runs):
             return runs
+    ended = driver.poll() is not None and driver.stderr is not None and not driver.stderr.closed
     raise AssertionError(f"the sweep never reached the awaited state (driver rc {driver.poll()}): "
-                         f"{[(r.info.run_name, r.info.status) for r in runs]}")
+                         f"{[(r.info.run_name, r.info.status) for r in runs]}"
+                         + (f"\ndriver stderr:\n{driver.stderr.read()[-3000:]}" if ended else ""))
+
+
+def sqlite_has_experiment(store: Path, experiment: str) -> bool:
+    """Whether a SQLite MLflow store holds ``experiment``, read with sqlite3 alone: an MLflow client on a
+    store whose tables are not there yet creates them, racing the migrations of the process that is
+    creating the store (under load, that process then fails). The experiment is made after them."""
+    if not store.exists():
+        return False
+    try:
+        with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True, timeout=5)) as db:
+            return db.execute("SELECT 1 FROM experiments WHERE name = ?", (experiment,)).fetchone() is not None
+    except sqlite3.Error:
+        return False
 
 
 def finished_and_running(runs: list, finished: int = 1) -> bool:
     """At least ``finished`` runs FINISHED while another still runs: the moment to interrupt a sweep."""
     statuses = [r.info.status for r in runs]
     return statuses.count("FINISHED") >= finished and "RUNNING" in statuses
+
+
+def namespaces_work() -> bool:
+    """Whether this machine lets a test run a command in its own PID namespace (``unshare``), where it
+    sees none of the processes, Ray's included, that other tests run at the same time."""
+    try:
+        return subprocess.run(UNSHARE_PID + ["true"], capture_output=True, timeout=30, check=False).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+UNSHARE_PID = ["unshare", "--pid", "--fork", "--mount-proc"]
 
 
 def free_port() -> int:

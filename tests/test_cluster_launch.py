@@ -53,10 +53,12 @@ from erc import contract
 from sweeps.head_mlflow import reachable
 from tests.sweep_helpers import (
     REPO,
+    UNSHARE_PID,
     MlflowServer,
     children,
     finished_and_running,
     free_port,
+    namespaces_work,
     parents,
     run,
     sweep_command,
@@ -71,14 +73,6 @@ SHARED = "/mnt/shared/erc-sweeps"
 # Seconds Ray may be down before the head's MLflow server stops (sweeps/head_mlflow.py): above the
 # gap between `ray stop` and `ray start` in a repeated `ray up` on a busy 2-core machine.
 GRACE_S = 30
-
-
-def _namespaces_work() -> bool:
-    try:
-        return subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"], capture_output=True,
-                              timeout=30, check=False).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
 
 
 @dataclass
@@ -152,9 +146,9 @@ SetEnv {" ".join(f"{k}={v}" for k, v in self.host_env.items())}
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
         command = [SSHD, "-D", "-e", "-f", str(config)]
-        self.isolated = _namespaces_work()
+        self.isolated = namespaces_work()
         if self.isolated:
-            command = ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child", *command]
+            command = [*UNSHARE_PID, "--kill-child", *command]
         else:
             rays = [p for p in Proc.all() if p.name in ("raylet", "gcs_server")]
             if rays:

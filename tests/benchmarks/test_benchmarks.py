@@ -20,7 +20,7 @@ BENCHMARKS = REPO / "benchmarks"
 # each benchmark's smallest arguments
 SMALLEST: dict[str, list[str]] = {
     "demo_sweep.py": ["--smoke-test", "--rerun"],
-    "extraction.py": ["--mid-utterances", "4", "--check", "4", "--cluster-utterances", "8", "--head-epochs", "1",
+    "extraction.py": ["--mid-utterances", "4", "--check", "4", "--cluster-utterances", "8", "--cluster-jobs", "small", "--head-epochs", "1",
                       "--limit", "20", "--batch-seconds", "8"],
     "finetune_step.py": ["--steps", "1", "--batch-size", "2", "--smoke", "--sizes", "demo"],
     "honest_cost.py": ["--folds", "1", "--epochs", "2"],
