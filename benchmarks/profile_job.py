@@ -43,9 +43,11 @@ IMPORT_FRAMES = ("<frozen importlib._bootstrap", "_call_with_frames_removed")
 def kind(command: str, driver: bool) -> str:
     if driver:
         return "driver"
-    if command.startswith("ray::"):
-        return "ray_workers"  # trials (ray::ImplicitFunc), idle pool workers, Tune's actors
-    return "ray_daemons"  # dashboard, monitor, log monitor, agents (gcs and raylet are native: not sampled)
+    # A worker is named by its script until it takes an actor or task and renames itself (ray::ImplicitFunc
+    # for a trial); py-spy keeps the command line it first saw, so a trial worker found early has the script's.
+    if command.startswith("ray::") or "/ray/_private/workers/" in command:
+        return "ray_workers"  # trials, idle pool workers, Tune's actors
+    return "ray_daemons"  # dashboard, monitor, log monitor, agents; raylet and gcs (native frames only)
 
 
 def summarise(raw: Path, top: int) -> dict:
