@@ -28,7 +28,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.stats import rankdata
 from torch import Tensor
 
 from erc.heads import split_output
@@ -75,12 +74,23 @@ def classification_metrics(logits: Tensor | np.ndarray, target: Tensor | np.ndar
         return out
     scores = logits.softmax(dim=1).numpy().astype(np.float64)
     positive = (target[:, None] == torch.arange(n_classes)).numpy()  # (N, K)
-    ranks = rankdata(scores, axis=0)  # tied scores share their mean rank: a tie counts ½
+    ranks = mean_ranks(scores)  # tied scores share their mean rank: a tie counts ½
     n_pos = positive.sum(0)
     n_neg = len(target) - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):  # a class without positives: left out below
         per_class = ((ranks * positive).sum(0) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     out["auroc"] = float(per_class[present.numpy()].mean())
+    return out
+
+
+def mean_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..N down each column of ``x`` (N, K); tied values share their mean rank (what
+    ``scipy.stats.rankdata(x, axis=0)`` gives, without importing scipy.stats into every trial process)."""
+    out = np.empty(x.shape, dtype=np.float64)
+    for k in range(x.shape[1]):
+        _, inverse, counts = np.unique(x[:, k], return_inverse=True, return_counts=True)
+        last = np.cumsum(counts)  # the rank of each distinct value's last copy
+        out[:, k] = (last - (counts - 1) / 2)[inverse]
     return out
 
 

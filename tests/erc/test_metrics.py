@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,3 +137,21 @@ def test_classification_and_ccc_match_torchmetrics_with_tied_scores(absent):
     y = rng.uniform(1, 5, n)
     p = np.round(0.5 * y + rng.standard_normal(n), 1)
     assert ccc(p, y) == pytest.approx(float(concordance_corrcoef(torch.as_tensor(p), torch.as_tensor(y))), abs=1e-9)
+
+
+def test_mean_ranks_are_scipys_average_ranks_with_ties():
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        # few distinct values: most columns hold ties, some a single row or a single value
+        x = rng.integers(0, 4, size=(int(rng.integers(1, 30)), int(rng.integers(1, 8)))) / 3
+        np.testing.assert_array_equal(erc.metrics.mean_ranks(x), rankdata(x, axis=0))
+
+
+def test_a_trial_process_does_not_import_scipy_stats():
+    # ~0.5 s of import in every trial actor for one ranking; the trial's whole import path is checked
+    code = "import sys, sweeps.trainable; print('scipy.stats' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(erc.metrics.__file__).resolve().parents[1])
+    assert out.stdout.strip().splitlines()[-1] == "False"
