@@ -43,20 +43,24 @@ def parents(client: MlflowClient, experiment: str = "erc-sweeps") -> list:
     return client.search_runs([exp.experiment_id], filter_string="tags.role = 'parent'")
 
 
-def wait_for_runs(client: MlflowClient, driver: subprocess.Popen, ready, *, timeout: float = 300,
-                  experiment: str = "erc-sweeps", stage: str | None = "grid", store: Path | None = None) -> list:
+def wait_for_runs(tracking: MlflowClient | Path, driver: subprocess.Popen, ready, *, timeout: float = 300,
+                  experiment: str = "erc-sweeps", stage: str | None = "grid") -> list:
     """Poll the store until ``ready(runs)`` holds for the sweep's trial runs; an AssertionError if the
     driver ends first (say, the sweep finished before a test could kill it) or the time runs out.
 
-    ``store``: a SQLite file the driver creates; not read through MLflow before the driver has created
-    its schema and the experiment, so that this client does not create the schema while the driver does.
+    ``tracking``: a client of a tracking server, or the path of a SQLite file the driver creates. For a
+    file, no MLflow client exists before the driver has created its schema and the experiment: an
+    ``MlflowClient`` migrates a store's schema as it is constructed, racing the driver's own migrations.
     """
     deadline = time.time() + timeout
     runs: list = []
+    client = tracking if isinstance(tracking, MlflowClient) else None
     while time.time() < deadline and driver.poll() is None:
         time.sleep(0.5)
-        if store is not None and not sqlite_has_experiment(store, experiment):
-            continue
+        if client is None:
+            if not sqlite_has_experiment(tracking, experiment):
+                continue
+            client = MlflowClient(f"sqlite:///{tracking}")
         try:
             if client.get_experiment_by_name(experiment) is None:
                 continue

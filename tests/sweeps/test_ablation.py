@@ -114,12 +114,12 @@ def test_killed_driver_then_rerun_resumes_without_duplicates(demo_root, demo_enc
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True, env=env)
-    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
-    runs = wait_for_runs(client, driver, finished_and_running, timeout=400, store=cache / "mlflow.db")
+    runs = wait_for_runs(cache / "mlflow.db", driver, finished_and_running, timeout=400)
     finished_before = {r.info.run_name: r.info.run_id for r in runs if r.info.status == "FINISHED"}
     assert 1 <= len(finished_before) < 4
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     driver.wait()
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     assert any(r.info.status == "RUNNING" for r in children(client))  # left behind by the dead driver
 
     proc = run(cmd, cwd=tmp_path)

@@ -44,15 +44,15 @@ def test_ctrl_c_exits_130_counts_what_finished_and_writes_no_report(demo_root, d
     # A terminal's Ctrl-C goes to the foreground process group: the driver and what it started.
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               start_new_session=True, env=_env())
-    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     try:
-        wait_for_runs(client, driver, finished_and_running, store=cache / "mlflow.db")
+        wait_for_runs(cache / "mlflow.db", driver, finished_and_running)
         os.killpg(driver.pid, signal.SIGINT)
         out, err = driver.communicate(timeout=180)
     finally:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     print(out[-4000:], err[-4000:])
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     assert driver.returncode == 130
     assert "interrupted — rerun the same command" in err
     finished = sum(r.info.status == "FINISHED" for r in children(client))

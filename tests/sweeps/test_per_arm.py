@@ -167,9 +167,8 @@ def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders,
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                               start_new_session=True, env=env)
-    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
-    runs = wait_for_runs(client, driver, lambda runs: finished_and_running(runs, finished=2), timeout=600,
-                         stage="search", store=cache / "mlflow.db")
+    runs = wait_for_runs(cache / "mlflow.db", driver, lambda runs: finished_and_running(runs, finished=2),
+                         timeout=600, stage="search")
     finished_before = {r.data.tags["ray.trial_id"]: r.info.run_id for r in runs if r.info.status == "FINISHED"}
     assert 2 <= len(finished_before) < 4 * budget
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
@@ -178,6 +177,7 @@ def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders,
     proc = run(cmd, cwd=tmp_path, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "resuming sweep" in proc.stdout
+    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     exp = client.get_experiment_by_name("erc-sweeps").experiment_id
     searches = client.search_runs([exp], "tags.role = 'search'")
     assert len(searches) == 4 and all(s.info.status == "FINISHED" for s in searches)
