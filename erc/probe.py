@@ -79,4 +79,7 @@ def step_memory(make_trainer: Callable[[], Any], device: torch.device) -> dict[s
         out.update(peak_mb=context_mb + torch.cuda.max_memory_reserved(device) / 2**20,
                    total_mb=torch.cuda.get_device_properties(device).total_memory / 2**20,
                    context_mb=context_mb, device=torch.cuda.get_device_name(device))
+        # the next probe may start on this GPU before this process has exited: leave it only the context
+        del trainer
+        torch.cuda.empty_cache()
     return out

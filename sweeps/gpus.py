@@ -15,6 +15,7 @@ autoscaler adds CPU nodes only decides at once: 0, trials on CPUs.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -61,10 +62,14 @@ def run_probe(flat: dict[str, Any], sample: Any, valid_fold: int, settings: dict
     torch.set_num_threads(1)
     config = RunConfig.from_flat({**flat, "device": device})
     parts = trial_splits(config, sample, [(valid_fold, ())], search=True)  # one step: no dev set needed
-    return step_memory(lambda: make_trainers(config, parts, settings)[0], torch.device(device))
+    return {**step_memory(lambda: make_trainers(config, parts, settings)[0], torch.device(device)), "pid": os.getpid()}
 
 
-_remote_probe = ray.remote(run_probe)
+# A fresh worker per probe, gone once it returns (Ray recycles GPU tasks' workers only when num_gpus is
+# given at decoration, not through .options()): a reused worker kept the last probe's CUDA cache, which the
+# next probe measured as its own (on an H200 the cached grid's probes read 27.5 GB after the finetune
+# grid's), and an idle one would hold that memory beside the packed trials for the whole sweep.
+_remote_probe = ray.remote(max_calls=1)(run_probe)
 
 
 def resolve_gpus_per_trial(settings: SweepSettings, prepared: Prepared, trial_settings: dict[str, Any],

@@ -6,12 +6,14 @@ import shutil
 import sys
 import tempfile
 import textwrap
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import ray
 
-from sweeps.gpus import probe_configs, probe_sample, resolve_gpus_per_trial, run_probe
+from sweeps.gpus import probe_configs, probe_sample, resolve_gpus_per_trial, run_probe, run_probes
 from sweeps.prepare import Prepared
 from sweeps.settings import SweepSettings
 from tests.sweep_helpers import REPO, run
@@ -61,6 +63,31 @@ def test_probe_of_a_cached_trial(fusion, tmp_path):
             "batch_size": 4}
     result = run_probe(flat, probe_sample(table, 0, 4), 0, {}, device="cpu")
     assert result["rows"] == 4 and result["peak_mb"] is None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_each_probe_runs_in_a_fresh_worker_that_is_gone_once_it_returns(tmp_path):
+    """A reused worker kept the previous probe's CUDA cache, measured by the next probe as its own; an idle
+    one held it beside the trials. Two probes on one (logical) GPU: two processes, neither alive after."""
+    ray.init(address="local", num_cpus=2, num_gpus=1, include_dashboard=False, log_to_driver=False,
+             configure_logging=False)
+    try:
+        settings = SweepSettings(cache_dir=tmp_path, fusions=["concat", "outer"], preset="demo")
+        probes = run_probes(settings, _prepared(synthetic_features(n=120)), {}, device="cpu")
+        pids = [result["pid"] for _, result in probes]
+        assert len(set(pids)) == 2
+        deadline = time.time() + 60
+        while time.time() < deadline and any(map(_alive, pids)):
+            time.sleep(0.2)
+        assert not any(map(_alive, pids))
+    finally:
+        ray.shutdown()
 
 
 # A sweep's driver joins (--address) a cluster of CPU raylets, as after `ray start --head` on CPU machines,
