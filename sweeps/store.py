@@ -6,10 +6,14 @@ A finished sweep's rerun (:mod:`sweeps.finished`) reads the store before anythin
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from erc.atomic import build_lock
+from erc.vocab import cache_root
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -43,6 +47,9 @@ def open_store(uri: str) -> MlflowClient:
     once on a fresh cache both die in the migration (``table _alembic_tmp_… already exists``).
     The first client of a URI in a process builds the store (MLflow caches it per process), so
     holding a lock beside the database while it is created is enough.
+
+    A new SQLite store starts as a copy of an empty one this MLflow version made before
+    (:func:`empty_store_template`): its ~100 migrations take about 2 s, the copy milliseconds.
     """
     from mlflow.tracking import MlflowClient  # seconds to import: only once a store is opened
 
@@ -50,6 +57,73 @@ def open_store(uri: str) -> MlflowClient:
         return MlflowClient(uri)
     db = Path(uri.removeprefix("sqlite:///"))
     with build_lock(db.parent / f".{db.name}.lock"):
-        client = MlflowClient(uri)  # the constructor builds the store
-        client.search_experiments(max_results=1)
+        template = empty_store_template()
+        copied = not db.exists() and _copy_template(template, db)
+        fresh = not copied and not db.exists()
+        client = _client(uri)
+        if fresh and template is not None:
+            _save_template(db, template)
     return client
+
+
+def _client(uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)  # the constructor builds (or checks) the store
+    client.search_experiments(max_results=1)
+    return client
+
+
+def empty_store_template() -> Path | None:
+    """Where an empty SQLite store of this MLflow version is kept: under the cache root, one per version
+    (a store's schema is its MLflow's); None when MLflow's version cannot be read."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        mlflow_version = version("mlflow-skinny")
+    except PackageNotFoundError:
+        try:
+            mlflow_version = version("mlflow")
+        except PackageNotFoundError:
+            return None
+    return cache_root() / "mlflow-store" / f"empty-{mlflow_version}.db"
+
+
+def _copy_template(template: Path | None, db: Path) -> bool:
+    """``db`` as a copy of ``template``, published by one rename; False when there is none to copy."""
+    if template is None or not template.is_file():
+        return False
+    try:  # a damaged template is not used, and is replaced by the store made instead
+        with closing(sqlite3.connect(f"file:{template}?mode=ro", uri=True)) as con:
+            ok = con.execute("PRAGMA quick_check").fetchone() == ("ok",) and con.execute(
+                "SELECT version_num FROM alembic_version").fetchone() is not None
+    except sqlite3.Error:
+        ok = False
+    if not ok:
+        return False
+    db.parent.mkdir(parents=True, exist_ok=True)
+    tmp = db.with_name(f".{db.name}.{os.getpid()}.tmp")
+    try:
+        shutil.copyfile(template, tmp)
+        os.rename(tmp, db)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def _save_template(db: Path, template: Path) -> None:
+    """Keep the store just made, still empty, as the template of later ones. Its Default experiment is
+    left out: MLflow makes it again in each store, with that store's artifact location. Best effort (a
+    read-only cache root only means the next store is migrated again)."""
+    tmp = template.with_name(f".{template.name}.{os.getpid()}.tmp")
+    try:
+        template.parent.mkdir(parents=True, exist_ok=True)
+        with closing(sqlite3.connect(db)) as src, closing(sqlite3.connect(tmp)) as dst:
+            src.backup(dst)
+            with dst:
+                dst.execute("DELETE FROM experiment_tags")
+                dst.execute("DELETE FROM experiments")
+        os.rename(tmp, template)
+    except (OSError, sqlite3.Error):
+        tmp.unlink(missing_ok=True)
