@@ -87,13 +87,13 @@ def run_phase(name: str, cache: Path, out: Path, rate: int, py_spy: str | None, 
     env.pop("MLFLOW_TRACKING_URI", None)
     command = [sys.executable, str(ABLATION), "--quiet", *PHASES[name], *extra]
     t0 = time.perf_counter()
-    with (out / f"{name}.log").open("w") as log:
+    with (out / f"{name}.log").open("w") as log, (out / f"{name}.py-spy.log").open("w") as spy_log:
         job = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         spy = None
         if py_spy:
             spy = subprocess.Popen([py_spy, "record", "--subprocesses", "--format", "raw", "--rate", str(rate),
                                     "--output", str(out / f"{name}.raw"), "--pid", str(job.pid)],
-                                   stdout=subprocess.DEVNULL, stderr=(out / f"{name}.py-spy.log").open("w"))
+                                   stdout=subprocess.DEVNULL, stderr=spy_log)
         code = job.wait()
         wall = time.perf_counter() - t0
         if spy is not None:

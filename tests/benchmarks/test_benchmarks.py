@@ -26,7 +26,8 @@ SMALLEST: dict[str, list[str]] = {
     "honest_cost.py": ["--folds", "1", "--epochs", "2"],
     "head_vs_end_to_end.py": ["--utterances", "8", "--batch-size", "4", "--paper-batch", "1", "--paper-steps", "1"],
     "per_arm.py": ["--smoke-test", "--tune-per-arm", "1"],
-    "profile_job.py": ["--smoke-test"],
+    # its cold phase is the same code as rerun and trial, and demo_sweep has built the shared cache
+    "profile_job.py": ["--smoke-test", "rerun", "trial"],
     # its three parts run above on their own: here only its table and JSON line
     "targets.py": ["--smoke-test", "--skip", "demo_sweep", "per_arm", "tune_overhead"],
     "tune_overhead.py": ["--folds", "1"],
