@@ -8,9 +8,8 @@ resumes an interrupted sweep (finished trials are not rerun).
 from __future__ import annotations
 
 import argparse
-import sys
 
-from sweeps.cli import run_cli
+from sweeps.cli import exit_now, run_cli
 from sweeps.settings import add_arguments, control_error
 
 
@@ -58,4 +57,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

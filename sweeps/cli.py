@@ -5,9 +5,12 @@ Import-light (the entry scripts import it before torch, ray or mlflow load).
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 from erc.atomic import DiskFullError
 
@@ -39,3 +42,24 @@ def run_cli(main: Callable[..., int], *args: Any) -> int:
             print(f"error: {err}", file=sys.stderr)
             return 1
         raise
+
+
+def exit_now(code: int) -> NoReturn:
+    """End an entry script with ``code`` as a normal exit would, less the interpreter's teardown.
+
+    First what a normal exit does that has effects: wait for non-daemon threads, run the atexit
+    handlers (Ray's shutdown, MLflow's and logging's flushes, temporary directories removed), flush
+    stdout and stderr. Then ``os._exit``: with torch, Ray and MLflow loaded, tearing the modules down
+    takes about 2 s after a sweep and changes nothing outside the process.
+    """
+    current = threading.current_thread()
+    for thread in threading.enumerate():
+        if thread is not current and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # closed, or a closed pipe: nothing left to write to
+            pass
+    os._exit(code)

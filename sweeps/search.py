@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from sweeps.cli import INTERRUPTED, run_cli
+from sweeps.cli import INTERRUPTED, exit_now, run_cli
 from sweeps.settings import add_arguments, positive, select_metric_argument
 
 # this script's own defaults: one fold and the paper's proposed arm (a search is per arm)
@@ -93,4 +93,4 @@ def _search(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

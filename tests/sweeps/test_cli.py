@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from erc.atomic import DiskFullError
@@ -31,6 +33,35 @@ def test_other_errors_keep_their_traceback_and_the_body_its_exit_code():
     with pytest.raises(ZeroDivisionError):
         run_cli(_raise, ZeroDivisionError())
     assert run_cli(lambda a, b: a + b, 2, 3) == 5
+
+
+EXIT_NOW = """
+import atexit, sys, tempfile, threading, time
+from pathlib import Path
+from sweeps.cli import exit_now
+
+out = Path(sys.argv[1])
+scratch = tempfile.TemporaryDirectory()  # removed by its finaliser, an atexit handler
+(out / "scratch").write_text(scratch.name)
+atexit.register(lambda: (out / "atexit").write_text("ran"))
+threading.Thread(target=lambda: (time.sleep(1), (out / "thread").write_text("done"))).start()
+print("buffered, not flushed", end="")
+sys.stderr.write("to stderr")
+exit_now(3)
+"""
+
+
+def test_exit_now_does_what_a_normal_exit_does_then_skips_the_teardown(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", EXIT_NOW, str(tmp_path)], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert proc.returncode == 3
+    assert proc.stdout == "buffered, not flushed" and proc.stderr == "to stderr"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert (tmp_path / "thread").read_text() == "done"  # a non-daemon thread finished first
+    assert not Path((tmp_path / "scratch").read_text()).exists()
 
 
 @pytest.mark.slow
