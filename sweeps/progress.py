@@ -178,12 +178,17 @@ def quiet_startup(verbose: int) -> None:
     logging.getLogger(TOKEN_AUTH_LOGGER).addFilter(_DropNotice(TOKEN_AUTH_NOTICE))
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
     if not sys.stderr.isatty():
+        # Read when each library is imported (transformers takes huggingface_hub's switch): a library not
+        # loaded yet is not imported here for the sake of its bars (transformers alone is ~1 s, and a
+        # sweep on built caches never loads it).
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        import datasets
-        import transformers.utils.logging as tf_logging
-
-        datasets.disable_progress_bars()
-        tf_logging.disable_progress_bar()
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        if "huggingface_hub.utils" in sys.modules:
+            sys.modules["huggingface_hub.utils"].disable_progress_bars()
+        if "datasets" in sys.modules:
+            sys.modules["datasets"].disable_progress_bars()
+        if "transformers.utils.logging" in sys.modules:
+            sys.modules["transformers.utils.logging"].disable_progress_bar()
 
 
 def _value(result: Mapping[str, Any], key: str) -> float | None:

@@ -174,3 +174,28 @@ def test_header_names_corpus_encoders_trials_and_where_runs_go(tmp_path):
     ]
     paper = SweepSettings(cache_dir=tmp_path, folds=[0, 1], labels=["peakl"], protocol="paper")
     assert "on the held-out fold itself (select_on=valid" in progress.header(paper, prepared, track, 4)
+
+
+QUIET_BARS = """
+import sys
+import datasets  # loaded before (it loads huggingface_hub): its switch and the hub's are set in place
+from sweeps.progress import quiet_startup
+
+quiet_startup(0)
+assert "transformers" not in sys.modules  # not imported for the sake of its bars
+import transformers.utils.logging as tf_logging
+
+print(datasets.is_progress_bar_enabled(), tf_logging.is_progress_bar_enabled())
+"""
+
+
+def test_quiet_startup_off_a_terminal_turns_off_every_progress_bar_without_importing_transformers():
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.endswith("DISABLE_PROGRESS_BARS")}
+    proc = subprocess.run([sys.executable, "-c", QUIET_BARS], capture_output=True, text=True, timeout=120,
+                          env=env, stdin=subprocess.DEVNULL, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split() == ["False", "False"]
