@@ -122,14 +122,17 @@ def metric_values(run: Run, values: str = C.DEFAULT_VALUES) -> dict[str, float]:
     return out
 
 
-def load_trials(client: MlflowClient, sweep: Sweep, values: str = C.DEFAULT_VALUES) -> Trials:
+def load_trials(client: MlflowClient, sweep: Sweep, values: str = C.DEFAULT_VALUES,
+                runs: Sequence[Run] | None = None) -> Trials:
     """The selection's FINISHED grid trials. Everything skipped is counted in a warning (and in ``notes``).
 
     ``values``: ``selected`` (every metric at one chosen epoch; plain ``<m>`` for runs logged without
     the prefix) or ``best`` (``best/<m>``, each metric's own best epoch: optimistic).
+    ``runs``: the selection's runs when already read (``Trials.source`` of another set of values).
     """
     _check_values(values)
-    sorted_ = _sort_runs(selected_runs(client, sweep))
+    source = tuple(selected_runs(client, sweep) if runs is None else runs)
+    sorted_ = _sort_runs(source)
     notes = sorted_.notes()
     rows, attributes = [], []
     for run in sorted_.trials:
@@ -168,7 +171,7 @@ def load_trials(client: MlflowClient, sweep: Sweep, values: str = C.DEFAULT_VALU
     for note in notes:
         warnings.warn(note, stacklevel=2)
     attrs = pd.DataFrame(attributes, index=df.index, dtype=object) if rows else pd.DataFrame()
-    return Trials(sweep=sweep, runs=df, metrics=metrics, notes=notes, attributes=attrs, values=values)
+    return Trials(sweep=sweep, runs=df, metrics=metrics, notes=notes, attributes=attrs, values=values, source=source)
 
 
 def find_trial_run(client: MlflowClient, experiment: str, arm: str, fold: int, sweep: str | None = None,

@@ -341,7 +341,8 @@ def write_optimism(client: MlflowClient, trials: Trials, options: ReportOptions,
         optimism_table,
     )
 
-    others = {values: load_trials(client, trials.sweep, values) for values in C.VALUE_PREFIXES if values != SELECTED}
+    others = {values: load_trials(client, trials.sweep, values, runs=trials.source or None)
+              for values in C.VALUE_PREFIXES if values != SELECTED}
     if not others[ORACLE].metrics:  # runs from before honest selection (or logged elsewhere)
         return [], []
     metrics = arm_table_metrics(trials)

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -73,6 +74,9 @@ class Trials:
     # factors a comparison may name besides fusion and labels.
     attributes: pd.DataFrame | None = None
     values: str = C.DEFAULT_VALUES  # which logged values: "selected" or "best" (contract.VALUE_PREFIXES)
+    # The MLflow runs these rows were read from (every status): another set of values (oracle/*, best/*)
+    # is read from them without querying the store again. Empty for values from a CSV file.
+    source: tuple[Any, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def arms(self) -> list[str]:

@@ -79,6 +79,24 @@ def test_best_values_are_read_from_best_prefix(store):
         load_trials(client, sweep, values="max")
 
 
+def test_another_set_of_values_is_read_from_the_runs_already_read(store):
+    """The report reads oracle/* and best/* beside the selected values: from the same runs, no new query."""
+    client = store["client"]
+    sweep = find_sweep(client, "erc-sweeps", "demo")
+    selected = load_trials(client, sweep)
+    assert len(selected.source) >= len(selected.runs)
+
+    class NoQueries:  # the runs are all there: asking the store again is an error here
+        def search_runs(self, *args, **kwargs):
+            raise AssertionError("queried the store again")
+
+    for values in ("best", "oracle"):
+        again = load_trials(NoQueries(), sweep, values, runs=selected.source)
+        fresh = load_trials(client, sweep, values)
+        pd.testing.assert_frame_equal(again.runs, fresh.runs)
+        assert again.metrics == fresh.metrics and again.values == values
+
+
 def test_metric_values_prefer_the_prefix_then_plain_keys():
     from mlflow.entities import Metric, Run, RunData, RunInfo
 
