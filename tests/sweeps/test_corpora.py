@@ -49,17 +49,18 @@ def test_a_sweep_runs_on_each_generated_corpus(tmp_path: Path, name: str):
         assert "no CCC rows" in report
 
 
-def test_cross_corpus_sweep_on_the_demo(tmp_path: Path):
-    cmd = [*sweep_command("ablation.py", Path("unused"), (Path(), Path()), tmp_path / "cache")[:2],
-           "--cache-dir", str(tmp_path / "cache"), "--train-corpus", "kemdy19", "--test-corpus", "kemdy20",
-           "--fusions", "concat", "--labels", "soft,peakl", "--epochs", "1", "--repeats", "2", "-q"]
+def test_cross_corpus_sweep_on_the_demo(demo_root: Path, demo_encoders: tuple[Path, Path], tmp_path: Path):
+    # the small demo corpus of the fixtures: both of its corpora, in their two layouts
+    cmd = sweep_command("ablation.py", demo_root, demo_encoders, tmp_path / "cache", "--train-corpus", "kemdy19",
+                        "--test-corpus", "kemdy20", "--fusions", "concat", "--labels", "soft,peakl", "--epochs", "1",
+                        "--repeats", "2", "-q")
     proc = run(cmd, cwd=REPO, timeout=1200)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cross-corpus: train on all of kemdy19, evaluate on all of kemdy20" in proc.stdout
     client = MlflowClient(f"sqlite:///{tmp_path / 'cache' / 'mlflow.db'}")
     runs = children(client)
     assert len(runs) == 4 and {int(r.data.params[C.FOLD]) for r in runs} == {NO_FOLD}  # (arm, seed) trials
-    corpus = load_corpus(tmp_path / "cache" / "demo" / "data", verbose=False)
+    corpus = load_corpus(demo_root, verbose=False)
     sizes = corpus.utterances.groupby("corpus").size()
     assert {int(r.data.params[C.N_VALID]) for r in runs} == {int(sizes["KEMDy20"])}
     assert {r.data.tags[C.CORPUS] for r in runs} <= {"kemdy19 -> kemdy20"}
