@@ -6,12 +6,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analysis.options import METRIC_ORDER
 from erc import contract as C
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 # Columns of Trials.runs besides the metrics.
 BASE_COLUMNS = ["run_id", C.FOLD, C.SEED, C.FUSION, C.LABELS, C.ARM, C.N_TRAIN, C.N_VALID]
@@ -76,7 +79,7 @@ class Trials:
     values: str = C.DEFAULT_VALUES  # which logged values: "selected" or "best" (contract.VALUE_PREFIXES)
     # The MLflow runs these rows were read from (every status): another set of values (oracle/*, best/*)
     # is read from them without querying the store again. Empty for values from a CSV file.
-    source: tuple[Any, ...] = field(default=(), repr=False, compare=False)
+    source: tuple[Run, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def arms(self) -> list[str]:

@@ -61,7 +61,7 @@ def open_store(uri: str) -> MlflowClient:
         copied = not db.exists() and _copy_template(template, db)
         fresh = not copied and not db.exists()
         client = _client(uri)
-        if fresh and template is not None:
+        if fresh:
             _save_template(db, template)
     return client
 
@@ -74,24 +74,17 @@ def _client(uri: str) -> MlflowClient:
     return client
 
 
-def empty_store_template() -> Path | None:
+def empty_store_template() -> Path:
     """Where an empty SQLite store of this MLflow version is kept: under the cache root, one per version
-    (a store's schema is its MLflow's); None when MLflow's version cannot be read."""
-    from importlib.metadata import PackageNotFoundError, version
+    (a store's schema is its MLflow's)."""
+    from mlflow.version import VERSION  # loaded already by the client that opens the store
 
-    try:
-        mlflow_version = version("mlflow-skinny")
-    except PackageNotFoundError:
-        try:
-            mlflow_version = version("mlflow")
-        except PackageNotFoundError:
-            return None
-    return cache_root() / "mlflow-store" / f"empty-{mlflow_version}.db"
+    return cache_root() / "mlflow-store" / f"empty-{VERSION}.db"
 
 
-def _copy_template(template: Path | None, db: Path) -> bool:
+def _copy_template(template: Path, db: Path) -> bool:
     """``db`` as a copy of ``template``, published by one rename; False when there is none to copy."""
-    if template is None or not template.is_file():
+    if not template.is_file():
         return False
     try:  # a damaged template is not used, and is replaced by the store made instead
         with closing(sqlite3.connect(f"file:{template}?mode=ro", uri=True)) as con:

@@ -34,7 +34,7 @@ def _use(uri: str, artifacts: Path) -> tuple[str, str]:
 
 def test_the_first_store_leaves_a_template_and_the_next_is_made_from_it(cache_root, tmp_path, monkeypatch):
     template = empty_store_template()
-    assert template is not None and template.parent.parent == cache_root and not template.exists()
+    assert template.parent.parent == cache_root and not template.exists()
     first, second = tmp_path / "a" / "mlflow.db", tmp_path / "b" / "mlflow.db"
 
     first_ids = _use(f"sqlite:///{first}", tmp_path / "a" / "artifacts")
