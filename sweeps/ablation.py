@@ -44,10 +44,16 @@ def _ablation(args: argparse.Namespace) -> int:
     from sweeps.finished import rerun_finished  # MLflow only: a finished sweep's rerun starts no Ray
     from sweeps.settings import settings_from_args
 
-    done = rerun_finished(settings_from_args(args))
+    settings = settings_from_args(args)
+    done = rerun_finished(settings)
     if done is not None:
         return done
-    from sweeps.grid import run_ablation  # torch and ray load here, once the arguments are good
+    from sweeps.cluster import start_ray_early
+    from sweeps.progress import quiet_startup
+
+    quiet_startup(settings.verbose)  # before Ray starts: its workers inherit the environment
+    start_ray_early(settings)  # comes up while torch loads and the corpus is read
+    from sweeps.grid import run_ablation  # torch loads here, once the arguments are good
 
     return run_ablation(args)
 

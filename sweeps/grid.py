@@ -21,8 +21,9 @@ from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
 from sweeps.prepare import prepare
 from sweeps.progress import header, quiet_startup
-from sweeps.runner import close_tracking, open_tracking, run_tuner, tracking_uri
+from sweeps.runner import close_tracking, open_tracking, run_tuner
 from sweeps.settings import SweepSettings, settings_from_args
+from sweeps.store import tracking_uri
 from sweeps.trainable import train_trial
 
 log = logging.getLogger(__name__)

@@ -43,22 +43,25 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    # the libraries load here, once the arguments are good
-    import yaml
-
-    from erc import contract as C
-    from sweeps.cluster import start_ray
-    from sweeps.prepare import prepare
+    from sweeps.cluster import start_ray, start_ray_early
     from sweeps.progress import quiet_startup
-    from sweeps.runner import close_tracking, open_tracking, tracking_uri
-    from sweeps.search_run import run_studies
     from sweeps.settings import settings_from_args
-    from sweeps.studies import Study
+    from sweeps.store import tracking_uri
 
     settings = settings_from_args(args, identity={"num_samples": args.num_samples, "metric": args.metric,
                                                   "space": {f: str(s.path) for f, s in args.spaces.items()}})
     quiet_startup(settings.verbose)
     tracking_uri(settings)
+    start_ray_early(settings)  # comes up while torch loads
+    # the libraries load here, once the arguments are good
+    import yaml
+
+    from erc import contract as C
+    from sweeps.prepare import prepare
+    from sweeps.runner import close_tracking, open_tracking
+    from sweeps.search_run import run_studies
+    from sweeps.studies import Study
+
     start_ray(settings)
     prepared = prepare(settings)
     sweep = settings.sweep_name(kind="search")

@@ -18,10 +18,19 @@ from erc.vocab import cache_root
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
+    from sweeps.settings import SweepSettings
+
 
 def default_tracking_uri(cache_dir: Path) -> str:
     """``--tracking-uri``, else ``MLFLOW_TRACKING_URI``, else a SQLite file in the cache dir."""
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cache_dir / 'mlflow.db').resolve()}"
+
+
+def tracking_uri(settings: SweepSettings) -> str:
+    """The sweep's store URI, checked: an unreachable server is an error before any work starts."""
+    uri = settings.tracking_uri or default_tracking_uri(settings.cache_dir)
+    check_reachable(uri)
+    return uri
 
 
 def check_reachable(uri: str, timeout: float = 5.0) -> None:

@@ -105,7 +105,8 @@ def test_console_output_is_a_readable_log(finished_sweep):
                     "You are trying to log an invalid value"):
         assert chatter not in out + err, chatter
     assert max(len(line) for line in (out + err).splitlines()) < 1000  # no result dumped on one line
-    # Tune's own files: a batched result's earlier epochs are in result.json, not a progress.csv column
+    # Tune's own files: a batched result's earlier epochs are in result.json, not a progress.csv column;
+    # no TensorBoard event files (MLflow has every metric)
     [state] = (finished_sweep["cache"] / "ray_results").glob("*/experiment_state-*.json")
     trials = [p for p in state.parent.iterdir() if (p / "progress.csv").is_file()]
     assert len(trials) == 4
@@ -113,6 +114,7 @@ def test_console_output_is_a_readable_log(finished_sweep):
         assert C.RESULT_EARLIER_EPOCHS not in (trial / "progress.csv").read_text().splitlines()[0]
         final = json.loads((trial / "result.json").read_text().splitlines()[-1])
         assert [e[C.RESULT_EPOCH] for e in final[C.RESULT_EARLIER_EPOCHS]] == [2]
+        assert not list(trial.glob("events.out.tfevents*"))
     # The header says where the runs go; Tune's own output is kept in a log beside the report.
     assert re.search(rf"^  runs +MLflow sqlite:///{re.escape(str(finished_sweep['db']))},", out, re.MULTILINE)
     tune_log = re.search(r"^  tune log +(\S+) ", out, re.MULTILINE).group(1)

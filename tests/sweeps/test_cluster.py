@@ -1,0 +1,72 @@
+"""sweeps.cluster: a private Ray started early, in the background, while the driver goes on.
+
+Each case runs in a fresh interpreter: it starts (and ends) a private Ray of its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+from tests.sweep_helpers import REPO
+
+STARTED_EARLY = """
+import time
+
+import ray
+
+from sweeps.cluster import init_ray, start_ray_early
+from sweeps.settings import SweepSettings
+
+settings = SweepSettings(cache_dir={cache!r}, verbose=0)
+start_ray_early(settings)
+print("main thread free", flush=True)
+init_ray(settings)  # waits for the background start
+assert ray.is_initialized()
+time.sleep(2)  # Ray's processes must outlive the start (they die with the thread that forked them)
+
+@ray.remote
+def pid():
+    import os
+    return os.getpid()
+
+print("task ran in", ray.get(pid.remote(), timeout=60), flush=True)
+"""
+
+FAILED_EARLY = """
+from sweeps.cluster import init_ray, start_ray_early
+from sweeps.settings import SweepSettings
+import ray
+
+def refuse(*args, **kwargs):
+    raise RuntimeError("no Ray here")
+
+ray.init = refuse
+settings = SweepSettings(cache_dir={cache!r}, verbose=0)
+start_ray_early(settings)
+try:
+    init_ray(settings)
+except RuntimeError as err:
+    print("raised:", err)
+"""
+
+
+def run_python(code: str, tmp_path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code).format(cache=str(tmp_path))], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_a_ray_started_early_comes_up_behind_the_driver_and_stays_up(tmp_path):
+    proc = run_python(STARTED_EARLY, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "main thread free"
+    assert lines[1].startswith("task ran in ")
+    assert "SIGTERM handler is not set" not in proc.stderr  # the handler is set from the main thread
+
+
+def test_an_early_start_that_fails_raises_in_the_thread_that_waits_for_it(tmp_path):
+    proc = run_python(FAILED_EARLY, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.strip() == "raised: no Ray here"
