@@ -6,12 +6,13 @@ Shared by ``ablation.py`` (the grid) and ``search.py`` (Optuna + ASHA):
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,8 +41,9 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
 # The snapshot per finished trial (see CheckpointConfig below) is deliberate; silence Tune's advice.
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-# Tune's loggers are the ones tune_loggers() gives: without this Tune adds its TensorBoard logger too.
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+
+
+AUTO_LOGGERS_SWITCH = "TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"
 
 
 class _WithoutEarlierEpochs:
@@ -60,9 +62,27 @@ class CSVLogger(_WithoutEarlierEpochs, CSVLoggerCallback):
 
 def tune_loggers() -> list:
     """Tune's CSV logger without the batched epochs, and its JSON logger (``result.json``, every result
-    whole). No TensorBoard event files: MLflow has every metric already, and writing them took ~2 s of
-    the driver's CPU over the 30 demo trials, beside two busy trial slots on a 2-core machine."""
+    whole). No TensorBoard event files (see :func:`only_given_loggers`)."""
     return [CSVLogger(), JsonLoggerCallback()]
+
+
+@contextlib.contextmanager
+def only_given_loggers() -> Iterator[None]:
+    """While a sweep's Tuner runs, Tune adds none of its default loggers to the ones given.
+
+    Its TensorBoard logger is the one left out: MLflow has every metric already, and writing the event
+    files took ~2 s of the driver's CPU over the 30 demo trials, beside two busy trial slots on a 2-core
+    machine. Tune reads the switch when a Tuner starts; it is set for the sweep's Tuner only, so other
+    Tune use in the same process keeps Tune's defaults (a user's own setting is kept).
+    """
+    if AUTO_LOGGERS_SWITCH in os.environ:
+        yield
+        return
+    os.environ[AUTO_LOGGERS_SWITCH] = "1"
+    try:
+        yield
+    finally:
+        os.environ.pop(AUTO_LOGGERS_SWITCH, None)
 
 
 @dataclass(frozen=True)
@@ -229,7 +249,7 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
             ),
         )
     try:
-        with progress.tune_output(settings.verbose, progress.tune_log(settings, track.sweep)):
+        with progress.tune_output(settings.verbose, progress.tune_log(settings, track.sweep)), only_given_loggers():
             results = tuner.fit()
     except KeyboardInterrupt:
         tracking.flush_writes()  # the trial callback's writes first: then nothing changes the runs behind us

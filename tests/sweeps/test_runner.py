@@ -6,6 +6,8 @@ reports at once, so what is tested is the machinery, not training.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import ray
 from mlflow import MlflowClient
@@ -15,7 +17,15 @@ from erc import contract as C
 from sweeps.grid import grid_tuning
 from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared
-from sweeps.runner import Outcome, close_tracking, expected_trials, open_tracking, run_tuner
+from sweeps.runner import (
+    AUTO_LOGGERS_SWITCH,
+    Outcome,
+    close_tracking,
+    expected_trials,
+    only_given_loggers,
+    open_tracking,
+    run_tuner,
+)
 from sweeps.settings import SweepSettings
 from tests.synthetic import synthetic_features
 
@@ -101,3 +111,15 @@ def test_the_parent_run_ends_as_its_trials_did(tmp_path):
     assert close_tracking(track, Outcome(3, 0, 3, None)) == "FINISHED"
     assert close_tracking(track, None) == "KILLED"
     assert close_tracking(track, Outcome(1, 0, 3, None)) == "KILLED"
+
+
+def test_tunes_default_loggers_are_off_only_while_a_sweep_runs(monkeypatch):
+    # a sweep's Tuner gets no TensorBoard logger; any other Tune use in the process keeps Tune's defaults
+    monkeypatch.delenv(AUTO_LOGGERS_SWITCH, raising=False)
+    with only_given_loggers():
+        assert os.environ[AUTO_LOGGERS_SWITCH] == "1"
+    assert AUTO_LOGGERS_SWITCH not in os.environ
+    monkeypatch.setenv(AUTO_LOGGERS_SWITCH, "0")  # the user's own choice stands
+    with only_given_loggers():
+        assert os.environ[AUTO_LOGGERS_SWITCH] == "0"
+    assert os.environ[AUTO_LOGGERS_SWITCH] == "0"
