@@ -349,13 +349,15 @@ def write_optimism(client: MlflowClient, trials: Trials, options: ReportOptions,
     table = optimism_table({SELECTED: trials.runs, **{v: t.runs for v, t in others.items()}}, metrics,
                            trials.arms)
     tables: dict[str, dict[str, object]] = {}
+    # a verdict reads the paper table's T and p only: no corrections, no Bayesian test (a third of the time)
+    verdict_options = dataclasses.replace(options, extended=False, rope=None)
     for values, source in {SELECTED: trials, **others}.items():
         tables[values] = {}
         for contrast in PAPER_TABLES:
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    res = compare_table(source, paper_contrast(source, contrast), options)
+                    res = compare_table(source, paper_contrast(source, contrast), verdict_options)
             except ValueError:
                 continue
             tables[values][contrast.label] = res.table
