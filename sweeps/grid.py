@@ -15,7 +15,7 @@ from erc import contract as C
 from erc.config import RunConfig
 from erc.vocab import REPORTS_DIR
 from sweeps.cli import INTERRUPTED
-from sweeps.cluster import start_ray
+from sweeps.cluster import start_ray, stop_early_ray
 from sweeps.finished import print_report, record_finished
 from sweeps.naming import TrialLabels
 from sweeps.per_arm import tune_each_arm
@@ -94,6 +94,7 @@ def run_ablation(args: argparse.Namespace) -> int:
     outcome = run_tuner(settings, prepared, track, train_trial, space, tune_config=tune_config,
                         labels=TrialLabels(with_seed=settings.repeats > 1))
     status = close_tracking(track, outcome)
+    stop_early_ray()  # the report reads MLflow only: Ray shuts down meanwhile (when this run started it)
     print(f"\nsweep {sweep}: {outcome.summary()} → parent run {track.parent_run_id} {status}")
     if outcome.interrupted:  # no report: the tables of a partial sweep would pass for the result
         print(INTERRUPTED, file=sys.stderr)

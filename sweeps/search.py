@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _search(args: argparse.Namespace) -> int:
-    from sweeps.cluster import start_ray, start_ray_early
+    from sweeps.cluster import start_ray, start_ray_early, stop_early_ray
     from sweeps.progress import quiet_startup
     from sweeps.settings import settings_from_args
     from sweeps.store import tracking_uri
@@ -73,6 +73,7 @@ def _search(args: argparse.Namespace) -> int:
     searches = run_studies(settings, prepared, track, studies, metric=args.metric, grace_period=args.grace_period,
                            bound={"splits": [(fold, ()) for fold in settings.folds]})
     status = close_tracking(track, searches.outcome)
+    stop_early_ray()  # what follows reads MLflow only
     if searches.outcome.interrupted:
         print(f"\nsearch {sweep}: {searches.outcome.summary()}, parent run {status}")
         print(INTERRUPTED, file=sys.stderr)

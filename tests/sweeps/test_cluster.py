@@ -34,6 +34,23 @@ def pid():
 print("task ran in", ray.get(pid.remote(), timeout=60), flush=True)
 """
 
+STOPPED_AND_STARTED_AGAIN = """
+import ray
+
+from sweeps.cluster import _wait_for_stop, init_ray, start_ray_early, stop_early_ray
+from sweeps.settings import SweepSettings
+
+settings = SweepSettings(cache_dir={cache!r}, verbose=0)
+for attempt in range(2):
+    start_ray_early(settings)
+    init_ray(settings)
+    node = ray.get_runtime_context().get_node_id()
+    stop_early_ray()  # in the background: the next start waits for it
+    print(attempt, "started", node != "", flush=True)
+_wait_for_stop()
+print("up after the last stop:", ray.is_initialized())
+"""
+
 FAILED_EARLY = """
 from sweeps.cluster import init_ray, start_ray_early
 from sweeps.settings import SweepSettings
@@ -70,3 +87,10 @@ def test_an_early_start_that_fails_raises_in_the_thread_that_waits_for_it(tmp_pa
     proc = run_python(FAILED_EARLY, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.strip() == "raised: no Ray here"
+
+
+def test_an_early_ray_is_stopped_in_the_background_and_can_start_again(tmp_path):
+    proc = run_python(STOPPED_AND_STARTED_AGAIN, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # a second start waited for the first stop to finish; the stop really shut Ray down
+    assert proc.stdout.splitlines() == ["0 started True", "1 started True", "up after the last stop: False"]
