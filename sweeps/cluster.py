@@ -143,6 +143,7 @@ def _wait_for_early_start() -> None:
         return
     ready.wait()
     if (error := _early.get("error")) is not None:
+        _early.clear()  # raised once: a later init_ray in this process tries afresh
         raise error
 
 
