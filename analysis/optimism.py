@@ -145,13 +145,13 @@ def draw_optimism(table: pd.DataFrame, metric: str, title: str | None = None) ->
 
     rows = table.xs(metric, level="metric")
     gaps = [c for c in rows.columns if c.endswith(f"− {SELECTED}")]
-    width, height = max(5.0, 0.9 * len(rows) + 2), 3.8
     # fixed margins instead of tight_layout (a second draw to measure the figure): the arm names under
     # the bars, at 30°, need about 0.04 in per character
     below = 0.55 + 0.04 * max((len(str(arm)) for arm in rows.index), default=0)
-    height += below
-    fig, ax = plt.subplots(figsize=(width, height))
-    fig.subplots_adjust(left=0.9 / width, right=1 - 0.2 / width, bottom=below / height, top=1 - 0.45 / height)
+    fig_width, fig_height = max(5.0, 0.9 * len(rows) + 2), 3.8 + below
+    fig, ax = plt.subplots(figsize=(fig_width, fig_height))
+    fig.subplots_adjust(left=0.9 / fig_width, right=1 - 0.2 / fig_width, bottom=below / fig_height,
+                        top=1 - 0.45 / fig_height)
     x = np.arange(len(rows))
     width = 0.8 / max(len(gaps), 1)
     for i, column in enumerate(gaps):

@@ -29,7 +29,7 @@ from erc import contract as C
 from erc.atomic import write_atomic
 from erc.vocab import REPORTS_DIR
 from sweeps.settings import SweepSettings
-from sweeps.store import default_tracking_uri
+from sweeps.store import store_uri
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ def finished_sweep(settings: SweepSettings, sweep: str) -> FinishedSweep | None:
     """The sweep, when the store shows it finished with every grid trial the settings ask for; else None."""
     from sweeps.store import check_reachable, open_store
 
-    uri = settings.tracking_uri or default_tracking_uri(settings.cache_dir)
+    uri = store_uri(settings)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).is_file():
         return None  # a fresh store: nothing has run (and nothing to import MLflow for)
     check_reachable(uri)
@@ -143,7 +143,7 @@ def recorded_report(settings: SweepSettings, sweep: str, uri: str) -> dict | Non
 def rerun_finished(settings: SweepSettings) -> int | None:
     """Reprint a finished sweep's report (exit code 0); None when the sweep has anything left to run."""
     sweep = settings.sweep_name()
-    uri = settings.tracking_uri or default_tracking_uri(settings.cache_dir)
+    uri = store_uri(settings)
     if (marker := recorded_report(settings, sweep, uri)) is not None:
         print(f"sweep {sweep}: all {len(grid_keys(settings))} trials FINISHED (parent run {marker['parent_run_id']}); "
               "nothing to run — the report as the sweep printed it (its store has not changed since):")

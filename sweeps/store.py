@@ -26,9 +26,14 @@ def default_tracking_uri(cache_dir: Path) -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(cache_dir / 'mlflow.db').resolve()}"
 
 
+def store_uri(settings: SweepSettings) -> str:
+    """The sweep's store URI: ``--tracking-uri``, else :func:`default_tracking_uri` of its cache."""
+    return settings.tracking_uri or default_tracking_uri(settings.cache_dir)
+
+
 def tracking_uri(settings: SweepSettings) -> str:
     """The sweep's store URI, checked: an unreachable server is an error before any work starts."""
-    uri = settings.tracking_uri or default_tracking_uri(settings.cache_dir)
+    uri = store_uri(settings)
     check_reachable(uri)
     return uri
 

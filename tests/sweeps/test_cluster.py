@@ -12,6 +12,7 @@ import textwrap
 from tests.sweep_helpers import REPO
 
 STARTED_EARLY = """
+import threading
 import time
 
 import ray
@@ -21,7 +22,9 @@ from sweeps.settings import SweepSettings
 
 settings = SweepSettings(cache_dir={cache!r}, verbose=0)
 start_ray_early(settings)
-print("main thread free", flush=True)
+# returned before Ray is up: the start runs in its own thread
+starting = [t for t in threading.enumerate() if t.name == "ray-init" and t.is_alive()]
+print("main thread free", len(starting), flush=True)
 init_ray(settings)  # waits for the background start
 assert ray.is_initialized()
 time.sleep(2)  # Ray's processes must outlive the start (they die with the thread that forked them)
@@ -80,7 +83,7 @@ def test_a_ray_started_early_comes_up_behind_the_driver_and_stays_up(tmp_path):
     proc = run_python(STARTED_EARLY, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
-    assert lines[0] == "main thread free"
+    assert lines[0] == "main thread free 1"
     assert lines[1].startswith("task ran in ")
     assert "SIGTERM handler is not set" not in proc.stderr  # the handler is set from the main thread
 
