@@ -57,7 +57,7 @@ def main() -> None:
     figures: dict[str, float | None] = dict.fromkeys(TARGETS)
     smoke = ["--smoke-test"] if args.smoke_test else []
     if "demo_sweep" not in args.skip:
-        demo = last_json([str(HERE / "demo_sweep.py"), "--rerun", *smoke], work / "demo", work / "demo_sweep.log")
+        demo = last_json([str(HERE / "demo_sweep.py"), "--rerun", "--no-warm", *smoke], work / "demo", work / "demo_sweep.log")
         figures["cold_s"], figures["rerun_s"] = demo["cold_s"], demo["rerun_s"]
     if "per_arm" not in args.skip and args.tune_per_arm:
         arm = last_json([str(HERE / "per_arm.py"), "--tune-per-arm", str(args.tune_per_arm), *smoke],

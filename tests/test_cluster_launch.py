@@ -230,7 +230,9 @@ SetEnv {" ".join(f"{k}={v}" for k, v in self.host_env.items())}
 
     def stop(self) -> None:
         if self.sshd.poll() is None:
-            self.sshd.send_signal(signal.SIGTERM)  # --kill-child: the namespace's processes go with it
+            # To the group: unshare does not pass a SIGTERM on to sshd (it waited out the whole timeout),
+            # sshd ends on it, and as the namespace's init takes every process in it along
+            os.killpg(self.sshd.pid, signal.SIGTERM)
             try:
                 self.sshd.wait(timeout=30)
             except subprocess.TimeoutExpired:
