@@ -56,17 +56,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmarks, used as libraries
-import extraction
-import finetune_step
-import torch
-
-from erc.data import load_corpus
-from erc.data.demo import write_demo_corpus
-from erc.encoders import build_demo_encoders, load_audio_encoder, load_text_encoder
-from erc.features import ExtractionJob
-from erc.inputs import build_inputs
-from erc.probe import MAX_TRIALS_PER_GPU, gpu_fraction
+# The sibling benchmarks, used as libraries. They, torch and erc's builders are imported by the functions that
+# use them: --help and usage errors answer before any heavy library loads.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 # Fault injection for tests: this measurement raises before it starts (the others must still run).
 FAIL_ENV = "ERC_GPU_SUITE_FAIL"
@@ -111,6 +103,11 @@ class Setup:
     inputs_dir: Path = field(init=False)
 
     def build(self) -> None:
+        from erc.data import load_corpus
+        from erc.data.demo import write_demo_corpus
+        from erc.encoders import build_demo_encoders
+        from erc.inputs import build_inputs
+
         self.root = write_demo_corpus(self.work / "data", seed=0, **self.sizes.corpus)
         self.corpus = load_corpus(self.root, verbose=False)
         demo_audio, self.demo_text_dir = build_demo_encoders(self.work / "demo-encoders", self.corpus, seed=0)
@@ -130,6 +127,10 @@ class Setup:
 def save_paper_encoders(out: Path, demo_text_dir: Path) -> tuple[Path, Path]:
     """``finetune_step.paper_encoders`` on disk: random weights, an xlsr feature extractor, the demo tokenizer
     (the corpus's transcripts; its ids fit the 32000-entry embedding)."""
+    import finetune_step
+
+    from erc.encoders import load_text_encoder
+
     audio, text = finetune_step.paper_encoders(load_text_encoder(demo_text_dir, "cpu").tokenizer)
     audio_dir, text_dir = out / "audio", out / "text"
     audio.model.save_pretrained(audio_dir)
@@ -145,6 +146,8 @@ def save_paper_encoders(out: Path, demo_text_dir: Path) -> tuple[Path, Path]:
 
 def finetune_step_figures(setup: Setup, precision: str, timeout: float) -> dict[str, float]:
     """One end-to-end step and its peak memory, in a fresh process (finetune_step.measure)."""
+    import finetune_step
+
     spec = {"inputs": str(setup.inputs_dir), "audio_dir": str(setup.audio_dir), "text_dir": str(setup.text_dir),
             "encoders": "demo",  # measure's name for "the encoders saved in audio_dir / text_dir"
             "mode": "finetune", "batch": BATCH, "threads": 1, "steps": setup.sizes.steps, "device": setup.device,
@@ -164,6 +167,8 @@ def grid_settings(setup: Setup, grid: str, **overrides: Any) -> Any:
 
 def prepared_for(setup: Setup, grid: str) -> Any:
     """What a sweep of ``grid`` hands its trials: the input table, or random vectors of the encoders' widths."""
+    import finetune_step
+
     from sweeps.prepare import Prepared
 
     table = setup.inputs if grid == "finetune" else finetune_step._vectors(setup.inputs, setup.dims())
@@ -195,6 +200,8 @@ def cpu_stand_in_fraction() -> float:
     """On a CPU (no memory figure): pack as many trials onto the logical GPU as the CPUs can run."""
     import ray
 
+    from erc.probe import MAX_TRIALS_PER_GPU, gpu_fraction
+
     cpus = int(ray.cluster_resources().get("CPU", 1))
     return gpu_fraction(0.0, 1.0, max_per_gpu=max(1, min(cpus, MAX_TRIALS_PER_GPU))).fraction
 
@@ -225,6 +232,11 @@ def grid_throughput(setup: Setup, fraction: float, label: str) -> dict[str, floa
 
 def extraction_throughput(setup: Setup) -> dict[str, Any]:
     """The Ray Data extraction job on the GPU: the measured wav2vec2, the demo text encoder."""
+    import extraction
+
+    from erc.encoders import load_audio_encoder, load_text_encoder
+    from erc.features import ExtractionJob
+
     utterances = setup.corpus.utterances
     job = ExtractionJob(utterances["wav_path"].astype(str).tolist(), utterances["text"].astype(str).tolist(),
                         load_audio_encoder(setup.audio_dir, "cpu"), load_text_encoder(setup.demo_text_dir, "cpu"),
@@ -359,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if unknown := set(args.only) - set(MEASUREMENTS):
         parser.error(f"--only: unknown {sorted(unknown)}; choose from {','.join(MEASUREMENTS)}")
+    import torch
+
     if args.device == "cuda" and not torch.cuda.is_available():
         parser.error("no CUDA device here: run on a GPU machine, or pass --device cpu (with --tiny)")
     t0 = time.perf_counter()

@@ -27,24 +27,24 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from erc.config import RunConfig
-from erc.data import load_corpus
-from erc.data.demo import write_demo_corpus
-from erc.encoders import build_demo_encoders
-from erc.features import build_features
-from erc.table import FeatureTable
-from erc.trainer import Trainer
 from erc.vocab import FOLDS, LABEL_ARMS, cache_root
+
+if TYPE_CHECKING:  # the functions import erc's builders, numpy and torch: --help answers at once
+    from erc.table import FeatureTable
 
 FUSIONS = ("concat", "outer")
 
 
 def demo_table(cache: Path) -> FeatureTable:
     """The demo corpus's cached features, as ``python sweeps/ablation.py`` builds them (built once)."""
+    from erc.data import load_corpus
+    from erc.data.demo import write_demo_corpus
+    from erc.encoders import build_demo_encoders
+    from erc.features import build_features
+    from erc.table import FeatureTable
+
     root = write_demo_corpus(cache / "demo" / "data", seed=0)
     corpus = load_corpus(root, verbose=False)
     audio, text = build_demo_encoders(cache / "demo" / "encoders", corpus, seed=0)
@@ -69,6 +69,11 @@ class Timed:
 
 def run_grid(table: FeatureTable, select_on: str, robust: bool, extra: Timed | None,
              folds: tuple[int, ...] = FOLDS, epochs: int | None = None) -> tuple[float, dict]:
+    import numpy as np
+
+    from erc.config import RunConfig
+    from erc.trainer import Trainer
+
     accs: dict[str, list[float]] = {}
     t0 = time.process_time()
     for fold in folds:
@@ -96,6 +101,8 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=len(FOLDS), help="the first N folds (a smoke run: 1)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per trial (default: the run config's)")
     args = parser.parse_args()
+    import torch
+
     folds = FOLDS[:args.folds]
     cache = args.cache or (cache_root() if os.environ.get("ERC_CACHE") else Path(tempfile.mkdtemp(prefix="honest-")))
     torch.set_num_threads(1)

@@ -18,8 +18,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from erc.vocab import DEFAULT_FUSIONS, FOLDS, LABEL_ARMS, N_FOLDS
 
 N_ROWS = 1000
@@ -42,6 +40,7 @@ def main() -> None:
     parser.add_argument("--folds", type=int, choices=range(1, N_FOLDS + 1), default=N_FOLDS,
                         help="folds of the grid (default %(default)s: the 30-trial grid)")
     args = parser.parse_args()
+    import numpy as np
     import ray
 
     from erc import contract as C

@@ -154,3 +154,14 @@ class MlflowServer:
     def restart(self) -> MlflowServer:
         """The same store served again on the same port (after ``stop``)."""
         return MlflowServer(self.root, self.store_args, port=self.port)
+
+
+def imported(importtime_log: str) -> set[str]:
+    """The top-level packages a ``python -X importtime`` run imported (its stderr lines name every module)."""
+    names = set()
+    for line in importtime_log.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            name = line.rsplit("|", 1)[1].strip()
+            if name and name != "package":
+                names.add(name.split(".")[0])
+    return names

@@ -13,6 +13,7 @@ import pytest
 
 import analysis.__main__ as cli
 from analysis.options import ReportOptions
+from tests.sweep_helpers import imported
 
 REPO = Path(__file__).resolve().parents[2]
 # What --help must not wait for: each of these takes from a second to tens of seconds to import here.
@@ -25,17 +26,6 @@ def _python(*args: str) -> subprocess.CompletedProcess:
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     return subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=120, check=False)
-
-
-def imported(importtime_log: str) -> set[str]:
-    """The top-level packages a ``python -X importtime`` run imported (its stderr lines name every module)."""
-    names = set()
-    for line in importtime_log.splitlines():
-        if line.startswith("import time:") and "|" in line:
-            name = line.rsplit("|", 1)[1].strip()
-            if name and name != "package":
-                names.add(name.split(".")[0])
-    return names
 
 
 def test_importing_the_entry_module_loads_nothing_heavy():

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.sweep_helpers import imported
+
 REPO = Path(__file__).resolve().parents[2]
 BENCHMARKS = REPO / "benchmarks"
 
@@ -52,6 +54,27 @@ SHARED_CACHE = {"demo_sweep.py": lambda cache: ["--cache", str(cache)],
                 "extraction.py": lambda cache: ["--work", str(cache / "demo")],
                 "honest_cost.py": lambda cache: ["--cache", str(cache)],
                 "per_arm.py": lambda cache: ["--cache-dir", str(cache)]}
+
+
+# What a benchmark's --help and usage errors must not wait for (seconds each to import here).
+HEAVY = frozenset({"torch", "transformers", "ray", "mlflow", "numpy", "pandas", "matplotlib", "optuna"})
+# These still import their measurement code's libraries at module level (a class of extraction's subclasses
+# erc's Vectors; finetune_step and head_vs_end_to_end are each other's and gpu_suite's libraries).
+HEAVY_AT_IMPORT = {"extraction.py", "finetune_step.py", "head_vs_end_to_end.py"}
+
+
+@pytest.mark.parametrize("script", sorted({p.name for p in BENCHMARKS.glob("*.py")} - HEAVY_AT_IMPORT))
+def test_help_and_usage_errors_come_before_any_heavy_import(script):
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    helped = subprocess.run([sys.executable, "-X", "importtime", str(BENCHMARKS / script), "--help"], cwd=REPO,
+                            env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert helped.returncode == 0, helped.stderr[-2000:]
+    assert helped.stdout.startswith("usage:")
+    assert not imported(helped.stderr) & HEAVY, sorted(imported(helped.stderr) & HEAVY)
+    wrong = subprocess.run([sys.executable, "-X", "importtime", str(BENCHMARKS / script), "--no-such-flag"],
+                           cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert wrong.returncode == 2 and "error: unrecognized arguments: --no-such-flag" in wrong.stderr
+    assert not imported(wrong.stderr) & HEAVY
 
 
 @pytest.fixture(scope="module")
