@@ -42,19 +42,16 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pandas as pd
-import torch
-from transformers import AutoFeatureExtractor, Wav2Vec2Config, Wav2Vec2Model
-
-from erc.audio import MAX_SECONDS, load_audio
-from erc.data import load_corpus
-from erc.data.demo import write_demo_corpus
-from erc.encoders import AudioEncoder, build_demo_encoders, load_audio_encoder, load_text_encoder
-from erc.features import ExtractionJob, Vectors, build_features, extract_here, length_buckets
 from erc.vocab import REGRESSION_METRICS
+
+if TYPE_CHECKING:  # the functions import numpy, torch, transformers and erc's extraction: --help answers at once
+    import numpy as np
+    import pandas as pd
+
+    from erc.encoders import AudioEncoder
+    from erc.features import ExtractionJob
 
 PARTS = ("bucketing", "cluster", "layers")
 CLUSTER_JOBS = ("small", "demo")
@@ -66,6 +63,9 @@ def plans(waves: list[np.ndarray], batch_seconds: float, sr: int) -> dict[str, l
     bucketed: the feature cache's strategy (sort by length, count × longest ≤ the budget);
     fixed: every utterance padded to 7 s, as many per batch as the same budget allows.
     """
+    from erc.audio import MAX_SECONDS
+    from erc.features import length_buckets
+
     buckets = length_buckets([len(w) for w in waves], int(batch_seconds * sr))
     size = max(1, int(batch_seconds // MAX_SECONDS))
     fixed = [list(range(i, min(i + size, len(waves)))) for i in range(0, len(waves), size)]
@@ -80,6 +80,8 @@ def run_interleaved(encoder: AudioEncoder, waves: list[np.ndarray], batch_second
     the strategies one after the other measures that drift. Interleaving batch by batch exposes
     both to the same load, so their ratio holds even when the absolute numbers wobble.
     """
+    import numpy as np
+
     todo = plans(waves, batch_seconds, encoder.sample_rate)
     done = dict.fromkeys(todo, 0)
     seconds = dict.fromkeys(todo, 0.0)
@@ -96,6 +98,8 @@ def run_interleaved(encoder: AudioEncoder, waves: list[np.ndarray], batch_second
 
 def single(encoder: AudioEncoder, waves: list[np.ndarray]) -> np.ndarray:
     """Reference: one utterance per forward, no padding at all."""
+    import numpy as np
+
     return np.concatenate([encoder.pool([w]) for w in waves])
 
 
@@ -103,6 +107,8 @@ def measure(name: str, encoder: AudioEncoder, waves: list[np.ndarray], batch_sec
             repeats: int, check: int) -> dict:
     """Throughput of both strategies (summed over ``repeats`` interleaved runs) and the max |Δ| of
     their vectors against single-utterance forwards on the first ``check`` utterances."""
+    import numpy as np
+
     encoder.pool(waves[:2])  # warm-up (allocator, oneDNN kernels)
     totals = {"bucketed": 0.0, "fixed": 0.0}
     for _ in range(repeats):
@@ -126,6 +132,11 @@ def measure(name: str, encoder: AudioEncoder, waves: list[np.ndarray], batch_sec
 
 
 def mid_encoder(feature_extractor: object, seed: int = 0) -> AudioEncoder:
+    import torch
+    from transformers import Wav2Vec2Config, Wav2Vec2Model
+
+    from erc.encoders import AudioEncoder
+
     config = Wav2Vec2Config(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
                             feat_extract_norm="layer", do_stable_layer_norm=True, mask_time_prob=0.0)
     torch.manual_seed(seed)
@@ -137,23 +148,27 @@ def mid_encoder(feature_extractor: object, seed: int = 0) -> AudioEncoder:
 # cluster extraction: 1 vs 2 worker raylets
 
 
-class _TimedVectors(Vectors):
-    """Vectors that note when each unit's results arrive (the throughput clock)."""
+def _timed_vectors(job: ExtractionJob, directory: Path) -> Any:
+    """Vectors that note when each unit's results arrive (the throughput clock): ``.arrivals``."""
+    from erc.features import Vectors
 
-    def __init__(self, job: ExtractionJob, directory: Path) -> None:
-        super().__init__(job, directory)
-        self.arrivals: list[tuple[float, int]] = []
+    class TimedVectors(Vectors):
+        def __init__(self) -> None:
+            super().__init__(job, directory)
+            self.arrivals: list[tuple[float, int]] = []
 
-    def put(self, modality: str, rows, vectors, stack=None) -> None:
-        super().put(modality, rows, vectors, stack)
-        self.arrivals.append((time.perf_counter(), len(rows)))
+        def put(self, modality: str, rows, vectors, stack=None) -> None:
+            super().put(modality, rows, vectors, stack)
+            self.arrivals.append((time.perf_counter(), len(rows)))
+
+    return TimedVectors()
 
 
 def _cluster_run(job: ExtractionJob, work: Path, gpus: bool = False) -> dict[str, float]:
     from sweeps.extract import ClusterExtractor
 
     with tempfile.TemporaryDirectory(dir=work) as tmp:
-        out = _TimedVectors(job, Path(tmp))
+        out = _timed_vectors(job, Path(tmp))
         t0 = time.perf_counter()
         info = ClusterExtractor(gpus=gpus)(job, out)
         wall = time.perf_counter() - t0
@@ -167,6 +182,7 @@ def _cluster_run(job: ExtractionJob, work: Path, gpus: bool = False) -> dict[str
 def measure_cluster(job: ExtractionJob, work: Path, repeats: int) -> dict:
     """Alternating 1- and 2-worker runs on one local cluster (a worker raylet added and removed)."""
     os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # read when ray is imported: keep 127.0.0.1
+    import numpy as np
     import ray
     from ray.cluster_utils import Cluster
 
@@ -209,6 +225,8 @@ def measure_cluster(job: ExtractionJob, work: Path, repeats: int) -> dict:
 
 
 def extract_locally(job: ExtractionJob) -> tuple[np.ndarray, np.ndarray]:
+    from erc.features import Vectors, extract_here
+
     with tempfile.TemporaryDirectory() as tmp:
         out = Vectors(dataclasses.replace(job, progress=False), Path(tmp))
         extract_here(dataclasses.replace(job, progress=False), out)
@@ -225,6 +243,10 @@ def _tree_bytes(path: Path) -> int:
 
 def measure_layers(corpus: pd.DataFrame, audio_dir: Path, text_dir: Path, work: Path, repeats: int) -> dict:
     """Driver-side builds, last layer vs every layer, alternating (fresh cache directories)."""
+    import numpy as np
+
+    from erc.features import build_features
+
     seconds: dict[str, list[float]] = {"last": [], "all": []}
     sizes: dict[str, int] = {}
     for _ in range(repeats):
@@ -242,8 +264,11 @@ def measure_layers(corpus: pd.DataFrame, audio_dir: Path, text_dir: Path, work: 
 
 def measure_float16(corpus: pd.DataFrame, audio_dir: Path, text_dir: Path, epochs: int) -> dict:
     """Weighted heads on float16 vs float32 stacks of the same vectors, every fold; the learned weights."""
+    import numpy as np
+
     from erc.config import RunConfig
-    from erc.encoders import load_text_encoder
+    from erc.encoders import load_audio_encoder, load_text_encoder
+    from erc.features import ExtractionJob, Vectors, extract_here
     from erc.layers import Layers, layer_weights
     from erc.table import FeatureTable
     from erc.trainer import fit
@@ -309,6 +334,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"--parts: unknown {sorted(unknown)}; choose from {','.join(PARTS)}")
     if unknown := set(args.cluster_jobs) - set(CLUSTER_JOBS):
         parser.error(f"--cluster-jobs: unknown {sorted(unknown)}; choose from {','.join(CLUSTER_JOBS)}")
+    import numpy as np
+    import torch
+    from transformers import AutoFeatureExtractor
+
+    from erc.audio import MAX_SECONDS, load_audio
+    from erc.data import load_corpus
+    from erc.data.demo import write_demo_corpus
+    from erc.encoders import build_demo_encoders, load_audio_encoder, load_text_encoder
+    from erc.features import ExtractionJob
 
     work = args.work or Path(os.environ.get("ERC_CACHE") or tempfile.gettempdir()) / "erc-bench"
     root = write_demo_corpus(work / "data", seed=0)
@@ -360,6 +394,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def bucketing(args: argparse.Namespace, audio_dir: Path, waves: list[np.ndarray], lengths: np.ndarray) -> dict:
+    import numpy as np
+    from transformers import AutoFeatureExtractor
+
+    from erc.encoders import load_audio_encoder
+
     demo = load_audio_encoder(audio_dir, "cpu")
     rows = [measure("demo: hidden 64, 2 layers, conv 32×7", demo, waves, args.batch_seconds, args.repeats,
                     args.check)]

@@ -31,27 +31,18 @@ import tempfile
 import time
 from pathlib import Path
 from queue import Empty
-from typing import Any
-
-import numpy as np
-import torch
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's mid-size encoders
-from head_vs_end_to_end import mid_encoders
 
-from erc.config import RunConfig
-from erc.data import load_corpus
-from erc.data.demo import write_demo_corpus
-from erc.encoders import AudioEncoder, TextEncoder, build_demo_encoders, load_text_encoder
-from erc.finetune import FinetuneTrainer
-from erc.inputs import build_inputs, load_inputs
-from erc.probe import gpu_fraction
-from erc.table import FeatureTable
-from erc.trainer import Trainer
+if TYPE_CHECKING:  # the functions import numpy, torch and erc's trainers: --help answers at once
+    from erc.encoders import AudioEncoder, TextEncoder
+    from erc.table import FeatureTable
 
 
 def paper_encoders(tokenizer: Any) -> tuple[AudioEncoder, TextEncoder]:
     """wav2vec2-large (xlsr geometry: 24 layers × 1024, stable layer norm) and RoBERTa-large, random weights."""
+    import torch
     from transformers import (
         RobertaConfig,
         RobertaModel,
@@ -59,6 +50,8 @@ def paper_encoders(tokenizer: Any) -> tuple[AudioEncoder, TextEncoder]:
         Wav2Vec2FeatureExtractor,
         Wav2Vec2Model,
     )
+
+    from erc.encoders import AudioEncoder, TextEncoder
 
     torch.manual_seed(0)
     audio = Wav2Vec2Model(Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
@@ -80,6 +73,16 @@ def _rss_mb() -> float:
 
 def measure(spec: dict[str, Any], barrier: Any = None) -> dict[str, float]:
     """Seconds per training step and peak memory of one trial kind (runs in its own process)."""
+    import numpy as np
+    import torch
+    from head_vs_end_to_end import mid_encoders
+
+    from erc.config import RunConfig
+    from erc.encoders import load_text_encoder
+    from erc.finetune import FinetuneTrainer
+    from erc.inputs import load_inputs
+    from erc.trainer import Trainer
+
     torch.set_num_threads(spec["threads"])
     device = torch.device(spec["device"])
     cuda = device.type == "cuda"
@@ -131,6 +134,10 @@ def measure(spec: dict[str, Any], barrier: Any = None) -> dict[str, float]:
 
 def _vectors(rows: Any, dims: tuple[int, int]) -> FeatureTable:
     """The same utterances as cached pooled vectors (random values: the step's cost does not depend on them)."""
+    import numpy as np
+
+    from erc.table import FeatureTable
+
     g = np.random.default_rng(0)
     return FeatureTable(segment_id=rows.segment_id, corpus=rows.corpus, session=rows.session, fold=rows.fold,
                         audio=g.standard_normal((len(rows), dims[0]), dtype=np.float32),
@@ -188,6 +195,8 @@ def throughput(spec: dict[str, Any], counts: tuple[int, ...]) -> dict[str, float
 
 
 def gpu_section(base: dict[str, Any], device: str, sizes: str, preset: str, steps: int) -> dict[str, Any]:
+    from erc.probe import gpu_fraction
+
     spec = {**base, "device": device, "encoders": sizes, "preset": preset, "padding": "fixed", "steps": steps}
     out: dict[str, Any] = {}
     for precision in ("fp32", "bf16"):
@@ -222,6 +231,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if unknown := set(args.sizes) - {"demo", "mid"}:
         parser.error(f"--sizes: unknown {sorted(unknown)}; choose from demo,mid")
+    import torch
+
+    from erc.data import load_corpus
+    from erc.data.demo import write_demo_corpus
+    from erc.encoders import build_demo_encoders
+    from erc.inputs import build_inputs
 
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)

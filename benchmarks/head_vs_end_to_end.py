@@ -25,19 +25,16 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch.utils.flop_counter import FlopCounterMode
-
-from erc.audio import load_audio
-from erc.data import load_corpus
-from erc.data.demo import write_demo_corpus
-from erc.encoders import AudioEncoder, TextEncoder, build_demo_encoders, load_audio_encoder, load_text_encoder
-from erc.heads import HeadConfig, build_head
-from erc.labels import peakl, soft
-from erc.losses import multitask_loss
 from erc.vocab import DIMENSIONS, N_CLASSES, N_DIMENSIONS
+
+if TYPE_CHECKING:  # the functions import numpy, torch and erc's models: --help answers at once
+    import numpy as np
+    import torch
+
+    from erc.encoders import AudioEncoder, TextEncoder
+    from erc.heads import HeadConfig
 
 
 def _timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
@@ -59,14 +56,22 @@ class HeadTrainer:
     """One head + optimizer; ``step(a, t, targets)`` is exactly fit()'s training step."""
 
     def __init__(self, config: HeadConfig, d_audio: int, d_text: int) -> None:
+        import torch
+
+        from erc.heads import build_head
+
         self.head = build_head(config, d_audio, d_text).train()
         self.head.reset_parameters(torch.Generator().manual_seed(0))
         self.opt = torch.optim.AdamW(self.head.parameters(), lr=1e-3, fused=True)
 
     def loss(self, a: torch.Tensor, t: torch.Tensor, y: torch.Tensor, va: torch.Tensor) -> torch.Tensor:
+        from erc.losses import multitask_loss
+
         return multitask_loss(self.head(a, t), y, va).loss
 
     def step(self, a: torch.Tensor, t: torch.Tensor, y: torch.Tensor, va: torch.Tensor) -> None:
+        import torch
+
         loss = self.loss(a, t, y, va)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -75,6 +80,8 @@ class HeadTrainer:
 
 
 def _batches(n: int, batch_size: int) -> list[np.ndarray]:
+    import numpy as np
+
     order = np.random.default_rng(0).permutation(n)
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
@@ -91,6 +98,11 @@ def epoch_times(
     e2e_repeats: int,
 ) -> tuple[float, float]:
     """(cached, end-to-end) seconds per epoch of the demo-preset tensor-mixer head on these utterances."""
+    import numpy as np
+    import torch
+
+    from erc.heads import HeadConfig
+
     batches = _batches(len(waves), batch_size)
     # the feature cache: each encoder once per utterance
     order = np.concatenate(batches)
@@ -118,6 +130,7 @@ def epoch_times(
 
 def mid_encoders(tokenizer) -> tuple[AudioEncoder, TextEncoder]:
     """A mid-size wav2vec2 (standard conv stack) and RoBERTa, randomly initialised (cost, not quality)."""
+    import torch
     from transformers import (
         RobertaConfig,
         RobertaModel,
@@ -125,6 +138,8 @@ def mid_encoders(tokenizer) -> tuple[AudioEncoder, TextEncoder]:
         Wav2Vec2FeatureExtractor,
         Wav2Vec2Model,
     )
+
+    from erc.encoders import AudioEncoder, TextEncoder
 
     torch.manual_seed(0)
     # conv_dim / kernels / strides left at wav2vec2's defaults: 7 layers × 512 channels, 20 ms frames.
@@ -143,6 +158,11 @@ def mid_encoders(tokenizer) -> tuple[AudioEncoder, TextEncoder]:
 
 def step_gflops(preset: str, d_audio: int, d_text: int, batch_size: int, steps: int) -> tuple[float, float, float]:
     """(GFLOP per step, seconds per step, GFLOP/s) of one tensor-mixer training step."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from erc.heads import HeadConfig
+
     trainer = HeadTrainer(HeadConfig.from_preset(preset, fusion="outer"), d_audio, d_text)
     g = torch.Generator().manual_seed(0)
     a, t = torch.randn(batch_size, d_audio, generator=g), torch.randn(batch_size, d_text, generator=g)
@@ -157,6 +177,8 @@ def step_gflops(preset: str, d_audio: int, d_text: int, batch_size: int, steps: 
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
+    import torch
+
     g = torch.Generator().manual_seed(0)
     x, y = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
     seconds = _timed(lambda: torch.matmul(x, y), repeats, warmup=2)
@@ -172,6 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--paper-steps", type=int, default=3)
     parser.add_argument("--work", type=Path, default=None, help="where to write the demo corpus/encoders")
     args = parser.parse_args(argv)
+    import numpy as np
+    import torch
+
+    from erc.audio import load_audio
+    from erc.data import load_corpus
+    from erc.data.demo import write_demo_corpus
+    from erc.encoders import build_demo_encoders, load_audio_encoder, load_text_encoder
+    from erc.labels import peakl, soft
+
     if args.threads:
         torch.set_num_threads(args.threads)
     threads = torch.get_num_threads()

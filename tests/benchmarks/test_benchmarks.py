@@ -58,12 +58,9 @@ SHARED_CACHE = {"demo_sweep.py": lambda cache: ["--cache", str(cache)],
 
 # What a benchmark's --help and usage errors must not wait for (seconds each to import here).
 HEAVY = frozenset({"torch", "transformers", "ray", "mlflow", "numpy", "pandas", "matplotlib", "optuna"})
-# These still import their measurement code's libraries at module level (a class of extraction's subclasses
-# erc's Vectors; finetune_step and head_vs_end_to_end are each other's and gpu_suite's libraries).
-HEAVY_AT_IMPORT = {"extraction.py", "finetune_step.py", "head_vs_end_to_end.py"}
 
 
-@pytest.mark.parametrize("script", sorted({p.name for p in BENCHMARKS.glob("*.py")} - HEAVY_AT_IMPORT))
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")))
 def test_help_and_usage_errors_come_before_any_heavy_import(script):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     helped = subprocess.run([sys.executable, "-X", "importtime", str(BENCHMARKS / script), "--help"], cwd=REPO,
