@@ -29,10 +29,13 @@ MODALITY_DIRS = ("audio", "text")  # the two save_pretrained directories under a
 
 
 @contextlib.contextmanager
-def _seeded(seed: int) -> Iterator[None]:
-    """``transformers`` initialises weights from torch's global generator: seed it for the block only,
-    restoring the caller's state after (``torch.random.fork_rng``), so building a demo encoder
-    changes no one else's random numbers."""
+def seeded_init(seed: int) -> Iterator[None]:
+    """Seeded weights for a ``transformers`` model built in the block, without touching the caller's random state.
+
+    ``transformers`` (``_init_weights``) and torch's own ``reset_parameters`` draw from torch's global CPU
+    generator and take none of their own, so the global generator is seeded for the block only and the
+    caller's state is restored after (``torch.random.fork_rng``): building a random encoder changes no
+    one else's random numbers."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         yield
@@ -50,7 +53,7 @@ def _demo_audio_model(seed: int) -> tuple[Any, Any]:
         num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=4,
         mask_time_prob=0.0, vocab_size=8,
     )
-    with _seeded(seed):
+    with seeded_init(seed):
         model = Wav2Vec2Model(config).eval()
     feature_extractor = Wav2Vec2FeatureExtractor(
         feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True, return_attention_mask=True,
@@ -79,7 +82,7 @@ def _demo_text_model(texts: list[str], seed: int, work: Path) -> tuple[Any, Any]
         pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
     )
-    with _seeded(seed):
+    with seeded_init(seed):
         return RobertaModel(config).eval(), tokenizer
 
 
