@@ -134,13 +134,12 @@ def measure(name: str, encoder: AudioEncoder, waves: list[np.ndarray], batch_sec
 def mid_encoder(feature_extractor: object, seed: int = 0) -> AudioEncoder:
     from transformers import Wav2Vec2Config, Wav2Vec2Model
 
-    from erc.data.demo_encoders import seeded_init
+    from erc.data.demo_encoders import random_model
     from erc.encoders import AudioEncoder
 
     config = Wav2Vec2Config(hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
                             feat_extract_norm="layer", do_stable_layer_norm=True, mask_time_prob=0.0)
-    with seeded_init(seed):
-        model = Wav2Vec2Model(config).eval()
+    model = random_model(Wav2Vec2Model, config, seed=seed)
     return AudioEncoder.from_model(model, feature_extractor, "cpu", name="mid: hidden 256, 4 layers, conv 512×7")
 
 

@@ -50,16 +50,15 @@ def paper_encoders(tokenizer: Any) -> tuple[AudioEncoder, TextEncoder]:
         Wav2Vec2Model,
     )
 
-    from erc.data.demo_encoders import seeded_init
+    from erc.data.demo_encoders import random_model
     from erc.encoders import AudioEncoder, TextEncoder
 
-    with seeded_init(0):
-        audio = Wav2Vec2Model(Wav2Vec2Config(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16,
-                                             intermediate_size=4096, feat_extract_norm="layer", conv_bias=True,
-                                             do_stable_layer_norm=True))
-        text = RobertaModel(RobertaConfig(vocab_size=32000, hidden_size=1024, num_hidden_layers=24,
-                                          num_attention_heads=16, intermediate_size=4096, max_position_embeddings=514,
-                                          type_vocab_size=1, pad_token_id=tokenizer.pad_token_id))
+    audio = random_model(Wav2Vec2Model, Wav2Vec2Config(
+        hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+        feat_extract_norm="layer", conv_bias=True, do_stable_layer_norm=True), seed=0)
+    text = random_model(RobertaModel, RobertaConfig(
+        vocab_size=32000, hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+        max_position_embeddings=514, type_vocab_size=1, pad_token_id=tokenizer.pad_token_id), seed=0)
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=True)
     return (AudioEncoder.from_model(audio, fe, "cpu", name="wav2vec2-large-geometry"),

@@ -138,18 +138,18 @@ def mid_encoders(tokenizer) -> tuple[AudioEncoder, TextEncoder]:
         Wav2Vec2Model,
     )
 
-    from erc.data.demo_encoders import seeded_init
+    from erc.data.demo_encoders import random_model
     from erc.encoders import AudioEncoder, TextEncoder
 
-    with seeded_init(0):
-        # conv_dim / kernels / strides left at wav2vec2's defaults: 7 layers × 512 channels, 20 ms frames.
-        # "layer" norm (as in the large models) so padded batches are exact and batching is allowed.
-        audio = Wav2Vec2Model(Wav2Vec2Config(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                                             intermediate_size=1024, feat_extract_norm="layer",
-                                             do_stable_layer_norm=True, mask_time_prob=0.0)).eval()
-        text = RobertaModel(RobertaConfig(vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4,
-                                          num_attention_heads=4, intermediate_size=1024, max_position_embeddings=130,
-                                          type_vocab_size=1, pad_token_id=tokenizer.pad_token_id)).eval()
+    # conv_dim / kernels / strides left at wav2vec2's defaults: 7 layers × 512 channels, 20 ms frames.
+    # "layer" norm (as in the large models) so padded batches are exact and batching is allowed.
+    audio = random_model(Wav2Vec2Model, Wav2Vec2Config(
+        hidden_size=256, num_hidden_layers=4, num_attention_heads=4, intermediate_size=1024,
+        feat_extract_norm="layer", do_stable_layer_norm=True, mask_time_prob=0.0), seed=0)
+    text = random_model(RobertaModel, RobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+        intermediate_size=1024, max_position_embeddings=130, type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id), seed=0)
     fe = Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
                                   return_attention_mask=True)
     return (AudioEncoder.from_model(audio, fe, "cpu", name="mid-wav2vec2-h256-l4"),
