@@ -45,12 +45,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 from mlflow.tracking import MlflowClient
 
 from erc import contract
-from sweeps.head_mlflow import reachable
+from sweeps.head_mlflow import answers, reachable
 from tests.sweep_helpers import (
     REPO,
     UNSHARE_PID,
@@ -283,7 +282,12 @@ def test_ray_up_submit_down_over_ssh(ssh_host, demo_root, demo_encoders):
     where = ssh_host.ray("exec", str(cfg), "python -c 'import sweeps; print(sweeps.__file__)'")
     assert str(ssh_host.home / "erc-sweeps" / "sweeps") in where.stdout  # the head runs the synced checkout
     assert "MLflow serves http://127.0.0.1:5000" in log
-    assert requests.get(f"http://127.0.0.1:{MLFLOW_PORT}/health", timeout=5).ok
+    # It answered /health before `ray up` went on to start Ray; on a loaded machine one request can still
+    # take more than a few seconds while the head starts Ray, so ask until a minute has passed.
+    deadline = time.monotonic() + 60
+    while not answers(f"http://127.0.0.1:{MLFLOW_PORT}") and time.monotonic() < deadline:
+        time.sleep(2)
+    assert answers(f"http://127.0.0.1:{MLFLOW_PORT}"), "the head's MLflow server stopped answering /health"
     others = subprocess.run(["hostname", "-I"], capture_output=True, text=True, check=False).stdout.split()
     assert not [ip for ip in others if reachable(f"{ip}:{MLFLOW_PORT}")], "MLflow listens beyond 127.0.0.1"
     if shutil.which("ss"):  # for the record: Ray's GCS listens on every interface, whatever the node IP
