@@ -84,6 +84,10 @@ def test_draw_weights_follows_the_transformers_distributions():
     assert audio.encoder.layers[0].attention.q_proj.weight.std().item() == pytest.approx(0.02, rel=0.15)
     assert torch.all(audio.encoder.layers[0].attention.q_proj.bias == 0)
     assert torch.all(audio.encoder.layer_norm.weight == 1) and torch.all(audio.encoder.layer_norm.bias == 0)
+    conv1 = audio.feature_extractor.conv_layers[1].conv  # Kaiming normal, bias uniform ±√(1/fan_in)
+    fan_in = conv1.in_channels * conv1.kernel_size[0]
+    assert conv1.weight.std().item() == pytest.approx((2 / fan_in) ** 0.5, rel=0.15)
+    assert conv1.bias.abs().max() <= (1 / fan_in) ** 0.5 and conv1.bias.std() > 0
     k = (1 / SMALL_AUDIO.conv_dim[-1]) ** 0.5  # feature projection: uniform(-k, k) on weight and bias
     projection = audio.feature_projection.projection
     assert projection.bias.abs().max() <= k and projection.bias.std() > k / 4
