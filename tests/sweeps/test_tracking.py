@@ -247,3 +247,30 @@ def test_a_batched_result_logs_each_earlier_epoch_at_its_own_step(tmp_path):
     assert [(m.step, m.value) for m in client.get_metric_history(run_id, "selected/acc")] == [(2, 0.7)]
     assert len(client.get_metric_history(run_id, "dev/acc")) == 3
     assert client.get_run(run_id).data.metrics["valid/acc"] == 0.6  # the latest step's value, as before
+
+
+def test_a_new_trials_run_is_created_behind_the_driver_loop(tmp_path):
+    """on_trial_start returns while the store is still creating the run; every write of the trial
+    then lands in that run, in order, once the create is through."""
+    import threading
+
+    client, exp, parent, cb = fresh_driver(tmp_path)
+    store_may_answer = threading.Event()
+    create = cb.client.create_run
+
+    def slow_create(*args, **kwargs):
+        assert store_may_answer.wait(60)
+        return create(*args, **kwargs)
+
+    cb.client.create_run = slow_create
+    t = trial("slow", 0, "outer")
+    cb.on_trial_start(0, [], t)  # would wait out the 60 s (and fail the wait) if the create ran here
+    results(cb, t, [0.4, 0.5], "node-1", selected=1)
+    cb.on_trial_complete(0, [], t)
+    assert client.search_runs([exp], C.tag_filter(parent=parent)) == []  # not yet in the store
+    store_may_answer.set()
+    run_id = cb.run_id(t)  # waits for the writes
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[C.TRIAL_ID] == "slow"
+    assert run.data.params["lr"] == "0.001" and run.data.metrics["selected/acc"] == 0.5
+    assert [m.value for m in client.get_metric_history(run_id, "valid/acc")] == [0.4, 0.5]
