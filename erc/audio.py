@@ -11,8 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio.functional as AF
 
 SAMPLE_RATE = 16000
 MAX_SECONDS = 7.0  # the paper crops audio at 7 s
@@ -33,6 +31,11 @@ def load_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS,
     data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if rate != sample_rate and len(wave):
+        # only here: a process that reads audio at the encoder's rate (Ray Data's reading tasks) need not
+        # import torch, seconds of CPU per process
+        import torch
+        import torchaudio.functional as AF
+
         wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), rate, sample_rate).numpy()
     if max_seconds is not None:
         wave = wave[: round(max_seconds * sample_rate)]

@@ -9,7 +9,7 @@ computed: a cache built here is a hit for a later driver-side run and vice versa
 The job::
 
     from_items(one work unit per audio length-bucket and per text batch)
-    → map_batches(_read_units): tasks on the driver's node (0 CPUs) read and crop the WAVs there,
+    → map_batches(read_units): tasks on the driver's node (0 CPUs) read and crop the WAVs there,
       so workers need neither the corpus nor its paths
     → map_batches(_Encoder): an actor pool; each actor takes both encoders once from the object
       store — the driver's loaded copies, i.e. exactly the weights the cache key names, so workers
@@ -40,8 +40,8 @@ import ray
 import ray.data
 from tqdm.auto import tqdm
 
-from erc.audio import load_audio
 from erc.features import ExtractionJob, Vectors
+from sweeps.units import column, read_units
 
 # Fault injection for tests: "N" kills the first actor that reaches its N-th unit (SIGKILL, once per
 # job; the restarted actor goes on), "N:always" kills every actor at its N-th unit.
@@ -109,7 +109,7 @@ class ClusterExtractor:
                 warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
                 dataset = (
                     ray.data.from_items(units, override_num_blocks=len(units))
-                    .map_batches(_read_units, batch_size=1, num_cpus=0, compute=ray.data.TaskPoolStrategy(READERS),
+                    .map_batches(read_units, batch_size=1, num_cpus=0, compute=ray.data.TaskPoolStrategy(READERS),
                                  fn_kwargs={"max_seconds": job.max_seconds,
                                             "sample_rate": job.audio_encoder.sample_rate},
                                  label_selector={"ray.io/node-id": ray.get_runtime_context().get_node_id()})
@@ -172,28 +172,6 @@ def _collect(dataset: Any, job: ExtractionJob, out: Vectors, where: str) -> dict
     return {"audio_seconds": round(last_audio - t0, 3), "text_seconds": round(end - last_audio, 3)}
 
 
-def _column(values: list) -> np.ndarray:
-    column = np.empty(len(values), dtype=object)  # bytes/str cells, never coerced to a numeric array
-    column[:] = values
-    return column
-
-
-def _read_units(batch: Mapping[str, np.ndarray], max_seconds: float | None, sample_rate: int) -> dict[str, np.ndarray]:
-    """On the driver's node: each audio unit's WAVs decoded and cropped as the driver would
-    (erc.audio.load_audio), packed as one float32 buffer + lengths; text units pass through."""
-    out: dict[str, list] = {"kind": [], "rows": [], "payload": [], "lengths": []}
-    for kind, rows, inputs in zip(batch["kind"], batch["rows"], batch["inputs"], strict=True):
-        if kind == "audio":
-            waves = [load_audio(path, max_seconds, sample_rate) for path in json.loads(inputs)]
-            payload = np.concatenate(waves).astype(np.float32).tobytes()
-            lengths = np.array([len(w) for w in waves], np.int64).tobytes()
-        else:
-            payload, lengths = str(inputs).encode(), b""
-        for key, value in zip(out, (str(kind), rows, payload, lengths), strict=True):
-            out[key].append(value)
-    return {key: _column(values) for key, values in out.items()}
-
-
 class _Encoder:
     """An actor of the pool: both encoders loaded once, then one work unit per call."""
 
@@ -238,4 +216,4 @@ class _Encoder:
             out["rows"].append(rows)
             out["vectors"].append(np.ascontiguousarray(vectors, np.float32).tobytes())
             out["stack"].append(b"" if stack is None else np.ascontiguousarray(stack, np.float32).tobytes())
-        return {key: _column(values) for key, values in out.items()}
+        return {key: column(values) for key, values in out.items()}
