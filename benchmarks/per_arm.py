@@ -7,7 +7,9 @@ if missing, untimed) and the same Ray runtime (started first, untimed), each as 
   per_arm  python sweeps/ablation.py --tune-per-arm N    (30 searches × N trials at once, then the grid)
 
 Busy fraction = CPU time of the trials (Ray's worker processes, sampled from /proc) / (wall time ×
-CPUs): how much of the machine did trial work. The trials' CPU time is also the work itself:
+CPUs): how much of the machine did trial work, while the trials run: grid_busy_fraction over the grid's
+Tuner, search_busy_fraction over the searches (grid_run_busy_fraction: the whole grid run, its set-up and
+report included). The trials' CPU time is also the work itself:
 per_arm_vs_grid_cpu_ratio is how much more work per-arm tuning is, which no scheduling removes.
 Work in slot-seconds = the trials' summed wall time as MLflow recorded it.
 Work bound: the per-arm run's trial CPU time / CPUs, over grid_s — the wall ratio a perfect scheduler
@@ -158,11 +160,22 @@ def main() -> None:
             return tune_each_arm(*a, **kw)
 
     grid.tune_each_arm = timed_search
+
+    trials = Timer()
+    run_grid_tuner = grid.run_tuner
+
+    def timed_grid(*a, **kw):  # the grid's trials inside each run: without set-up and report
+        with trials:
+            return run_grid_tuner(*a, **kw)
+
+    grid.run_tuner = timed_grid
+    grid_trials_phase: dict[str, Phase] = {}
     phases: dict[str, Phase] = {}
     for label, flags in runs.items():
         with Timer() as timer:
             code = ablation.main([*common, *flags])
         phases[label] = timer.phase
+        grid_trials_phase[label] = trials.phase
         if code != 0:
             raise SystemExit(f"{label} run failed with exit code {code}")
         print(f"{label}: {timer.phase.wall_s:.1f} s", flush=True)
@@ -177,7 +190,11 @@ def main() -> None:
         "tune_per_arm": args.tune_per_arm,
         "search_s": round(search.phase.wall_s, 1),
         "search_busy_fraction": round(search.phase.busy(cpus), 3),
-        "grid_busy_fraction": round(phases["grid"].busy(cpus), 3),
+        # while the grid's trials run (its Tuner), as the search's figure is while the searches run
+        "grid_busy_fraction": round(grid_trials_phase["grid"].busy(cpus), 3),
+        "grid_trials_s": round(grid_trials_phase["grid"].wall_s, 1),
+        # the whole grid run: set-up, the trials, and the report (tests, figures, files; the driver alone)
+        "grid_run_busy_fraction": round(phases["grid"].busy(cpus), 3),
         "per_arm_busy_fraction": round(phases["per_arm"].busy(cpus), 3),
         "search_driver_cpu_fraction": round(search.phase.driver_cpu_s / (search.phase.wall_s * cpus), 3),
         # the work itself, as CPU time of the trials (contention from other processes barely changes it)

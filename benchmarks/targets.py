@@ -2,7 +2,7 @@
 
   cold_s                 python sweeps/ablation.py from an empty cache and a fresh MLflow store (demo_sweep.py)
   rerun_s                the same command again: every trial finished, so the report is reprinted from MLflow
-  grid_busy_fraction     trial CPU time / (wall × CPUs) during the grid (per_arm.py, on warm caches)
+  grid_busy_fraction     trial CPU time / (wall × CPUs) while the grid's trials run (per_arm.py, on warm caches)
   search_busy_fraction   the same during the per-arm searches (per_arm.py --tune-per-arm N)
   overhead_s_per_trial   Tune + MLflow time per no-op trial over a plain loop (tune_overhead.py)
 
