@@ -67,7 +67,20 @@ def init_ray(settings: SweepSettings, *, num_gpus: int | None = None) -> None:
                 raise RayAddressError(f"could not join the Ray cluster at {address} (--address "
                                       f"{settings.address}): {err}") from None
     else:
-        ray.init(address="local", include_dashboard=False, configure_logging=False, num_gpus=num_gpus, **common)
+        ray.init(address="local", include_dashboard=False, configure_logging=False, num_gpus=num_gpus,
+                 _system_config=private_system_config(), **common)
+
+
+def private_system_config() -> dict[str, Any]:
+    """The raylet settings of a sweep's private Ray (a new dict each time: ``ray.init`` adds to it).
+
+    No workers prestarted for the driver: the raylet starts one idle worker per CPU when the driver
+    registers, for tasks of the driver's runtime env, but a sweep's workers carry the setup hook's
+    runtime env (and Tune's trials are placement-group actors), so no trial, extraction task or
+    actor ever ran on one. They were idle processes to the end: ~1.4 s CPU each to boot here, and
+    memory.
+    """
+    return {"prestart_worker_first_driver": False}
 
 
 # A private Ray started in the background by start_ray_early: "ready" is set once it is up (or failed),

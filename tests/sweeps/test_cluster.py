@@ -29,6 +29,28 @@ init_ray(settings)  # waits for the background start
 assert ray.is_initialized()
 time.sleep(2)  # Ray's processes must outlive the start (they die with the thread that forked them)
 
+# the raylet's workers now: none, though the driver registered seconds ago (a private Ray prestarts no
+# idle worker per CPU, which none of a sweep's tasks or actors could use)
+from pathlib import Path
+
+def cmdline(pid):
+    return (Path("/proc") / str(pid) / "cmdline").read_bytes().replace(b"\\0", b" ").decode(errors="replace")
+
+def parent(pid):
+    stat = (Path("/proc") / str(pid) / "stat").read_text()
+    return int(stat[stat.rindex(")") + 2:].split()[1])
+
+pids = []
+for entry in Path("/proc").iterdir():
+    try:
+        pids.append((int(entry.name), cmdline(entry.name), parent(entry.name)))
+    except (ValueError, OSError):
+        continue
+node = ray.get_runtime_context().get_node_id()
+[raylet] = [p for p, cmd, _ in pids if "raylet/raylet" in cmd and f"--node_id={{node}}" in cmd]
+booting_or_idle = [cmd for p, cmd, up in pids if up == raylet and ("default_worker.py" in cmd or cmd.startswith("ray::IDLE"))]
+print("idle workers", len(booting_or_idle), flush=True)
+
 @ray.remote
 def pid():
     import os
@@ -84,7 +106,8 @@ def test_a_ray_started_early_comes_up_behind_the_driver_and_stays_up(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = proc.stdout.splitlines()
     assert lines[0] == "main thread free 1"
-    assert lines[1].startswith("task ran in ")
+    assert lines[1] == "idle workers 0"
+    assert lines[2].startswith("task ran in ")
     assert "SIGTERM handler is not set" not in proc.stderr  # the handler is set from the main thread
 
 
