@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,23 +83,18 @@ def _load_cached(path: Path, utterances: pd.DataFrame) -> Any | None:
 
 
 @contextlib.contextmanager
-def _hf_progress(enabled: bool) -> Iterator[None]:
-    """Silence the transformers / datasets progress bars (loading, saving) when ``progress=False``.
-
-    Both libraries only offer process-wide switches, so the previous state is restored afterwards.
-    """
-    import datasets
-    import transformers.utils.logging as tf_logging
-
-    was = datasets.is_progress_bar_enabled(), tf_logging.is_progress_bar_enabled()
+def _progress_bars(is_enabled: Callable[[], bool], enable: Callable[[], None], disable: Callable[[], None], *,
+                   enabled: bool) -> Iterator[None]:
+    """Silence a Hugging Face library's progress bars (``datasets`` loading and saving, ``transformers``
+    loading weights) unless ``enabled``. The libraries only offer process-wide switches, so the previous
+    state is restored afterwards."""
+    was = is_enabled()
     if not enabled:
-        datasets.disable_progress_bars()
-        tf_logging.disable_progress_bar()
+        disable()
     try:
         yield
     finally:
-        (datasets.enable_progress_bars if was[0] else datasets.disable_progress_bars)()
-        (tf_logging.enable_progress_bar if was[1] else tf_logging.disable_progress_bar)()
+        (enable if was else disable)()
 
 
 def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: str | Path, *,
@@ -119,17 +114,22 @@ def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, 
     """
     if layers not in LAYER_MODES:
         raise ValueError(f"layers={layers!r}; choose from {list(LAYER_MODES)}")
+    import datasets
+
     cache_dir = Path(cache_dir).expanduser()
     # datasets' own bars redraw with carriage returns: only on a terminal
-    with _hf_progress(progress and sys.stderr.isatty()):
+    bars = progress and sys.stderr.isatty()
+    with _progress_bars(datasets.is_progress_bar_enabled, datasets.enable_progress_bars,
+                        datasets.disable_progress_bars, enabled=bars):
         return _build_features(corpus, audio_encoder, text_encoder, cache_dir, max_seconds=max_seconds,
                                batch_seconds=batch_seconds, text_batch_size=text_batch_size, device=device, layers=layers,
-                               extractor=extractor or extract_here, progress=progress)
+                               extractor=extractor or extract_here, progress=progress, bars=bars)
 
 
 def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *,
                     max_seconds: float | None, batch_seconds: float, text_batch_size: int,
-                    device: str | torch.device | None, layers: str, extractor: Extractor, progress: bool) -> Any:
+                    device: str | torch.device | None, layers: str, extractor: Extractor, progress: bool,
+                    bars: bool) -> Any:
     corpus, utterances, digests, classes, dimensions, (audio_encoder, audio_id), (text_encoder, text_id) = keyed(
         corpus, audio_encoder, text_encoder, cache_dir, device)
     fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds, layers, classes=classes,
@@ -137,8 +137,13 @@ def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg,
     built: dict[str, Any] = {}
 
     def build(tmp: Path, need: Need) -> None:
-        audio = load_encoder(audio_encoder, "audio", device)
-        text = load_encoder(text_encoder, "text", device)
+        # transformers only here: a current cache is read without importing it (seconds of a rerun)
+        import transformers.utils.logging as tf_logging
+
+        with _progress_bars(tf_logging.is_progress_bar_enabled, tf_logging.enable_progress_bar,
+                            tf_logging.disable_progress_bar, enabled=bars):
+            audio = load_encoder(audio_encoder, "audio", device)
+            text = load_encoder(text_encoder, "text", device)
         # Checked before minutes of extraction, not after. Float32 last-layer vectors, labels and
         # transcripts; with layers="all" also the stacks, whose float32 memory-mapped scratch and
         # float16 copy coexist at the end (a memory map on a full disk is a SIGBUS, not an error).

@@ -126,6 +126,24 @@ def test_cache_is_reused_without_running_an_encoder(setup, tmp_path, monkeypatch
     assert calls.n == 0
 
 
+def test_a_current_cache_is_read_without_importing_transformers(setup, tmp_path):
+    """A new sweep on cached features (a rerun, a search) loads no encoder library: seconds of import."""
+    corpus, audio_dir, text_dir = setup
+    build(corpus, audio_dir, text_dir, tmp_path / "cache")
+    corpus.to_pickle(tmp_path / "corpus.pkl")
+    script = textwrap.dedent(f"""
+        import sys, pandas as pd
+        from erc.features import build_features
+        corpus = pd.read_pickle({str(tmp_path / "corpus.pkl")!r})
+        ds = build_features(corpus, {str(audio_dir)!r}, {str(text_dir)!r}, {str(tmp_path / "cache")!r})
+        print(ds.num_rows, sorted(m for m in ("transformers", "tokenizers") if m in sys.modules))
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.split("\n")[-2] == f"{len(corpus)} []"
+
+
 def test_cache_is_invalidated_by_corpus_encoder_or_audio_settings(setup, tmp_path, monkeypatch):
     corpus, audio_dir, text_dir = setup
     original = FeatureTable.from_dataset(build(corpus, audio_dir, text_dir, tmp_path / "cache"))
