@@ -22,6 +22,7 @@ from erc.encoders.load import (
     load_encoder,
     load_text_encoder,
     pin,
+    quiet_loading,
 )
 from erc.encoders.models import AudioEncoder, TextEncoder, describe
 
@@ -29,5 +30,5 @@ __all__ = [
     "AUDIO_POOLING", "POOLING_VERSION", "TEXT_POOLING",
     "AudioArg", "AudioEncoder", "EncoderNotFoundError", "TextArg", "TextEncoder", "build_demo_encoders",
     "describe", "encoder_identity", "file_digest", "load_audio_encoder", "load_encoder", "load_text_encoder",
-    "pin", "source_identity",
+    "pin", "quiet_loading", "source_identity",
 ]

@@ -3,7 +3,9 @@ with one clear error when it is neither here nor reachable (this machine may be 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -124,12 +126,32 @@ def load_encoder(encoder: AudioArg | TextArg, kind: str,
     return (load_audio_encoder if kind == "audio" else load_text_encoder)(encoder, device)
 
 
-def pin(encoder: AudioArg | TextArg, kind: str,
-        device: str | torch.device | None = None) -> tuple[AudioArg | TextArg, str]:
+@contextlib.contextmanager
+def quiet_loading(quiet: bool) -> Iterator[None]:
+    """transformers' progress bars (loading weights, hub downloads) off for the block when ``quiet``;
+    its process-wide switch is restored afterwards. Imports transformers only when ``quiet``."""
+    if not quiet:
+        yield
+        return
+    import transformers.utils.logging as tf_logging
+
+    was = tf_logging.is_progress_bar_enabled()
+    tf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            tf_logging.enable_progress_bar()
+
+
+def pin(encoder: AudioArg | TextArg, kind: str, device: str | torch.device | None = None, *,
+        quiet: bool = False) -> tuple[AudioArg | TextArg, str]:
     """``(encoder, identity)``, the identity from the files where possible so that a cache hit never
-    loads a model; a hub id not yet downloaded is loaded (on ``device``), the only way to pin it."""
+    loads a model; a hub id not yet downloaded is loaded (on ``device``), the only way to pin it
+    (``quiet``: without transformers' progress bars)."""
     identity = encoder_identity(encoder, kind)
     if identity is None:
-        encoder = load_encoder(encoder, kind, device)
+        with quiet_loading(quiet):
+            encoder = load_encoder(encoder, kind, device)
         identity = encoder.identity
     return encoder, identity

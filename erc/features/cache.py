@@ -17,7 +17,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import torch
 from erc.atomic import Need
 from erc.audio import MAX_SECONDS
 from erc.cache import build_once
-from erc.encoders import AudioArg, TextArg, describe, load_encoder
+from erc.encoders import AudioArg, TextArg, describe, load_encoder, quiet_loading
 from erc.features.extract import (
     DEFAULT_BATCH_SECONDS,
     DEFAULT_TEXT_BATCH,
@@ -83,18 +83,18 @@ def _load_cached(path: Path, utterances: pd.DataFrame) -> Any | None:
 
 
 @contextlib.contextmanager
-def _progress_bars(is_enabled: Callable[[], bool], enable: Callable[[], None], disable: Callable[[], None], *,
-                   enabled: bool) -> Iterator[None]:
-    """Silence a Hugging Face library's progress bars (``datasets`` loading and saving, ``transformers``
-    loading weights) unless ``enabled``. The libraries only offer process-wide switches, so the previous
-    state is restored afterwards."""
-    was = is_enabled()
-    if not enabled:
-        disable()
+def _datasets_quiet(quiet: bool) -> Iterator[None]:
+    """datasets' progress bars (loading, saving) off for the block when ``quiet``; its process-wide
+    switch is restored afterwards."""
+    import datasets
+
+    was = datasets.is_progress_bar_enabled()
+    if quiet:
+        datasets.disable_progress_bars()
     try:
         yield
     finally:
-        (enable if was else disable)()
+        (datasets.enable_progress_bars if was else datasets.disable_progress_bars)()
 
 
 def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: str | Path, *,
@@ -114,34 +114,28 @@ def build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, 
     """
     if layers not in LAYER_MODES:
         raise ValueError(f"layers={layers!r}; choose from {list(LAYER_MODES)}")
-    import datasets
-
     cache_dir = Path(cache_dir).expanduser()
-    # datasets' own bars redraw with carriage returns: only on a terminal
-    bars = progress and sys.stderr.isatty()
-    with _progress_bars(datasets.is_progress_bar_enabled, datasets.enable_progress_bars,
-                        datasets.disable_progress_bars, enabled=bars):
+    # The libraries' own bars redraw with carriage returns: only on a terminal. transformers' switch is
+    # taken only where a model loads, so that a current cache is read without importing transformers.
+    quiet = not (progress and sys.stderr.isatty())
+    with _datasets_quiet(quiet):
         return _build_features(corpus, audio_encoder, text_encoder, cache_dir, max_seconds=max_seconds,
                                batch_seconds=batch_seconds, text_batch_size=text_batch_size, device=device, layers=layers,
-                               extractor=extractor or extract_here, progress=progress, bars=bars)
+                               extractor=extractor or extract_here, progress=progress, quiet=quiet)
 
 
 def _build_features(corpus: Any, audio_encoder: AudioArg, text_encoder: TextArg, cache_dir: Path, *,
                     max_seconds: float | None, batch_seconds: float, text_batch_size: int,
                     device: str | torch.device | None, layers: str, extractor: Extractor, progress: bool,
-                    bars: bool) -> Any:
+                    quiet: bool) -> Any:
     corpus, utterances, digests, classes, dimensions, (audio_encoder, audio_id), (text_encoder, text_id) = keyed(
-        corpus, audio_encoder, text_encoder, cache_dir, device)
+        corpus, audio_encoder, text_encoder, cache_dir, device, quiet=quiet)
     fp = fingerprint(utterances, digests, audio_id, text_id, max_seconds, layers, classes=classes,
                      dimensions=dimensions)
     built: dict[str, Any] = {}
 
     def build(tmp: Path, need: Need) -> None:
-        # transformers only here: a current cache is read without importing it (seconds of a rerun)
-        import transformers.utils.logging as tf_logging
-
-        with _progress_bars(tf_logging.is_progress_bar_enabled, tf_logging.enable_progress_bar,
-                            tf_logging.disable_progress_bar, enabled=bars):
+        with quiet_loading(quiet):
             audio = load_encoder(audio_encoder, "audio", device)
             text = load_encoder(text_encoder, "text", device)
         # Checked before minutes of extraction, not after. Float32 last-layer vectors, labels and

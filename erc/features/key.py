@@ -156,10 +156,12 @@ class Keyed(NamedTuple):
     text: tuple[Any, str]
 
 
-def keyed(corpus: Any, audio_encoder: Any, text_encoder: Any, cache_dir: Path, device: Any) -> Keyed:
+def keyed(corpus: Any, audio_encoder: Any, text_encoder: Any, cache_dir: Path, device: Any, *,
+          quiet: bool = False) -> Keyed:
     """What the feature, input and sequence caches key on: the corpus read, its utterance table, every
     WAV's digest (memoised in ``cache_dir``), its class names and dimensions, and each encoder pinned to
-    its identity from its files where possible, so that a cache hit never loads a model."""
+    its identity from its files where possible, so that a cache hit never loads a model (``quiet``: a
+    model that must be loaded to be pinned loads without progress bars)."""
     corpus = read_corpus(corpus)
     utterances = utterance_table(corpus)
     classes, dimensions = corpus_labels(corpus)
@@ -167,5 +169,5 @@ def keyed(corpus: Any, audio_encoder: Any, text_encoder: Any, cache_dir: Path, d
     memo = DigestMemo(cache_dir)
     digests = [memo.digest(p) for p in utterances["wav_path"]]
     memo.save()
-    return Keyed(corpus, utterances, digests, classes, dimensions, pin(audio_encoder, "audio", device),
-                 pin(text_encoder, "text", device))
+    return Keyed(corpus, utterances, digests, classes, dimensions, pin(audio_encoder, "audio", device, quiet=quiet),
+                 pin(text_encoder, "text", device, quiet=quiet))

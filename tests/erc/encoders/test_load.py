@@ -9,7 +9,13 @@ import pytest
 import torch
 from transformers import Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model
 
-from erc.encoders import AudioEncoder, EncoderNotFoundError, load_audio_encoder, load_text_encoder
+from erc.encoders import (
+    AudioEncoder,
+    EncoderNotFoundError,
+    load_audio_encoder,
+    load_text_encoder,
+    quiet_loading,
+)
 from tests.erc.encoders.test_models import _waves
 
 
@@ -55,3 +61,20 @@ def test_missing_model_is_a_clear_offline_error(tmp_path, monkeypatch):
     with pytest.raises(EncoderNotFoundError, match="offline") as err:
         load_text_encoder("erc-sweeps-test/not-a-cached-model")
     assert "save_pretrained" in str(err.value) and "local copy" in str(err.value)
+
+
+@pytest.mark.parametrize("before", [True, False])
+def test_quiet_loading_turns_transformers_bars_off_for_the_block_and_restores_them(before):
+    import transformers.utils.logging as tf_logging
+
+    original = tf_logging.is_progress_bar_enabled()
+    (tf_logging.enable_progress_bar if before else tf_logging.disable_progress_bar)()
+    try:
+        with quiet_loading(True):
+            assert not tf_logging.is_progress_bar_enabled()
+        assert tf_logging.is_progress_bar_enabled() == before
+        with quiet_loading(False):
+            assert tf_logging.is_progress_bar_enabled() == before
+        assert tf_logging.is_progress_bar_enabled() == before
+    finally:
+        (tf_logging.enable_progress_bar if original else tf_logging.disable_progress_bar)()
