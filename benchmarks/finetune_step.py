@@ -7,17 +7,14 @@ cached-head trial — the same head on pooled vectors, :class:`erc.trainer.Train
 Each measurement runs in its own process, so its peak memory (peak RSS above the process's baseline
 on a CPU; ``torch.cuda.max_memory_allocated`` on a GPU) is its own.
 
-On a GPU (when CUDA is visible) it also measures encoders of the paper's sizes (wav2vec2-large
-geometry, RoBERTa-large; random weights), batch 8 with 7 s padding, paper-size head: step time in
-fp32 and bf16, peak memory, the aggregate throughput of 1, 2 and 4 finetune trials sharing one GPU
-and of 1, 2, 4 and 8 cached paper-size heads, and the fraction ``--gpus-per-trial auto`` chooses from
-the measured peaks. ``--smoke`` runs that GPU section on the CPU with the demo sizes (a check of the
-code path, not a measurement).
+The GPU figures (paper-size encoders, fp32 vs bf16, peak memory, what ``--gpus-per-trial auto``
+chooses, packed vs one trial per GPU) are ``benchmarks/gpu_suite.py``'s, which uses this module's
+``measure`` and ``in_process``.
 
-    python benchmarks/finetune_step.py [--steps 3] [--batch-size 8] [--threads 1] [--smoke]
+    python benchmarks/finetune_step.py [--steps 3] [--batch-size 8] [--threads 1] [--sizes demo,mid]
 
 The last printed line is a JSON object: per encoder size ``finetune_s``, ``cached_s``, ``ratio``
-(finetune / cached time per step), ``finetune_peak_mb``, ``cached_peak_mb``; ``gpu`` (null without CUDA).
+(finetune / cached time per step), ``finetune_peak_mb``, ``cached_peak_mb``; and ``threads``.
 """
 
 from __future__ import annotations
@@ -70,7 +67,7 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * resource.getpagesize() / 2**20
 
 
-def measure(spec: dict[str, Any], barrier: Any = None) -> dict[str, float]:
+def measure(spec: dict[str, Any]) -> dict[str, float]:
     """Seconds per training step and peak memory of one trial kind (runs in its own process)."""
     import numpy as np
     import torch
@@ -111,8 +108,6 @@ def measure(spec: dict[str, Any], barrier: Any = None) -> dict[str, float]:
     index = torch.arange(spec["batch"], device=device)
     trainer.model.train()
     trainer.train_step(index)  # warm-up: allocations, kernels, optimiser state
-    if barrier is not None:
-        barrier.wait()  # concurrent trials start timing together
     times = []
     for _ in range(spec["steps"]):
         if cuda:
@@ -124,8 +119,8 @@ def measure(spec: dict[str, Any], barrier: Any = None) -> dict[str, float]:
         times.append(time.perf_counter() - start)
     peak = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - baseline)
-    # the fastest step (other processes on a shared machine only ever add time); the mean for throughput
-    out = {"step_s": min(times), "mean_step_s": sum(times) / len(times), "peak_mb": peak}
+    # the fastest step: other processes on a shared machine only ever add time
+    out = {"step_s": min(times), "peak_mb": peak}
     if cuda:
         out["total_mb"] = torch.cuda.get_device_properties(device).total_memory / 2**20
     return out
@@ -144,79 +139,43 @@ def _vectors(rows: Any, dims: tuple[int, int]) -> FeatureTable:
                         majority=rows.majority, valence=rows.valence, arousal=rows.arousal)
 
 
-def _worker(spec: dict[str, Any], barrier: Any, queue: Any) -> None:
+def _worker(spec: dict[str, Any], queue: Any) -> None:
     try:
-        queue.put(measure(spec, barrier))
+        queue.put(measure(spec))
     except BaseException as err:  # the parent must not wait forever for a crashed child
         queue.put({"error": f"{type(err).__name__}: {err}"})
         raise
 
 
-def in_processes(spec: dict[str, Any], n: int = 1, timeout: float = 3600.0) -> list[dict[str, float]]:
-    """``measure(spec)`` in ``n`` fresh processes at once (n trials sharing the machine or one GPU).
+def in_process(spec: dict[str, Any], timeout: float = 3600.0) -> dict[str, float]:
+    """``measure(spec)`` in a fresh process, so that its peak memory is its own.
 
     A process that dies without a result (killed: out of memory) or a measurement that runs past
-    ``timeout`` seconds is an error, and the processes are ended, rather than a wait for good.
+    ``timeout`` seconds is an error, and the process is ended, rather than a wait for good.
     """
     ctx = mp.get_context("spawn")
-    barrier, queue = ctx.Barrier(n), ctx.Queue()
-    procs = [ctx.Process(target=_worker, args=(spec, barrier, queue)) for _ in range(n)]
-    for p in procs:
-        p.start()
-    results: list[dict[str, Any]] = []
+    queue = ctx.Queue()
+    proc = ctx.Process(target=_worker, args=(spec, queue))
+    proc.start()
     deadline = time.monotonic() + timeout
     try:
-        while len(results) < n:
+        while True:
             try:
-                results.append(queue.get(timeout=2))
+                result = queue.get(timeout=2)
+                break
             except Empty:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"measurement ran past {timeout:.0f} s") from None
-                if sum(p.exitcode is not None for p in procs) > len(results) and queue.empty():
-                    codes = [p.exitcode for p in procs]
-                    raise RuntimeError(f"a measurement process died without a result (exit codes {codes})"
+                if proc.exitcode is not None and queue.empty():
+                    raise RuntimeError(f"a measurement process died without a result (exit code {proc.exitcode})"
                                        ) from None
     except BaseException:
-        for p in procs:
-            p.kill()
+        proc.kill()
         raise
-    for p in procs:
-        p.join(timeout=60)
-    errors = [r["error"] for r in results if "error" in r]
-    if errors:
-        raise RuntimeError(f"measurement failed: {errors[0]}")
-    return results
-
-
-def throughput(spec: dict[str, Any], counts: tuple[int, ...]) -> dict[str, float]:
-    """Aggregate training steps per second of n concurrent trials, for each n."""
-    return {str(n): round(sum(1.0 / r["mean_step_s"] for r in in_processes(spec, n)), 3) for n in counts}
-
-
-def gpu_section(base: dict[str, Any], device: str, sizes: str, preset: str, steps: int) -> dict[str, Any]:
-    from erc.probe import gpu_fraction
-
-    spec = {**base, "device": device, "encoders": sizes, "preset": preset, "padding": "fixed", "steps": steps}
-    out: dict[str, Any] = {}
-    for precision in ("fp32", "bf16"):
-        [r] = in_processes({**spec, "mode": "finetune", "precision": precision})
-        out[f"finetune_{precision}_s"] = round(r["step_s"], 4)
-        out[f"finetune_{precision}_peak_mb"] = round(r["peak_mb"], 1)
-        print(f"  finetune {sizes} {precision}: {r['step_s']:.3f} s/step, peak {r['peak_mb']:.0f} MiB")
-    [cached] = in_processes({**spec, "mode": "cached", "precision": "fp32"})
-    out["cached_s"], out["cached_peak_mb"] = round(cached["step_s"], 5), round(cached["peak_mb"], 1)
-    print(f"  cached {preset} head: {cached['step_s']:.4f} s/step, peak {cached['peak_mb']:.0f} MiB")
-    out["finetune_steps_per_s"] = throughput({**spec, "mode": "finetune", "precision": "fp32"}, base["ft_counts"])
-    out["cached_steps_per_s"] = throughput({**spec, "mode": "cached", "precision": "fp32"}, base["cached_counts"])
-    print(f"  concurrent trials, aggregate steps/s: finetune {out['finetune_steps_per_s']}, "
-          f"cached {out['cached_steps_per_s']}")
-    total = r.get("total_mb")
-    if total:
-        for kind in ("finetune_fp32", "cached"):
-            fit = gpu_fraction(out[f"{kind}_peak_mb"], total)
-            out[f"auto_{kind}"] = fit.fraction
-            print(f"  auto for {kind}: {fit.describe()}")
-    return out
+    proc.join(timeout=60)
+    if "error" in result:
+        raise RuntimeError(f"measurement failed: {result['error']}")
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -224,14 +183,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (default 3)")
     parser.add_argument("--batch-size", type=int, default=8, help="the paper's 8 (default)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per trial (default 1, as a trial)")
-    parser.add_argument("--smoke", action="store_true", help="also run the GPU section on the CPU, demo sizes")
     parser.add_argument("--sizes", type=lambda t: [x for x in t.split(",") if x], default=["demo", "mid"],
                         help="encoder sizes of the CPU table (default demo,mid)")
     args = parser.parse_args(argv)
     if unknown := set(args.sizes) - {"demo", "mid"}:
         parser.error(f"--sizes: unknown {sorted(unknown)}; choose from demo,mid")
-    import torch
-
     from erc.data import load_corpus
     from erc.data.demo import write_demo_corpus
     from erc.encoders import build_demo_encoders
@@ -246,32 +202,21 @@ def main(argv: list[str] | None = None) -> int:
         _, inputs = build_inputs(corpus, audio_dir, text_dir, work / "inputs", progress=False)
         base = {"inputs": str(inputs), "audio_dir": str(audio_dir), "text_dir": str(text_dir), "batch": args.batch_size,
                 "threads": args.threads, "steps": args.steps, "device": "cpu", "preset": "demo",
-                "precision": "fp32", "padding": "bucket", "ft_counts": (1, 2, 4), "cached_counts": (1, 2, 4, 8)}
+                "precision": "fp32", "padding": "bucket"}
         print(f"CPU, {args.threads} thread(s) per trial, batch {args.batch_size} (median-length demo utterances), "
               "tensor-mixer head (demo preset)")
         print(f"{'encoders':<10} {'finetune s/step':>16} {'cached s/step':>14} {'ratio':>8} "
               f"{'finetune peak MiB':>18} {'cached peak MiB':>16}")
         figures: dict[str, Any] = {}
         for sizes in args.sizes:
-            [ft] = in_processes({**base, "encoders": sizes, "mode": "finetune"})
-            [cached] = in_processes({**base, "encoders": sizes, "mode": "cached", "steps": args.steps * 10})
+            ft = in_process({**base, "encoders": sizes, "mode": "finetune"})
+            cached = in_process({**base, "encoders": sizes, "mode": "cached", "steps": args.steps * 10})
             figures[sizes] = {"finetune_s": round(ft["step_s"], 4), "cached_s": round(cached["step_s"], 5),
                               "ratio": round(ft["step_s"] / cached["step_s"], 1),
                               "finetune_peak_mb": round(ft["peak_mb"], 1), "cached_peak_mb": round(cached["peak_mb"], 1)}
             f = figures[sizes]
             print(f"{sizes:<10} {f['finetune_s']:>16.3f} {f['cached_s']:>14.5f} {f['ratio']:>7.0f}x "
                   f"{f['finetune_peak_mb']:>18.0f} {f['cached_peak_mb']:>16.0f}")
-        figures["gpu"] = None
-        if torch.cuda.is_available():
-            print(f"\nGPU {torch.cuda.get_device_name(0)}: paper-size encoders, batch {args.batch_size}, 7 s padding")
-            figures["gpu"] = gpu_section(base, "cuda", "paper", "paper", args.steps)
-        else:
-            print("\nno CUDA: the GPU figures (paper sizes, bf16 vs fp32, 1/2/4 trials per GPU) were not taken")
-        if args.smoke:
-            print("\nsmoke: the GPU section's code path on the CPU with demo sizes (not a measurement)")
-            # two concurrent trials go through the same code as one (and as four): one count is the check
-            figures["smoke"] = gpu_section({**base, "ft_counts": (2,), "cached_counts": (2,)}, "cpu", "demo",
-                                           "demo", 1)
     figures["threads"] = args.threads
     print(json.dumps(figures))
     return 0

@@ -152,7 +152,7 @@ def finetune_step_figures(setup: Setup, precision: str, timeout: float) -> dict[
             "encoders": "demo",  # measure's name for "the encoders saved in audio_dir / text_dir"
             "mode": "finetune", "batch": BATCH, "threads": 1, "steps": setup.sizes.steps, "device": setup.device,
             "preset": setup.sizes.preset, "precision": precision, "padding": "fixed"}
-    [r] = finetune_step.in_processes(spec, timeout=timeout)
+    r = finetune_step.in_process(spec, timeout=timeout)
     print(f"finetune step, {setup.sizes.name} sizes, {precision}: {r['step_s']:.3f} s, peak {r['peak_mb']:.0f} MiB")
     return {"step_s": round(r["step_s"], 4), "peak_mb": round(r["peak_mb"], 1)}
 

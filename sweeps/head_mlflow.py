@@ -30,6 +30,10 @@ from pathlib import Path
 import requests
 
 GRACE_ENV = "ERC_MLFLOW_GRACE_S"
+# The server only tracks. MLflow 3 also starts, by default, a job runner and seven Huey consumer processes
+# for its GenAI jobs, each importing MLflow (~50 CPU-s on 2 cores, and their memory) for nothing a sweep
+# uses. A value already in the environment wins.
+TRACKING_ONLY = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 DEFAULT_GRACE_S = 60.0
 POLL_S = 2.0
 
@@ -121,7 +125,8 @@ def launch(args: argparse.Namespace) -> int:
 
 def supervise(args: argparse.Namespace) -> int:
     server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--host", args.host, "--port",
-                               str(args.port), *args.mlflow_args], start_new_session=True)
+                               str(args.port), *args.mlflow_args], start_new_session=True,
+                              env={**TRACKING_ONLY, **os.environ})
     print(f"[head_mlflow] supervisor {os.getpid()}: mlflow server pid {server.pid} on {_url(args)}", flush=True)
 
     def stop(reason: str) -> None:

@@ -14,6 +14,8 @@ from pathlib import Path
 import requests
 from mlflow.tracking import MlflowClient
 
+from sweeps.head_mlflow import TRACKING_ONLY
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -127,7 +129,7 @@ class MlflowServer:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(self.port),
              *store_args, "--workers", "1"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True, env={**TRACKING_ONLY, **os.environ})
         deadline = time.time() + 120
         while time.time() < deadline:
             try:

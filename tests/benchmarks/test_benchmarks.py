@@ -25,7 +25,7 @@ SMALLEST: dict[str, list[str]] = {
     "demo_sweep.py": ["--smoke-test", "--rerun", "--no-warm"],
     "extraction.py": ["--mid-utterances", "4", "--check", "4", "--cluster-utterances", "8", "--cluster-jobs", "small", "--head-epochs", "1",
                       "--limit", "20", "--batch-seconds", "8"],
-    "finetune_step.py": ["--steps", "1", "--batch-size", "2", "--smoke", "--sizes", "demo"],
+    "finetune_step.py": ["--steps", "1", "--batch-size", "2", "--sizes", "demo"],
     "honest_cost.py": ["--folds", "1", "--epochs", "2"],
     "head_vs_end_to_end.py": ["--utterances", "8", "--batch-size", "4", "--paper-batch", "1", "--paper-steps", "1"],
     "per_arm.py": ["--smoke-test", "--tune-per-arm", "1"],
