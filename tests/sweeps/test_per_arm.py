@@ -162,7 +162,8 @@ def test_tune_per_arm_and_repeats(demo_root, demo_encoders, tmp_path):
 def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders, tmp_path):
     cache = tmp_path / "cache"
     budget = 3
-    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
+    # two arms, one fold: two searches that run at once, each with its own budget to resume
+    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0", "--fusions",
                         "concat,outer", "--labels", "peakl", "--epochs", "30", "--tune-per-arm", str(budget))
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -170,7 +171,7 @@ def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders,
     runs = wait_for_runs(cache / "mlflow.db", driver, lambda runs: finished_and_running(runs, finished=2),
                          timeout=600, stage="search")
     finished_before = {r.data.tags["ray.trial_id"]: r.info.run_id for r in runs if r.info.status == "FINISHED"}
-    assert 2 <= len(finished_before) < 4 * budget
+    assert 2 <= len(finished_before) < 2 * budget
     os.killpg(driver.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     driver.wait()
 
@@ -180,7 +181,7 @@ def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders,
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     exp = client.get_experiment_by_name("erc-sweeps").experiment_id
     searches = client.search_runs([exp], "tags.role = 'search'")
-    assert len(searches) == 4 and all(s.info.status == "FINISHED" for s in searches)
+    assert len(searches) == 2 and all(s.info.status == "FINISHED" for s in searches)
     resumed = {}
     for search in searches:  # every search: its budget of trials, one run each, none left behind
         trials = search_trials(client, search)
@@ -194,7 +195,7 @@ def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders,
         [result_json] = (cache / "ray_results").glob(f"*-search/*{trial_id}*/result.json")
         epochs = [json.loads(line)["training_iteration"] for line in result_json.read_text().splitlines()]
         assert len(epochs) == len(set(epochs)), (trial_id, epochs)
-    assert len(children(client)) == 4 and all(r.info.status == "FINISHED" for r in children(client))
+    assert len(children(client)) == 2 and all(r.info.status == "FINISHED" for r in children(client))
 
 
 def test_a_search_on_an_official_partition_scores_on_its_dev_part():
