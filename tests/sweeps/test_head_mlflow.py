@@ -42,8 +42,8 @@ def test_the_head_server_tracks_and_starts_no_job_runner(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     [(supervisor, server)] = re.findall(r"supervisor (\d+): mlflow server pid (\d+)", log.read_text())
     try:
+        # MLflow launches its job runner right after the web server's process, long before /health answers
         assert answers(f"http://127.0.0.1:{port}")
-        time.sleep(3)  # MLflow starts its job runner beside the web server, not before it answers
         group = _group(int(server))
         assert any("uvicorn" in c for c in group), group
         assert not [c for c in group if "mlflow.server.jobs" in c or "huey" in c], group
