@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -156,6 +157,38 @@ class MlflowServer:
     def restart(self) -> MlflowServer:
         """The same store served again on the same port (after ``stop``)."""
         return MlflowServer(self.root, self.store_args, port=self.port)
+
+
+@dataclass
+class Proc:
+    """A live process, read from /proc (Linux, like the tests that use it)."""
+
+    pid: int
+    name: str
+    cmdline: list[str]
+    pgid: int
+
+    @classmethod
+    def all(cls) -> list[Proc]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                state, _, pgid = (entry / "stat").read_text().rsplit(")", 1)[1].split()[:3]
+                if state == "Z":
+                    continue
+                found.append(cls(int(entry.name), (entry / "comm").read_text().strip(),
+                                 (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1], int(pgid)))
+            except OSError:
+                continue
+        return found
+
+    def environ(self) -> bytes:
+        try:
+            return Path(f"/proc/{self.pid}/environ").read_bytes()
+        except OSError:
+            return b""
 
 
 def imported(importtime_log: str) -> set[str]:

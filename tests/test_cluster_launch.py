@@ -41,7 +41,6 @@ import sysconfig
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -54,6 +53,7 @@ from tests.sweep_helpers import (
     REPO,
     UNSHARE_PID,
     MlflowServer,
+    Proc,
     children,
     finished_and_running,
     free_port,
@@ -72,36 +72,6 @@ SHARED = "/mnt/shared/erc-sweeps"
 # Seconds Ray may be down before the head's MLflow server stops (sweeps/head_mlflow.py): above the
 # gap between `ray stop` and `ray start` in a repeated `ray up` on a busy 2-core machine.
 GRACE_S = 30
-
-
-@dataclass
-class Proc:
-    """A live process, read from /proc (Linux, like the rest of this module)."""
-
-    pid: int
-    name: str
-    cmdline: list[str]
-
-    @classmethod
-    def all(cls) -> list[Proc]:
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-                    continue
-                found.append(cls(int(entry.name), (entry / "comm").read_text().strip(),
-                                 (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")[:-1]))
-            except OSError:
-                continue
-        return found
-
-    def environ(self) -> bytes:
-        try:
-            return Path(f"/proc/{self.pid}/environ").read_bytes()
-        except OSError:
-            return b""
 
 
 class SshHost:

@@ -8,26 +8,14 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 from sweeps.head_mlflow import TRACKING_ONLY, answers
-from tests.sweep_helpers import REPO, free_port
+from tests.sweep_helpers import REPO, Proc, free_port
 
 
 def _group(pgid: int) -> list[str]:
-    """The command lines of the processes in process group ``pgid``."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if int(stat[stat.rindex(")") + 2:].split()[2]) == pgid:
-            found.append(cmdline)
-    return found
+    """The command lines of the live processes in process group ``pgid``."""
+    return [" ".join(p.cmdline) for p in Proc.all() if p.pgid == pgid]
 
 
 def test_the_head_server_tracks_and_starts_no_job_runner(tmp_path):
