@@ -1,7 +1,9 @@
 """Reading utterance audio: any WAV → mono float32 at the encoder's rate, cropped (DESIGN §2, §4).
 
-``soundfile`` reads the file and ``torchaudio.functional.resample`` converts the rate; torchaudio's
-own ``load`` is not used because torchaudio 2.9 routes it through TorchCodec + FFmpeg.
+``soundfile`` reads the file and :func:`resample` converts the rate: torchaudio's resampler, the field's
+default, in numpy. torchaudio's own ``load`` is not used because torchaudio 2.9 routes it through
+TorchCodec + FFmpeg, and its ``resample`` is not called because it needs torch: seconds of CPU in every
+process that only reads audio (the extraction job's reading tasks).
 """
 
 from __future__ import annotations
@@ -31,15 +33,39 @@ def load_audio(path: str | Path, max_seconds: float | None = MAX_SECONDS,
     data, rate = sf.read(str(path), frames=frames, dtype="float32", always_2d=True)
     wave = data.mean(axis=1, dtype=np.float32) if data.shape[1] > 1 else data[:, 0]
     if rate != sample_rate and len(wave):
-        # only here: a process that reads audio at the encoder's rate (Ray Data's reading tasks) need not
-        # import torch, seconds of CPU per process
-        import torch
-        import torchaudio.functional as AF
-
-        wave = AF.resample(torch.from_numpy(np.ascontiguousarray(wave)), rate, sample_rate).numpy()
+        wave = resample(wave, rate, sample_rate)
     if max_seconds is not None:
         wave = wave[: round(max_seconds * sample_rate)]
     return np.ascontiguousarray(wave, dtype=np.float32)
+
+
+def resample(wave: np.ndarray, orig_freq: int, new_freq: int, *, lowpass_filter_width: int = 6,
+             rolloff: float = 0.99) -> np.ndarray:
+    """``torchaudio.functional.resample(wave, orig_freq, new_freq)`` (its default ``sinc_interp_hann``) in
+    numpy: the same windowed-sinc kernel, built the same way in float64 and applied in float32, so the
+    result is torchaudio's to float32 rounding (tests/erc/test_audio.py compares them).
+
+    With both rates divided by their gcd, output sample ``j`` of each block of ``new_freq`` is a dot product
+    of the kernel's row ``j`` with the input from ``orig_freq`` samples further on per block.
+    """
+    gcd = math.gcd(int(orig_freq), int(new_freq))
+    orig, new = int(orig_freq) // gcd, int(new_freq) // gcd
+    if orig == new:
+        return wave
+    base = min(orig, new) * rolloff  # below both Nyquist frequencies: the anti-aliasing low-pass
+    width = math.ceil(lowpass_filter_width * orig / base)
+    # float32 first, as torchaudio computes this term, then float64 with the rest
+    t = (np.arange(0, -new, -1, dtype=np.float32) / new).astype(np.float64)[:, None] \
+        + np.arange(-width, width + orig, dtype=np.float64)[None, :] / orig          # (new, K)
+    t = np.clip(t * base, -lowpass_filter_width, lowpass_filter_width)
+    window = np.cos(t * math.pi / lowpass_filter_width / 2) ** 2
+    t *= math.pi
+    sinc = np.sin(t) / np.where(t == 0, 1.0, t)
+    kernel = (np.where(t == 0, 1.0, sinc) * window * (base / orig)).astype(np.float32)  # (new, K)
+    padded = np.pad(np.asarray(wave, np.float32), (width, width + orig))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[1])[::orig]  # (blocks, K)
+    out = (frames @ kernel.T).reshape(-1)  # (blocks, new) → time
+    return out[: math.ceil(new * len(wave) / orig)]
 
 
 def audio_samples(path: str | Path, max_seconds: float | None = MAX_SECONDS,

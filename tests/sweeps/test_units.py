@@ -25,6 +25,19 @@ def test_importing_the_reading_tasks_module_imports_neither_torch_nor_transforme
     assert not imported(run.stderr) & {"torch", "torchaudio", "transformers", "ray"}
 
 
+def test_reading_audio_at_another_rate_imports_no_torch(tmp_path):
+    # a 44.1 kHz stereo WAV (as a tenth of the demo corpus is) is resampled in the reading process itself
+    path = tmp_path / "hi_fi.wav"
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, (44100, 2)).astype(np.float32), 44100)
+    batch = {"kind": ["audio"], "rows": [np.array([0], np.int64).tobytes()], "inputs": [json.dumps([str(path)])]}
+    script = ("import sys; from sweeps.units import read_units; "
+              f"out = read_units({batch!r}, max_seconds=7.0, sample_rate=16000); "
+              "print(len(out['payload'][0]) // 4, sorted(m for m in ('torch', 'torchaudio') if m in sys.modules))")
+    run = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert run.stdout.split(maxsplit=1) == ["16000", "[]\n"]
+
+
 def test_read_units_packs_each_bucket_as_the_driver_reads_it(tmp_path):
     rng = np.random.default_rng(0)
     paths = []
