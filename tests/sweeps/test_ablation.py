@@ -25,18 +25,25 @@ from tests.sweep_helpers import (
 pytestmark = pytest.mark.slow
 
 
-def test_reduced_grid_nested_runs_tags_and_a_retried_failure(demo_root, demo_encoders, tmp_path):
+def test_every_fusion_as_an_arm_nested_runs_tags_a_retried_failure_and_a_rerun(demo_root, demo_encoders, tmp_path):
+    """--fusions all: one FINISHED run per (fold, arm) nested under the sweep's parent run, with the tags,
+    params, curves and artifacts that reproduce it, model/params and model/flops; a failed trial retried in
+    its own run; the report with the Friedman test over the arms (friedman.csv, logged to the parent run);
+    then the finished sweep's rerun, which trains and duplicates nothing. One sweep: every fusion is in it."""
+    from erc import contract as C
+    from erc.vocab import fusion_names
+
     cache = tmp_path / "cache"
-    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
-                        "concat,outer", "--labels", "soft", "--epochs", "2")
+    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions", "all",
+                        "--labels", "soft", "--epochs", "2", "--preset", "demo")
     proc = run(cmd, cwd=tmp_path, env={"ERC_FAIL_ONCE": "fold1-outer-soft"})
     assert proc.returncode == 0, proc.stderr[-3000:]
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     [parent] = parents(client)
     assert parent.info.status == "FINISHED"
     runs = children(client)
-    assert sorted(r.info.run_name for r in runs) == [
-        "fold0-concat-soft", "fold0-outer-soft", "fold1-concat-soft", "fold1-outer-soft"]
+    assert Counter(r.info.run_name for r in runs) == Counter(
+        f"fold{fold}-{fusion}-soft" for fold in (0, 1) for fusion in fusion_names())
     for r in runs:
         tags, params = r.data.tags, r.data.params
         assert r.info.status == "FINISHED"
@@ -51,6 +58,7 @@ def test_reduced_grid_nested_runs_tags_and_a_retried_failure(demo_root, demo_enc
         history = client.get_metric_history(r.info.run_id, "valid/acc")
         assert sorted(m.step for m in history) == [1, 2]
         assert "selected/macro_f1" in r.data.metrics and "selected/epoch" in r.data.metrics
+        assert r.data.metrics[C.MODEL_PARAMS] > 0 and r.data.metrics[C.MODEL_FLOPS] > 0, r.info.run_name
         artifacts = {a.path for a in client.list_artifacts(r.info.run_id, "plots")}
         assert "plots/confusion_matrix.png" in artifacts
         assert {a.path for a in client.list_artifacts(r.info.run_id, "checkpoint")} == {"checkpoint/head.pt"}
@@ -60,9 +68,9 @@ def test_reduced_grid_nested_runs_tags_and_a_retried_failure(demo_root, demo_enc
             text = client.download_artifacts(r.info.run_id, "errors/attempt_1.txt", str(tmp_path))
             assert "injected failure" in Path(text).read_text()
             assert "injected failure" in tags["last_error"]
-    # the report is printed and logged to the parent
-    assert "Per-arm mean" in proc.stdout
-    assert any(a.path.startswith("report") for a in client.list_artifacts(parent.info.run_id))
+    # the report is printed and logged to the parent, with the many-arm test
+    assert "Per-arm mean" in proc.stdout and "Friedman" in proc.stdout
+    assert "report/friedman.csv" in {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
 
     # rerunning the finished sweep reruns nothing and duplicates nothing
     again = run(cmd, cwd=tmp_path)
@@ -133,27 +141,3 @@ def test_killed_driver_then_rerun_resumes_without_duplicates(demo_root, demo_enc
     for name, run_id in finished_before.items():  # finished trials were not rerun
         assert by_name[name].info.run_id == run_id and by_name[name].data.tags["attempts"] == "1"
     assert any(r.data.tags.get("orphaned") == "true" for r in runs)  # the interrupted one resumed its run
-
-
-def test_every_fusion_runs_as_an_arm_with_its_size_and_the_friedman_test(demo_root, demo_encoders, tmp_path):
-    """--fusions all: one FINISHED run per (fold, arm), each with model/params and model/flops; the
-    report adds the Friedman test over the arms (friedman.csv, logged to the parent run)."""
-    from erc import contract as C
-    from erc.vocab import fusion_names
-
-    cache = tmp_path / "cache"
-    cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions", "all",
-                        "--labels", "peakl", "--epochs", "1", "--preset", "demo")
-    proc = run(cmd, cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
-    [parent] = parents(client)
-    runs = children(client)
-    assert Counter(r.info.run_name for r in runs) == Counter(
-        f"fold{fold}-{fusion}-peakl" for fold in (0, 1) for fusion in fusion_names())
-    assert all(r.info.status == "FINISHED" for r in runs)
-    for r in runs:
-        assert r.data.metrics[C.MODEL_PARAMS] > 0 and r.data.metrics[C.MODEL_FLOPS] > 0, r.info.run_name
-    artifacts = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
-    assert "report/friedman.csv" in artifacts
-    assert "Friedman" in proc.stdout
