@@ -11,8 +11,8 @@ import pytest
 import ray
 from ray import tune
 
-from sweeps.grid import grid_tuning
-from sweeps.settings import SweepSettings
+# Ray imports this module in every trial's worker to find _stamp: sweeps.grid (torch, via the heads'
+# configs) is imported inside the test, not here, so that a trial that sleeps starts in a second.
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +42,13 @@ def _stamp(config, *, meeting: str | None = None):
 @pytest.mark.parametrize("max_concurrent", [1, None])
 def test_max_concurrent_limits_the_grid(local_ray, tmp_path, max_concurrent):
     # Tune drops TuneConfig.max_concurrent_trials for a BasicVariantGenerator: --max-concurrent once did nothing
+    from sweeps.grid import grid_tuning
+    from sweeps.settings import SweepSettings
+
     settings = SweepSettings(cache_dir=tmp_path, folds=[0, 1], fusions=["concat", "outer"], labels=["soft"],
                              max_concurrent=max_concurrent)
     space, config = grid_tuning(settings)
+    config.reuse_actors = True  # as sweeps.runner runs the grid: a started worker takes the next trial
     meeting = None
     if max_concurrent is None:
         meeting = tmp_path / "meeting"
