@@ -8,6 +8,7 @@ process that only reads audio (the extraction job's reading tasks).
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -52,6 +53,17 @@ def resample(wave: np.ndarray, orig_freq: int, new_freq: int, *, lowpass_filter_
     orig, new = int(orig_freq) // gcd, int(new_freq) // gcd
     if orig == new:
         return wave
+    kernel, width = _sinc_kernel(orig, new, lowpass_filter_width, rolloff)  # (K, new)
+    padded = np.pad(np.asarray(wave, np.float32), (width, width + orig))
+    frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[0])[::orig]  # (blocks, K)
+    out = (frames @ kernel).reshape(-1)  # (blocks, new) → time
+    return out[: math.ceil(new * len(wave) / orig)]
+
+
+@functools.lru_cache(maxsize=8)  # a corpus has a handful of rates; building one costs more than applying it
+def _sinc_kernel(orig: int, new: int, lowpass_filter_width: int, rolloff: float) -> tuple[np.ndarray, int]:
+    """torchaudio's ``_get_sinc_resample_kernel`` for gcd-reduced rates, transposed: (K, new) float32, and its
+    half-width in input samples."""
     base = min(orig, new) * rolloff  # below both Nyquist frequencies: the anti-aliasing low-pass
     width = math.ceil(lowpass_filter_width * orig / base)
     # float32 first, as torchaudio computes this term, then float64 with the rest
@@ -61,11 +73,10 @@ def resample(wave: np.ndarray, orig_freq: int, new_freq: int, *, lowpass_filter_
     window = np.cos(t * math.pi / lowpass_filter_width / 2) ** 2
     t *= math.pi
     sinc = np.sin(t) / np.where(t == 0, 1.0, t)
-    kernel = (np.where(t == 0, 1.0, sinc) * window * (base / orig)).astype(np.float32)  # (new, K)
-    padded = np.pad(np.asarray(wave, np.float32), (width, width + orig))
-    frames = np.lib.stride_tricks.sliding_window_view(padded, kernel.shape[1])[::orig]  # (blocks, K)
-    out = (frames @ kernel.T).reshape(-1)  # (blocks, new) → time
-    return out[: math.ceil(new * len(wave) / orig)]
+    kernel = np.where(t == 0, 1.0, sinc) * window * (base / orig)
+    kernel = np.ascontiguousarray(kernel.T, np.float32)
+    kernel.flags.writeable = False  # shared by every call
+    return kernel, width
 
 
 def audio_samples(path: str | Path, max_seconds: float | None = MAX_SECONDS,
