@@ -52,6 +52,11 @@ def _float(x: Tensor) -> float:
     return float(x.detach().cpu())
 
 
+def confusion_matrix(target: Tensor, pred: Tensor, n_classes: int) -> Tensor:
+    """(K, K) counts of class indices, rows = targets, columns = predictions."""
+    return torch.bincount(target * n_classes + pred, minlength=n_classes**2).reshape(n_classes, n_classes)
+
+
 def classification_metrics(logits: Tensor | np.ndarray, target: Tensor | np.ndarray) -> dict[str, float]:
     """acc, macro_f1, micro_f1, auroc of (N, K) ``logits`` against class indices; rows with target -1 skipped."""
     logits, target = torch.as_tensor(logits, dtype=torch.float32), torch.as_tensor(target).long()
@@ -60,9 +65,7 @@ def classification_metrics(logits: Tensor | np.ndarray, target: Tensor | np.ndar
     logits, target = logits[keep], target[keep]
     if target.numel() == 0:
         return dict.fromkeys(CLASSIFICATION_METRICS, math.nan)
-    pred = logits.argmax(dim=1)
-    # (K, K) confusion matrix, rows = targets
-    confusion = torch.bincount(target * n_classes + pred, minlength=n_classes**2).reshape(n_classes, n_classes)
+    confusion = confusion_matrix(target, logits.argmax(dim=1), n_classes)
     tp = confusion.diag().double()
     fp, fn = confusion.sum(0).double() - tp, confusion.sum(1).double() - tp
     seen = (tp + fp + fn) > 0  # a class neither in the targets nor predicted has no F1 (left out)

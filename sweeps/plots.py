@@ -17,6 +17,20 @@ if TYPE_CHECKING:
     from erc.trainer import FitResult
 
 
+def confusion_rows(result: FitResult, n_classes: int) -> np.ndarray:
+    """(K, K) confusion of the selected epoch's validation predictions, each row a fraction of its majority
+    class (a class without utterances: a row of zeros); utterances without a majority class left out."""
+    import torch
+
+    from erc.metrics import confusion_matrix
+
+    p = result.predictions
+    rated = p.majority >= 0
+    counts = confusion_matrix(torch.as_tensor(p.majority[rated]).long(),
+                              torch.as_tensor(p.logits[rated].argmax(1)).long(), n_classes).numpy()
+    return counts / np.maximum(counts.sum(1, keepdims=True), 1)
+
+
 def confusion_png(result: FitResult, path: Path, classes: Sequence[str] = EMOTIONS) -> None:
     """The selected epoch's confusion matrix on the validation utterances that have a majority class;
     ``classes`` name the corpus's classes in output order."""
@@ -24,12 +38,9 @@ def confusion_png(result: FitResult, path: Path, classes: Sequence[str] = EMOTIO
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import confusion_matrix
 
-    p = result.predictions
-    rated = p.majority >= 0
     k = len(classes)
-    cm = confusion_matrix(p.majority[rated], p.logits[rated].argmax(1), labels=list(range(k)), normalize="true")
+    cm = confusion_rows(result, k)
     # fixed margins instead of tight_layout: it draws every label twice (a third of a trial's plotting)
     fig = plt.figure(figsize=(6, 5))
     ax = fig.add_axes((0.2, 0.2, 0.75, 0.7))
