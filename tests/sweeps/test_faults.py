@@ -37,8 +37,9 @@ def _env(**extra: str) -> dict[str, str]:
     return {**env, "PYTHONUNBUFFERED": "1", **extra}
 
 
-def test_ctrl_c_exits_130_counts_what_finished_and_writes_no_report(demo_root, demo_encoders, tmp_path):
-    cache = tmp_path / "cache"
+def test_ctrl_c_exits_130_counts_what_finished_and_writes_no_report(demo_root, demo_encoders, demo_cache,
+                                                                    tmp_path):
+    cache = demo_cache
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
                         "concat,outer", "--labels", "soft", "--epochs", "150", "--max-concurrent", "1")
     # A terminal's Ctrl-C goes to the foreground process group: the driver and what it started.
@@ -265,10 +266,11 @@ SIGTERM_IN_FINALISER = textwrap.dedent("""
             obj = Obj()
             self.ref = weakref.ref(obj, callback)
             del obj
-            return os.getpid()
+            return ray.get_runtime_context().get_runtime_env_string()
 
     workers = [Worker.remote(), Worker.remote()]
-    print(ray.get([workers[0].finalise.remote(int(signal.SIGTERM)), workers[1].finalise.remote(0)]))
+    envs = ray.get([workers[0].finalise.remote(int(signal.SIGTERM)), workers[1].finalise.remote(0)])
+    print("runtime envs:", envs)
     time.sleep(3)  # let Ray forward the workers' stderr to this terminal
 """)
 
@@ -281,11 +283,14 @@ def test_a_worker_stopped_by_sigterm_prints_no_traceback(tmp_path):
     assert proc.returncode == 0
     assert "SystemExit" not in output and "sigterm_handler" not in output
     assert "ValueError: a real error in a finaliser stays visible" in output  # only the noise is gone
+    # the hook came without a runtime env: one would start every worker through Ray's setup_worker.py
+    assert "runtime envs: ['{}', '{}']" in proc.stdout
 
 
-def test_mlflow_server_away_for_seconds_mid_sweep_loses_nothing(demo_root, demo_encoders, tmp_path):
+def test_mlflow_server_away_for_seconds_mid_sweep_loses_nothing(demo_root, demo_encoders, demo_cache,
+                                                                 tmp_path):
     server = MlflowServer(tmp_path / "server")
-    cache = tmp_path / "cache"
+    cache = demo_cache
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions", "concat",
                         "--labels", "soft", "--epochs", "20", "--max-concurrent", "1", "--tracking-uri", server.uri)
     driver = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
