@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -48,6 +49,29 @@ def demo_encoders(demo_root: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from erc.encoders import build_demo_encoders
 
     return build_demo_encoders(tmp_path_factory.mktemp("encoders"), load_corpus(demo_root, verbose=False))
+
+
+@pytest.fixture(scope="session")
+def demo_features(demo_root: Path, demo_encoders: tuple[Path, Path], tmp_path_factory: pytest.TempPathFactory
+                  ) -> Path:
+    """The small demo corpus's feature cache (last layer), built once per test worker by the call a sweep
+    makes (a cache is current for whichever process reads it). Read it through :func:`demo_cache`."""
+    from erc.data import load_corpus
+    from erc.features.cache import build_features
+
+    features = tmp_path_factory.mktemp("demo-features") / "features"
+    build_features(load_corpus(demo_root, verbose=False), *demo_encoders, features, progress=False)
+    return features
+
+
+@pytest.fixture
+def demo_cache(demo_features: Path, tmp_path: Path) -> Path:
+    """``tmp_path / "cache"`` holding a copy of :func:`demo_features`: the ``--cache-dir`` of a sweep on the
+    small demo that a test runs for what comes after the features (building them cost each such sweep
+    ~9 s of CPU here, and the tests about building start from an empty cache)."""
+    cache = tmp_path / "cache"
+    shutil.copytree(demo_features, cache / "features")
+    return cache
 
 
 @pytest.fixture

@@ -25,7 +25,8 @@ from tests.sweep_helpers import (
 pytestmark = pytest.mark.slow
 
 
-def test_every_fusion_as_an_arm_nested_runs_tags_a_retried_failure_and_a_rerun(demo_root, demo_encoders, tmp_path):
+def test_every_fusion_as_an_arm_nested_runs_tags_a_retried_failure_and_a_rerun(demo_root, demo_encoders, demo_cache,
+                                                                                tmp_path):
     """--fusions all: one FINISHED run per (fold, arm) nested under the sweep's parent run, with the tags,
     params, curves and artifacts that reproduce it, model/params and model/flops; a failed trial retried in
     its own run; the report with the Friedman test over the arms (friedman.csv, logged to the parent run);
@@ -33,7 +34,7 @@ def test_every_fusion_as_an_arm_nested_runs_tags_a_retried_failure_and_a_rerun(d
     from erc import contract as C
     from erc.vocab import fusion_names
 
-    cache = tmp_path / "cache"
+    cache = demo_cache
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions", "all",
                         "--labels", "soft", "--epochs", "2", "--preset", "demo")
     proc = run(cmd, cwd=tmp_path, env={"ERC_FAIL_ONCE": "fold1-outer-soft"})
@@ -84,10 +85,10 @@ def test_every_fusion_as_an_arm_nested_runs_tags_a_retried_failure_and_a_rerun(d
     assert len(parents(client)) == 1
 
 
-def test_http_server_and_a_trial_out_of_retries(demo_root, demo_encoders, tmp_path):
+def test_http_server_and_a_trial_out_of_retries(demo_root, demo_encoders, demo_cache, tmp_path):
     server = MlflowServer(tmp_path / "server")
     try:
-        cache = tmp_path / "cache"
+        cache = demo_cache
         cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0", "--fusions",
                             "concat,outer", "--labels", "peakl", "--epochs", "2", "--max-failures", "0",
                             "--tracking-uri", server.uri)
@@ -115,8 +116,8 @@ def test_unreachable_tracking_server_fails_before_any_work(demo_root, demo_encod
     assert time.time() - start < 60
 
 
-def test_killed_driver_then_rerun_resumes_without_duplicates(demo_root, demo_encoders, tmp_path):
-    cache = tmp_path / "cache"
+def test_killed_driver_then_rerun_resumes_without_duplicates(demo_root, demo_encoders, demo_cache, tmp_path):
+    cache = demo_cache
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
                         "concat,outer", "--labels", "soft", "--epochs", "40", "--max-concurrent", "1")
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}

@@ -85,8 +85,8 @@ def trials_table(client: MlflowClient, search, tmp_path: Path) -> pd.DataFrame:
 
 
 @pytest.mark.slow
-def test_tune_per_arm_and_repeats(demo_root, demo_encoders, tmp_path):
-    cache = tmp_path / "cache"
+def test_tune_per_arm_and_repeats(demo_root, demo_encoders, demo_cache, tmp_path):
+    cache = demo_cache
     budget = 3
     proc = run(sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0,1", "--fusions",
                              "concat,outer", "--labels", "peakl", "--epochs", "2", "--tune-per-arm", str(budget),
@@ -159,8 +159,8 @@ def test_tune_per_arm_and_repeats(demo_root, demo_encoders, tmp_path):
 
 
 @pytest.mark.slow
-def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders, tmp_path):
-    cache = tmp_path / "cache"
+def test_killed_driver_mid_search_resumes_the_searches(demo_root, demo_encoders, demo_cache, tmp_path):
+    cache = demo_cache
     budget = 3
     # two arms, one fold: two searches that run at once, each with its own budget to resume
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0", "--fusions",

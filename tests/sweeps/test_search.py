@@ -15,8 +15,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_search_arms_at_once_minimises_a_loss_and_writes_a_config_ablation_accepts(demo_root, demo_encoders,
-                                                                                    tmp_path):
-    cache, out = tmp_path / "cache", tmp_path / "best.yaml"
+                                                                                    demo_cache, tmp_path):
+    cache, out = demo_cache, tmp_path / "best.yaml"
     epochs, samples = 9, 6  # ASHA rungs at 1, 3, 9 (grace period 1, reduction factor 3)
     proc = run(sweep_command("search.py", demo_root, demo_encoders, cache, "--fusions", "concat,outer", "--labels",
                              "peakl", "--num-samples", str(samples), "--folds", "0,1", "--epochs", str(epochs),

@@ -15,8 +15,9 @@ from tests.sweep_helpers import children, run, sweep_command
 pytestmark = pytest.mark.slow
 
 
-def test_a_cached_xattn_sweep_builds_the_sequence_cache_and_trains_on_it(demo_root, demo_encoders, tmp_path):
-    cache = tmp_path / "cache"
+def test_a_cached_xattn_sweep_builds_the_sequence_cache_and_trains_on_it(demo_root, demo_encoders, demo_cache,
+                                                                          tmp_path):
+    cache = demo_cache
     cmd = sweep_command("ablation.py", demo_root, demo_encoders, cache, "--folds", "0", "--fusions", "xattn",
                         "--labels", "soft", "--epochs", "1")
     proc = run(cmd, cwd=tmp_path)
