@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import ray
-from ray._private import ray_constants
 
 from sweeps.settings import AUTO, SweepSettings
 from sweeps.worker_setup import SETUP_HOOK
@@ -56,43 +55,20 @@ def init_ray(settings: SweepSettings, *, num_gpus: int | None = None) -> None:
     _wait_for_early_start()
     if ray.is_initialized():
         return
+    common = {"log_to_driver": settings.verbose > 0,
+              "runtime_env": {"worker_process_setup_hook": SETUP_HOOK}}
     if settings.address:
         address = resolve_address(settings.address)
         with _time_limit(INIT_TIMEOUT_S, f"Ray did not accept this driver at {address} (--address "
                                          f"{settings.address}) within {INIT_TIMEOUT_S:.0f} s"):
             try:
-                ray.init(address=address, log_to_driver=settings.verbose > 0,
-                         runtime_env={"worker_process_setup_hook": SETUP_HOOK})
+                ray.init(address=address, **common)
             except ConnectionError as err:  # e.g. the port answers but it is no (or another) Ray
                 raise RayAddressError(f"could not join the Ray cluster at {address} (--address "
                                       f"{settings.address}): {err}") from None
     else:
-        with _setup_hook_inherited():
-            ray.init(address="local", include_dashboard=False, configure_logging=False, num_gpus=num_gpus,
-                     log_to_driver=settings.verbose > 0, _system_config=private_system_config())
-
-
-@contextlib.contextmanager
-def _setup_hook_inherited() -> Iterator[None]:
-    """The setup hook for the workers of a private Ray, through the environment its raylet inherits.
-
-    Ray passes a runtime_env's ``worker_process_setup_hook`` to each worker as this environment variable
-    and nothing more; but any runtime_env also starts every worker through Ray's ``setup_worker.py``, one
-    more interpreter importing ray before the worker's own: ~0.7 s of CPU and ~0.8 s of waiting per
-    worker here. The raylet of a private Ray is this process's child, and its workers inherit its
-    environment, so the variable alone does the same. Set only while Ray starts: other processes this
-    one starts need not import the hook. A joined cluster's workers inherit their own raylet's
-    environment: there the runtime_env carries the hook.
-    """
-    previous = os.environ.get(ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR)
-    os.environ[ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR] = SETUP_HOOK
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR, None)
-        else:
-            os.environ[ray_constants.WORKER_PROCESS_SETUP_HOOK_ENV_VAR] = previous
+        ray.init(address="local", include_dashboard=False, configure_logging=False, num_gpus=num_gpus,
+                 _system_config=private_system_config(), **common)
 
 
 def private_system_config() -> dict[str, Any]:

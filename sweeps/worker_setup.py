@@ -1,4 +1,4 @@
-"""Runs in every Ray worker a sweep starts (Ray's worker process setup hook: see ``sweeps.cluster.init_ray``).
+"""Runs in every Ray worker a sweep starts (``runtime_env={"worker_process_setup_hook": …}``).
 
 Kept import-light: every worker process imports it before its first task.
 """

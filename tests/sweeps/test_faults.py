@@ -266,11 +266,10 @@ SIGTERM_IN_FINALISER = textwrap.dedent("""
             obj = Obj()
             self.ref = weakref.ref(obj, callback)
             del obj
-            return ray.get_runtime_context().get_runtime_env_string()
+            return os.getpid()
 
     workers = [Worker.remote(), Worker.remote()]
-    envs = ray.get([workers[0].finalise.remote(int(signal.SIGTERM)), workers[1].finalise.remote(0)])
-    print("runtime envs:", envs)
+    print(ray.get([workers[0].finalise.remote(int(signal.SIGTERM)), workers[1].finalise.remote(0)]))
     time.sleep(3)  # let Ray forward the workers' stderr to this terminal
 """)
 
@@ -283,8 +282,6 @@ def test_a_worker_stopped_by_sigterm_prints_no_traceback(tmp_path):
     assert proc.returncode == 0
     assert "SystemExit" not in output and "sigterm_handler" not in output
     assert "ValueError: a real error in a finaliser stays visible" in output  # only the noise is gone
-    # the hook came without a runtime env: one would start every worker through Ray's setup_worker.py
-    assert "runtime envs: ['{}', '{}']" in proc.stdout
 
 
 def test_mlflow_server_away_for_seconds_mid_sweep_loses_nothing(demo_root, demo_encoders, demo_cache,
