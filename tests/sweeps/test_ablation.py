@@ -39,6 +39,8 @@ def test_every_fusion_as_an_arm_nested_runs_tags_a_retried_failure_and_a_rerun(d
                         "--labels", "soft", "--epochs", "2", "--preset", "demo")
     proc = run(cmd, cwd=tmp_path, env={"ERC_FAIL_ONCE": "fold1-outer-soft"})
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # the sweep read demo_cache's features: a key of its own would have been a second build
+    assert len(list((cache / "features").glob("*/meta.json"))) == 1
     client = MlflowClient(f"sqlite:///{cache / 'mlflow.db'}")
     [parent] = parents(client)
     assert parent.info.status == "FINISHED"
