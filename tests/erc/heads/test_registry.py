@@ -45,7 +45,7 @@ def test_head_config_holds_every_heads_keys_once():
     assert typing.get_args(typing.get_type_hints(HeadConfig)["fusion"]) == FUSIONS
     # today's defaults: the demo preset
     assert HeadConfig() == HeadConfig.demo() == HeadConfig(fusion="outer", preset="demo", proj_dim=16, patch=4, dim=64,
-                                                           depth=2, token_mult=4.0, channel_mult=0.5, dropout=0.0,
+                                                           depth=1, token_mult=4.0, channel_mult=0.5, dropout=0.0,
                                                            append_one=True, standardise=True)
     # the paper preset collects every class's values; configs travel to Ray workers by pickle
     assert dataclasses.asdict(HeadConfig.paper()) == {**dataclasses.asdict(HeadConfig()), "preset": "paper",
