@@ -11,7 +11,9 @@ CPUs): how much of the machine did trial work, while the trials run: grid_busy_f
 Tuner, search_busy_fraction over the searches (grid_run_busy_fraction: the whole grid run, its set-up and
 report included). The trials' CPU time is also the work itself:
 per_arm_vs_grid_cpu_ratio is how much more work per-arm tuning is, which no scheduling removes.
-Work in slot-seconds = the trials' summed wall time as MLflow recorded it.
+Work in slot-seconds = the trials' summed wall time as MLflow recorded it; slot occupancy = that work
+/ (the phase's wall time × trial slots): whether the scheduler keeps every slot holding a trial, which
+the CPU-based busy fractions cannot separate from the driver's own CPU on a small machine.
 Work bound: the per-arm run's trial CPU time / CPUs, over grid_s — the wall ratio a perfect scheduler
 would reach on this work (per_arm_vs_grid_work_bound_ratio).
 Last line: a JSON object with grid_s, per_arm_s, per_arm_vs_grid_wall_ratio, search_s, the busy
@@ -150,6 +152,7 @@ def main() -> None:
     prepare(settings)  # warm caches for both runs
     init_ray(settings)  # one Ray runtime for both runs; its start-up is timed in neither
     cpus = os.cpu_count() or 1
+    slots = max(1, int(cpus // settings.cpus_per_trial))  # trials at once on this private Ray
     load_before = os.getloadavg()
 
     search = Timer()
@@ -207,6 +210,11 @@ def main() -> None:
         "grid_trials": grid_trials, "search_trials": search_trials,
         "grid_work_slot_s": round(grid_work, 1), "search_work_slot_s": round(search_work, 1),
         "tuned_grid_work_slot_s": round(tuned_grid_work, 1),
+        # the slots' side of "busy": how much of each trial slot's time a trial held it (MLflow's run
+        # times over the phase's wall); the busy fractions above also count the driver's CPU against it
+        "grid_slot_occupancy": round(grid_work / (grid_trials_phase["grid"].wall_s * slots), 3),
+        "search_slot_occupancy": round(search_work / (search.phase.wall_s * slots), 3),
+        "slots": slots,
         "cpus": cpus, "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
     }
     print(json.dumps(figures))

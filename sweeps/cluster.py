@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import logging
+import math
 import os
 import signal
 import socket
@@ -303,6 +304,20 @@ def addable_node_types(types: dict[str, dict[str, float] | None] | None, cpus: f
     """Of ``types`` (:func:`autoscaler_node_types`), the names of those whose node could hold ``cpus`` and
     ``gpus``; a type whose resources come from its instance type counts (it may). [] for None."""
     return sorted(name for name, res in (types or {}).items() if res is None or _fits(res, cpus, gpus))
+
+
+def trial_slots(cpus: float, gpus: float) -> int | None:
+    """How many trials of ``cpus`` and ``gpus`` the cluster's alive nodes hold at once; None when that
+    has no fixed bound (an autoscaler can add nodes, or a trial asks for nothing)."""
+    if (cpus <= 0 and gpus <= 0) or autoscaler_node_types() is not None:
+        return None
+    slots = 0
+    for node in (n for n in ray.nodes() if n.get("Alive")):
+        res = node["Resources"]
+        fits = [math.floor(res.get(name, 0) / amount + 1e-9) for name, amount in (("CPU", cpus), ("GPU", gpus))
+                if amount > 0]
+        slots += min(fits)
+    return slots
 
 
 def check_trial_resources(cpus: float, gpus: float) -> str | None:

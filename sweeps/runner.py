@@ -26,7 +26,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from erc import contract as C
 from erc.contract import search_all
 from sweeps import progress, tracking
-from sweeps.cluster import init_ray
+from sweeps.cluster import init_ray, trial_slots
 from sweeps.gpus import resolve_gpus_per_trial
 from sweeps.naming import TrialLabels
 from sweeps.prepare import Prepared
@@ -231,8 +231,17 @@ def run_tuner(settings: SweepSettings, prepared: Prepared, track: Tracking, trai
                                                 params_of=full_params, parent_of=parent_of)
         config = tune_config or tune.TuneConfig()
         config.reuse_actors = reuse_actors  # off by default since Ray 2.9; ~2 s → ~0.2 s per trial here
-        if settings.max_concurrent and not isinstance(config.search_alg, BasicVariantGenerator):
-            config.max_concurrent_trials = settings.max_concurrent  # a Searcher: Tune wraps it in a limiter
+        if not isinstance(config.search_alg, BasicVariantGenerator):
+            # A Searcher runs behind Tune's limiter, which also sets how many trials wait. Without one
+            # Tune keeps a single waiting trial, which takes a finished trial's reused actor and has the
+            # actor starting for it killed: trials shorter than an actor's start-up ran one at a time
+            # (per-arm searches on the demo: the first half of the trials in one slot of two). One trial
+            # more than the slots waits for resources, and the searches' scheduler hands it the freed
+            # actor (sweeps.studies.StudyScheduler.choose_trial_to_run), so starting actors live.
+            slots = trial_slots(settings.cpus_per_trial, settings.gpus_per_trial)
+            limit = settings.max_concurrent or (slots + 1 if slots else None)
+            if limit:
+                config.max_concurrent_trials = limit
         tuner = tune.Tuner(
             wrapped,
             param_space=dict(param_space),

@@ -255,7 +255,15 @@ class StudyScheduler(FIFOScheduler):
             controller = getattr(tune_controller, "_tune_controller", tune_controller)
             if hasattr(controller, "checkpoint"):
                 controller.checkpoint(force=True)
-        return super().choose_trial_to_run(tune_controller)
+        # The newest waiting trial first. Tune gives a finished trial's reused actor to the trial chosen
+        # here, killing the actor that trial had starting; the oldest waiting trials are the ones whose
+        # actors are starting (their resources were free), the newest waits for resources. FIFO killed
+        # the second slot's starting actor whenever trials ended faster than an actor starts.
+        trials = tune_controller.get_trials()
+        for trial in reversed(trials):
+            if trial.status == Trial.PENDING:
+                return trial
+        return next((trial for trial in trials if trial.status == Trial.PAUSED), None)
 
     def debug_string(self) -> str:
         stopped = sum(a._num_stopped for a in self._brackets.values())

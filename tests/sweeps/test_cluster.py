@@ -122,3 +122,23 @@ def test_an_early_ray_is_stopped_in_the_background_and_can_start_again(tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     # a second start waited for the first stop to finish; the stop really shut Ray down
     assert proc.stdout.splitlines() == ["0 started True", "1 started True", "up after the last stop: False"]
+
+
+TRIAL_SLOTS = """
+import ray
+
+from sweeps.cluster import trial_slots
+
+ray.init(address="local", num_cpus=3, num_gpus=1, include_dashboard=False, log_to_driver=False,
+         configure_logging=False)
+for cpus, gpus in ((1, 0), (0.5, 0), (2, 0), (1, 0.25), (1, 1), (4, 0), (0, 0)):
+    print(cpus, gpus, trial_slots(cpus, gpus))
+ray.shutdown()
+"""
+
+
+def test_trial_slots_counts_the_trials_a_fixed_cluster_holds_at_once(tmp_path):
+    # a private Ray has no autoscaler: its size is what it has (a logical GPU is a GPU to the scheduler)
+    proc = run_python(TRIAL_SLOTS, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == ["1 0 3", "0.5 0 6", "2 0 1", "1 0.25 3", "1 1 1", "4 0 0", "0 0 None"]
