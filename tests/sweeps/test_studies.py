@@ -152,6 +152,28 @@ def test_restored_finished_trials_refill_their_studys_brackets():
     assert scheduler.on_trial_result(None, late, {"training_iteration": 1, "score": 0.1}) == TrialScheduler.STOP
 
 
+class _Trials:
+    """What the scheduler reads of Tune's controller: its trials, oldest first."""
+
+    def __init__(self, *trials: Trial) -> None:
+        self.trials = list(trials)
+
+    def get_trials(self) -> list[Trial]:
+        return self.trials
+
+
+def test_the_newest_waiting_trial_runs_first_then_a_paused_one():
+    scheduler = StudyScheduler({}, mode="min")
+    old, new, running, paused = (trial(name, "concat") for name in ("old", "new", "running", "paused"))
+    running.set_status(Trial.RUNNING)
+    paused.set_status(Trial.PAUSED)
+    # the oldest waiting trial is the one whose actor may be starting: a freed actor goes to the newest
+    assert scheduler.choose_trial_to_run(_Trials(paused, old, new, running)) is new
+    assert scheduler.choose_trial_to_run(_Trials(paused, old, new, running)) is new  # Tune asks again: idempotent
+    assert scheduler.choose_trial_to_run(_Trials(running, paused)) is paused
+    assert scheduler.choose_trial_to_run(_Trials(running)) is None
+
+
 def test_each_trial_nests_under_its_own_studys_run():
     parents = StudyParents({"outer-peakl fold0": "run-a", "outer-peakl fold1": "run-b", "concat-peakl": "run-c"})
     assert parents({"fusion": "outer", "labels": "peakl", "fold": 1, "lr": 0.1}) == "run-b"
