@@ -7,6 +7,7 @@ known function of their config at once, so the search's bookkeeping is what is t
 from __future__ import annotations
 
 import math
+import time
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,17 @@ def loss_of(config: dict, epoch: int) -> float:
     return (0.0 if config[C.FUSION] == "concat" else 5.0) + abs(math.log10(config["lr"]) + 3) + 0.1 / epoch
 
 
+# A trial lasts about a second: shorter than a trial process's start-up (it imports this module, with
+# mlflow, Ray Tune and sweeps.runner), and the whole search lasts several start-ups.
+EPOCH_S = 0.3
+
+
 def scored_trial(config: dict, data, settings: dict) -> None:
     if settings["metric"] != "loss":  # run_studies binds the tuned metric for the trainable
         raise ValueError(settings["metric"])
     best = math.inf
     for epoch in range(1, int(config["epochs"]) + 1):
+        time.sleep(EPOCH_S)
         loss = loss_of(config, epoch)
         best = min(best, loss)
         tune.report({C.RESULT_EPOCH: epoch, C.VALID_PREFIX + "loss": loss, C.RESULT_SCORE: best})
@@ -66,9 +73,9 @@ def test_every_arm_searches_its_own_budget_at_once_and_nests_under_its_run(local
     searches = run_studies(settings, prepared, track, studies, metric="loss", grace_period=1,
                            trainable=scored_trial, parents=runs)
     assert (searches.outcome.finished, searches.outcome.total) == (2 * BUDGET, 2 * BUDGET)
-    # Both slots ran trials, although each trial ends long before a new trial process has started
-    # (importing this module): with Tune's one waiting trial, that trial took the finished trial's
-    # process each time and the one starting for it was killed, so every trial ran in one process.
+    # Both slots ran trials, although each trial ends before a new trial process has started: with
+    # Tune's one waiting trial, that trial took the finished trial's process each time and the one
+    # starting for it was killed, so every trial ran in one process.
     assert len({r.metrics["pid"] for r in searches.outcome.results}) >= 2
     for run_id in runs.values():  # as per-arm tuning ends its search runs
         client.set_terminated(run_id, status="FINISHED")
