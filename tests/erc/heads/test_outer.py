@@ -141,7 +141,8 @@ def test_a_seed_gives_the_weights_outputs_and_dropout_masks_it_always_gave():
     a, t = torch.randn(6, D_A, generator=g), torch.randn(6, D_T, generator=g)
     for dropout, row0 in ((0.0, PINNED_ROW0), (0.3, PINNED_ROW0_DROPOUT)):
         torch.manual_seed(123)
-        head = build_head(HeadConfig(fusion="outer", dropout=dropout, depth=2), D_A, D_T)  # two blocks: the pins predate the one-block demo
+        # two blocks, as the pins were taken (the demo preset has one since)
+        head = build_head(HeadConfig(fusion="outer", dropout=dropout, depth=2), D_A, D_T)
         head.reset_parameters(torch.Generator().manual_seed(7))
         assert len(list(head.parameters())) == 34
         assert checksum(head) == pytest.approx(PINNED_CHECKSUM, rel=1e-12)
