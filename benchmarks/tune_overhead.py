@@ -96,10 +96,11 @@ def main() -> None:
         "default_actors_overhead_s_per_trial": None if reference is None else round(
             (reference - sequential_s) / len(configs), 3),
     }
+    beside = "" if reference is None else f" | Ray default actors {reference:.1f} s"
     print(f"{len(configs)} no-op trials: sequential loop {sequential_s:.3f} s | our Tune path (reuse_actors, MLflow) "
-          f"{results['tune']:.1f} s" + ("" if reference is None else f" | Ray default actors {reference:.1f} s"))
-    print(f"overhead per trial: {figures['overhead_s_per_trial']} s (reuse)"
-          + ("" if reference is None else f" vs {figures['default_actors_overhead_s_per_trial']} s (Ray's default)"))
+          f"{results['tune']:.1f} s{beside}")
+    beside = "" if reference is None else f" vs {figures['default_actors_overhead_s_per_trial']} s (Ray's default)"
+    print(f"overhead per trial: {figures['overhead_s_per_trial']} s (reuse){beside}")
     print(json.dumps(figures))
 
 

@@ -314,8 +314,8 @@ def trial_slots(cpus: float, gpus: float) -> int | None:
     slots = 0
     for node in (n for n in ray.nodes() if n.get("Alive")):
         res = node["Resources"]
-        fits = [math.floor(res.get(name, 0) / amount + 1e-9) for name, amount in (("CPU", cpus), ("GPU", gpus))
-                if amount > 0]
+        asked = [(name, amount) for name, amount in (("CPU", cpus), ("GPU", gpus)) if amount > 0]
+        fits = [math.floor(res.get(name, 0) / amount + 1e-9) for name, amount in asked]
         slots += min(fits)
     return slots
 

@@ -168,8 +168,9 @@ def test_the_newest_waiting_trial_runs_first_then_a_paused_one():
     running.set_status(Trial.RUNNING)
     paused.set_status(Trial.PAUSED)
     # the oldest waiting trial is the one whose actor may be starting: a freed actor goes to the newest
-    assert scheduler.choose_trial_to_run(_Trials(paused, old, new, running)) is new
-    assert scheduler.choose_trial_to_run(_Trials(paused, old, new, running)) is new  # Tune asks again: idempotent
+    trials = _Trials(paused, old, new, running)
+    assert scheduler.choose_trial_to_run(trials) is new
+    assert scheduler.choose_trial_to_run(trials) is new  # Tune asks again: the same answer
     assert scheduler.choose_trial_to_run(_Trials(running, paused)) is paused
     assert scheduler.choose_trial_to_run(_Trials(running)) is None
 
