@@ -139,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from sweeps import ablation, grid
-    from sweeps.cluster import init_ray
+    from sweeps.cluster import init_ray, trial_slots
     from sweeps.prepare import prepare
     from sweeps.settings import settings_from_args
 
@@ -152,7 +152,7 @@ def main() -> None:
     prepare(settings)  # warm caches for both runs
     init_ray(settings)  # one Ray runtime for both runs; its start-up is timed in neither
     cpus = os.cpu_count() or 1
-    slots = max(1, int(cpus // settings.cpus_per_trial))  # trials at once on this private Ray
+    slots = trial_slots(settings.cpus_per_trial, 0.0) or 1  # trials at once on this private Ray (no GPU)
     load_before = os.getloadavg()
 
     search = Timer()

@@ -311,13 +311,9 @@ def trial_slots(cpus: float, gpus: float) -> int | None:
     has no fixed bound (an autoscaler can add nodes, or a trial asks for nothing)."""
     if (cpus <= 0 and gpus <= 0) or autoscaler_node_types() is not None:
         return None
-    slots = 0
-    for node in (n for n in ray.nodes() if n.get("Alive")):
-        res = node["Resources"]
-        asked = [(name, amount) for name, amount in (("CPU", cpus), ("GPU", gpus)) if amount > 0]
-        fits = [math.floor(res.get(name, 0) / amount + 1e-9) for name, amount in asked]
-        slots += min(fits)
-    return slots
+    asked = [(name, amount) for name, amount in (("CPU", cpus), ("GPU", gpus)) if amount > 0]
+    return sum(min(math.floor(node["Resources"].get(name, 0) / amount + 1e-9) for name, amount in asked)
+               for node in ray.nodes() if node.get("Alive"))
 
 
 def check_trial_resources(cpus: float, gpus: float) -> str | None:
