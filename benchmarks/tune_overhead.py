@@ -8,7 +8,14 @@ mean anything):
   tune        our sweep path: Ray Tune (reuse_actors=True) + the MLflow callback on a SQLite store
   tune_default_actors  the same with Ray's default reuse_actors=False, for reference (``--no-reference``
                        leaves it out: a fresh trial process per trial is most of this benchmark's time)
-Last line: a JSON object with overhead_s_per_trial, sequential_s, tune_s (and the reference figure).
+  tune_one_fold        with two folds or more: our path again on one fold's 6 trials. The two grids differ
+                       only in their number of trials, so their difference splits ``tune`` into what every
+                       sweep pays once (``fixed_start_s``: the trial processes' start-up, Tune's set-up and
+                       end) and what each further trial adds (``marginal_overhead_s_per_trial``). The one-fold
+                       grid runs second, so the first run's one-time costs in this process count as
+                       per-trial ones: the marginal figure errs high, not low.
+Last line: a JSON object with overhead_s_per_trial, sequential_s, tune_s, the split above (null on one fold)
+and the reference figure.
 """
 
 from __future__ import annotations
@@ -70,12 +77,18 @@ def main() -> None:
         noop_work(config, arrays)
     sequential_s = time.perf_counter() - t0
 
-    results = {}
+    results: dict[str, float] = {}
+    trials: dict[str, int] = {}
     init_ray(SweepSettings(cache_dir=work, verbose=0))  # a private Ray, as every sweep starts it
     try:
-        for label, reuse in (("tune", True), ("tune_default_actors", False))[:1 if args.no_reference else 2]:
+        runs = [("tune", True, folds)]
+        if len(folds) > 1:
+            runs.append(("tune_one_fold", True, folds[:1]))
+        if not args.no_reference:
+            runs.append(("tune_default_actors", False, folds))
+        for label, reuse, run_folds in runs:
             settings = SweepSettings(cache_dir=work / label, experiment=f"overhead-{label}", name=label,
-                                     verbose=0, max_failures=0, folds=folds)
+                                     verbose=0, max_failures=0, folds=run_folds)
             track = open_tracking(settings, prepared, label, stage=C.GRID_STAGE, parent_params={"bench": label})
             space, config = grid_tuning(settings)
             t0 = time.perf_counter()
@@ -83,15 +96,23 @@ def main() -> None:
                                 labels=TrialLabels(), tune_config=config,
                                 reuse_actors=reuse)
             results[label] = time.perf_counter() - t0
-            assert outcome.finished == len(configs), outcome.summary()
+            trials[label] = len(run_folds) * len(DEFAULT_FUSIONS) * len(LABEL_ARMS)
+            assert outcome.finished == trials[label], outcome.summary()
     finally:
         ray.shutdown()
 
     reference = results.get("tune_default_actors")
+    marginal = fixed = None
+    if "tune_one_fold" in results:
+        marginal = (results["tune"] - results["tune_one_fold"]) / (trials["tune"] - trials["tune_one_fold"])
+        fixed = results["tune_one_fold"] - trials["tune_one_fold"] * marginal
     figures = {
         "overhead_s_per_trial": round((results["tune"] - sequential_s) / len(configs), 3),
+        "marginal_overhead_s_per_trial": None if marginal is None else round(marginal, 3),
+        "fixed_start_s": None if fixed is None else round(fixed, 2),
         "sequential_s": round(sequential_s, 3),
         "tune_s": round(results["tune"], 2),
+        "tune_one_fold_s": None if "tune_one_fold" not in results else round(results["tune_one_fold"], 2),
         "tune_default_actors_s": None if reference is None else round(reference, 2),
         "default_actors_overhead_s_per_trial": None if reference is None else round(
             (reference - sequential_s) / len(configs), 3),
@@ -101,6 +122,9 @@ def main() -> None:
           f"{results['tune']:.1f} s{beside}")
     beside = "" if reference is None else f" vs {figures['default_actors_overhead_s_per_trial']} s (Ray's default)"
     print(f"overhead per trial: {figures['overhead_s_per_trial']} s (reuse){beside}")
+    if marginal is not None:
+        print(f"of which once per sweep: {fixed:.2f} s (one fold's grid: {results['tune_one_fold']:.1f} s for "
+              f"{trials['tune_one_fold']} trials); each further trial: {marginal:.3f} s")
     print(json.dumps(figures))
 
 

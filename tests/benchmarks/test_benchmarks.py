@@ -33,9 +33,13 @@ SMALLEST: dict[str, list[str]] = {
     "profile_job.py": ["--smoke-test", "rerun", "trial"],
     # its three parts run above on their own: here only its table and JSON line
     "targets.py": ["--smoke-test", "--skip", "demo_sweep", "per_arm", "tune_overhead"],
-    # its reference run (a fresh trial process per trial) is one flag of the same code
-    "tune_overhead.py": ["--folds", "1", "--no-reference"],
+    # its reference run (a fresh trial process per trial) is one flag of the same code; two folds, so that
+    # its split of the overhead (a second, one-fold grid) runs too
+    "tune_overhead.py": ["--folds", "2", "--no-reference"],
 }
+
+# figures a benchmark computes only from several of its runs: present (not null) at the arguments above
+COMPUTED = {"tune_overhead.py": ("overhead_s_per_trial", "fixed_start_s", "marginal_overhead_s_per_trial")}
 
 
 # benchmarks with a test module of their own, which checks their figures too
@@ -93,3 +97,4 @@ def test_benchmark_runs_and_ends_with_one_json_line(script, tmp_path, shared_cac
     assert proc.returncode == 0, proc.stderr[-3000:]
     figures = json.loads(proc.stdout.strip().splitlines()[-1])
     assert isinstance(figures, dict) and figures
+    assert all(isinstance(figures[key], int | float) for key in COMPUTED.get(script, ())), figures
