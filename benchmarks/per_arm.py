@@ -13,7 +13,9 @@ report included). The trials' CPU time is also the work itself:
 per_arm_vs_grid_cpu_ratio is how much more work per-arm tuning is, which no scheduling removes.
 Work in slot-seconds = the trials' summed wall time as MLflow recorded it; slot occupancy = that work
 / (the phase's wall time × trial slots): whether the scheduler keeps every slot holding a trial, which
-the CPU-based busy fractions cannot separate from the driver's own CPU on a small machine.
+the CPU-based busy fractions cannot separate from the driver's own CPU on a small machine. The
+``…_slot_occupancy_trials_span`` figures divide the same work by the span from the first trial's start to the
+last one's end instead: the share the trial processes' start-up does not explain.
 Work bound: the per-arm run's trial CPU time / CPUs, over grid_s — the wall ratio a perfect scheduler
 would reach on this work (per_arm_vs_grid_work_bound_ratio).
 Last line: a JSON object with grid_s, per_arm_s, per_arm_vs_grid_wall_ratio, search_s, the busy
@@ -115,8 +117,9 @@ class Timer:
         self.phase = Phase(wall, sum(cpu - self._first[pid] for pid, cpu in self._last.items()), driver)
 
 
-def trial_work_s(sweep: str, cache: Path, stage: str) -> tuple[int, float]:
-    """How many trials of a stage the sweep ran, and their summed wall time (slot-seconds)."""
+def trial_work_s(sweep: str, cache: Path, stage: str) -> tuple[int, float, float]:
+    """How many trials of a stage the sweep ran, their summed wall time (slot-seconds), and the span from the
+    first trial's start to the last one's end (seconds; the trial processes' start-up comes before it)."""
     from mlflow.tracking import MlflowClient
 
     from erc import contract as C
@@ -127,7 +130,9 @@ def trial_work_s(sweep: str, cache: Path, stage: str) -> tuple[int, float]:
     exp = client.get_experiment_by_name(vocab.EXPERIMENT).experiment_id
     runs = client.search_runs([exp], C.tag_filter({C.SWEEP: sweep, C.ROLE: C.TRIAL_ROLE, C.STAGE: stage}),
                               max_results=10000)
-    return len(runs), sum((r.info.end_time - r.info.start_time) / 1000 for r in runs if r.info.end_time)
+    ended = [r for r in runs if r.info.end_time]
+    span = (max(r.info.end_time for r in ended) - min(r.info.start_time for r in ended)) / 1000 if ended else 0.0
+    return len(runs), sum((r.info.end_time - r.info.start_time) / 1000 for r in ended), span
 
 
 def main() -> None:
@@ -183,9 +188,9 @@ def main() -> None:
             raise SystemExit(f"{label} run failed with exit code {code}")
         print(f"{label}: {timer.phase.wall_s:.1f} s", flush=True)
 
-    grid_trials, grid_work = trial_work_s(runs["grid"][1], settings.cache_dir, "grid")
-    search_trials, search_work = trial_work_s(runs["per_arm"][1], settings.cache_dir, "search")
-    _, tuned_grid_work = trial_work_s(runs["per_arm"][1], settings.cache_dir, "grid")
+    grid_trials, grid_work, grid_span = trial_work_s(runs["grid"][1], settings.cache_dir, "grid")
+    search_trials, search_work, search_span = trial_work_s(runs["per_arm"][1], settings.cache_dir, "search")
+    _, tuned_grid_work, _ = trial_work_s(runs["per_arm"][1], settings.cache_dir, "grid")
     figures = {
         "grid_s": round(phases["grid"].wall_s, 1),
         "per_arm_s": round(phases["per_arm"].wall_s, 1),
@@ -214,6 +219,10 @@ def main() -> None:
         # times over the phase's wall); the busy fractions above also count the driver's CPU against it
         "grid_slot_occupancy": round(grid_work / (grid_trials_phase["grid"].wall_s * slots), 3),
         "search_slot_occupancy": round(search_work / (search.phase.wall_s * slots), 3),
+        # the same from the first trial's start to the last one's end: without the trial processes' start-up
+        # and Tune's set-up and end, i.e. what the turnaround between trials and the last trials' tail leave
+        "grid_slot_occupancy_trials_span": round(grid_work / (grid_span * slots), 3) if grid_span else None,
+        "search_slot_occupancy_trials_span": round(search_work / (search_span * slots), 3) if search_span else None,
         "slots": slots,
         "cpus": cpus, "loadavg_1m_before": round(load_before[0], 2), "loadavg_1m_after": round(os.getloadavg()[0], 2),
     }
