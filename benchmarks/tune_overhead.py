@@ -96,7 +96,7 @@ def main() -> None:
                                 labels=TrialLabels(), tune_config=config,
                                 reuse_actors=reuse)
             results[label] = time.perf_counter() - t0
-            trials[label] = len(run_folds) * len(DEFAULT_FUSIONS) * len(LABEL_ARMS)
+            trials[label] = sum(c[C.FOLD] in run_folds for c in configs)
             assert outcome.finished == trials[label], outcome.summary()
     finally:
         ray.shutdown()
