@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -100,6 +101,7 @@ def main() -> None:
             assert outcome.finished == trials[label], outcome.summary()
     finally:
         ray.shutdown()
+        shutil.rmtree(work, ignore_errors=True)  # its MLflow stores and Tune's files: nothing to keep
 
     reference = results.get("tune_default_actors")
     marginal = fixed = None
